@@ -1,0 +1,386 @@
+//! Configuration: the files an operator or analyst writes, parsed strictly (unknown
+//! fields are errors) and turned into validated values before anything runs.
+//!
+//! `pipelines/<name>/pipeline.toml` names the topics, encodings, batch sizes,
+//! correlation settings and the service catalog of one pipeline; the `*.sql` files
+//! beside it are read by [`crate::sql`]. Errors name the file, and the line where the
+//! parser knows it.
+
+pub mod catalog;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use catalog::{Catalog, ServiceInfo};
+
+use crate::decode::{DecodeConfig, Encoding, LineFormat, StreamDecoding};
+
+/// A configuration error: always the user's to fix; retrying cannot help.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}: {message}")]
+    Parse {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{file}: {message}")]
+    Invalid { file: String, message: String },
+}
+
+impl ConfigError {
+    pub fn io(path: &Path, source: std::io::Error) -> ConfigError {
+        ConfigError::Io {
+            file: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// `pipeline.toml` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineToml {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Service catalog file, relative to the pipeline directory.
+    #[serde(default)]
+    pub catalog: Option<PathBuf>,
+    #[serde(default)]
+    pub sources: Sources,
+    #[serde(default)]
+    pub sinks: Sinks,
+    #[serde(default)]
+    pub batch: Batch,
+    #[serde(default)]
+    pub correlation: Correlation,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Input topics and their encodings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sources {
+    #[serde(default = "logs_source")]
+    pub logs: SourceStream,
+    #[serde(default = "metrics_source")]
+    pub metrics: SourceStream,
+    #[serde(default = "events_source")]
+    pub events: SourceStream,
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Sources {
+            logs: logs_source(),
+            metrics: metrics_source(),
+            events: events_source(),
+        }
+    }
+}
+
+fn logs_source() -> SourceStream {
+    SourceStream::named("logs")
+}
+fn metrics_source() -> SourceStream {
+    SourceStream::named("metrics")
+}
+fn events_source() -> SourceStream {
+    SourceStream::named("events")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceStream {
+    pub topic: String,
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// For raw text lines, e.g. `<Date> <Time> <Level> <Component>: <Content>`.
+    #[serde(default)]
+    pub line_format: Option<String>,
+    #[serde(default)]
+    pub default_service: Option<String>,
+}
+
+impl SourceStream {
+    fn named(topic: &str) -> SourceStream {
+        SourceStream {
+            topic: topic.into(),
+            encoding: Encoding::Auto,
+            line_format: None,
+            default_service: None,
+        }
+    }
+}
+
+/// Output topics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sinks {
+    #[serde(default = "incidents_topic")]
+    pub incidents: String,
+    #[serde(default = "anomalies_topic")]
+    pub anomalies: String,
+    #[serde(default = "trend_topic")]
+    pub trend_reports: String,
+    #[serde(default = "dead_topic")]
+    pub dead_letters: String,
+}
+
+impl Default for Sinks {
+    fn default() -> Self {
+        Sinks {
+            incidents: incidents_topic(),
+            anomalies: anomalies_topic(),
+            trend_reports: trend_topic(),
+            dead_letters: dead_topic(),
+        }
+    }
+}
+
+fn incidents_topic() -> String {
+    "incidents".into()
+}
+fn anomalies_topic() -> String {
+    "anomalies".into()
+}
+fn trend_topic() -> String {
+    "trend-reports".into()
+}
+fn dead_topic() -> String {
+    "dead-letters".into()
+}
+
+/// When a poll batch closes: at `max_records`, or `max_wait_ms` after its first record.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    #[serde(default = "default_max_records")]
+    pub max_records: usize,
+    #[serde(default = "default_max_wait_ms")]
+    pub max_wait_ms: u64,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch {
+            max_records: default_max_records(),
+            max_wait_ms: default_max_wait_ms(),
+        }
+    }
+}
+
+fn default_max_records() -> usize {
+    8192
+}
+fn default_max_wait_ms() -> u64 {
+    200
+}
+
+/// Correlation settings (event time, seconds).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Correlation {
+    /// An alert joins an incident whose last alert is at most this old.
+    #[serde(default = "default_group_window")]
+    pub group_window_s: u64,
+    /// An incident with no firing alert for this long is resolved.
+    #[serde(default = "default_quiet")]
+    pub quiet_period_s: u64,
+    /// A resolved incident whose alert fires again within this time is reopened.
+    #[serde(default = "default_reopen")]
+    pub reopen_window_s: u64,
+    /// Deploys and changes this long before the first symptom are suspects.
+    #[serde(default = "default_change_lookback")]
+    pub change_lookback_s: u64,
+    /// Topology grouping follows at most this many dependency edges.
+    #[serde(default = "default_max_hops")]
+    pub max_hops: usize,
+}
+
+impl Default for Correlation {
+    fn default() -> Self {
+        Correlation {
+            group_window_s: default_group_window(),
+            quiet_period_s: default_quiet(),
+            reopen_window_s: default_reopen(),
+            change_lookback_s: default_change_lookback(),
+            max_hops: default_max_hops(),
+        }
+    }
+}
+
+fn default_group_window() -> u64 {
+    600
+}
+fn default_quiet() -> u64 {
+    1800
+}
+fn default_reopen() -> u64 {
+    900
+}
+fn default_change_lookback() -> u64 {
+    1800
+}
+fn default_max_hops() -> usize {
+    1
+}
+
+/// Input size limits.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_record_bytes: default_max_record_bytes(),
+        }
+    }
+}
+
+fn default_max_record_bytes() -> usize {
+    1 << 20
+}
+
+/// A pipeline directory, read and checked (the SQL is planned by [`crate::sql`]).
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub dir: PathBuf,
+    pub spec: PipelineToml,
+    pub decode: DecodeConfig,
+    pub catalog: Catalog,
+}
+
+impl PipelineConfig {
+    /// Reads `dir/pipeline.toml`, compiles line formats and loads the catalog
+    /// (`catalog_override` wins over the file's `catalog`).
+    pub fn load(
+        dir: &Path,
+        catalog_override: Option<&Path>,
+    ) -> Result<PipelineConfig, ConfigError> {
+        let file = dir.join("pipeline.toml");
+        let text = std::fs::read_to_string(&file).map_err(|e| ConfigError::io(&file, e))?;
+        let spec: PipelineToml = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            file: file.display().to_string(),
+            line: e
+                .span()
+                .map_or(0, |s| text[..s.start].matches('\n').count() + 1),
+            message: e.message().to_string(),
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            file: file.display().to_string(),
+            message,
+        };
+        let stream = |name: crate::decode::Stream,
+                      s: &SourceStream|
+         -> Result<StreamDecoding, ConfigError> {
+            if !s.encoding.allowed(name) {
+                return Err(invalid(format!(
+                    "sources.{name}.encoding {:?} cannot carry {name}",
+                    s.encoding
+                )));
+            }
+            let line_format = match &s.line_format {
+                Some(f) => Some(
+                    LineFormat::parse(f)
+                        .map_err(|m| invalid(format!("sources.{name}.line_format: {m}")))?,
+                ),
+                None if s.encoding == Encoding::Line => {
+                    return Err(invalid(format!(
+                        "sources.{name}: encoding \"line\" needs a line_format"
+                    )))
+                }
+                None => None,
+            };
+            Ok(StreamDecoding {
+                encoding: s.encoding,
+                line_format,
+                default_service: s.default_service.clone(),
+            })
+        };
+        use crate::decode::Stream;
+        let decode = DecodeConfig {
+            logs: stream(Stream::Logs, &spec.sources.logs)?,
+            metrics: stream(Stream::Metrics, &spec.sources.metrics)?,
+            events: stream(Stream::Events, &spec.sources.events)?,
+            max_record_bytes: spec.limits.max_record_bytes,
+        };
+        if spec.batch.max_records == 0 {
+            return Err(invalid("batch.max_records must be at least 1".into()));
+        }
+        let catalog_path = catalog_override
+            .map(Path::to_path_buf)
+            .or_else(|| spec.catalog.as_ref().map(|c| dir.join(c)));
+        let catalog = match catalog_path {
+            Some(p) => Catalog::load(&p)?,
+            None => Catalog::default(),
+        };
+        Ok(PipelineConfig {
+            dir: dir.to_path_buf(),
+            spec,
+            decode,
+            catalog,
+        })
+    }
+
+    /// The topic each stream is read from.
+    pub fn topics(&self) -> [(crate::decode::Stream, &str); 3] {
+        use crate::decode::Stream;
+        [
+            (Stream::Logs, self.spec.sources.logs.topic.as_str()),
+            (Stream::Metrics, self.spec.sources.metrics.topic.as_str()),
+            (Stream::Events, self.spec.sources.events.topic.as_str()),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str) -> Result<PipelineConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pipeline.toml"), toml).unwrap();
+        PipelineConfig::load(dir.path(), None)
+    }
+
+    #[test]
+    fn unknown_fields_name_file_and_line() {
+        let err = load("name = \"x\"\n\n[batch]\nmax_recods = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pipeline.toml:4"), "{err}");
+        assert!(err.contains("max_recods"), "{err}");
+    }
+
+    #[test]
+    fn encodings_must_fit_their_stream() {
+        let err = load("name = \"x\"\n[sources.logs]\ntopic = \"l\"\nencoding = \"influx\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot carry logs"), "{err}");
+        let err = load("name = \"x\"\n[sources.logs]\ntopic = \"l\"\nencoding = \"line\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs a line_format"), "{err}");
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load("name = \"x\"\n").unwrap();
+        assert_eq!(c.spec.sinks.incidents, "incidents");
+        assert_eq!(c.topics()[2].1, "events");
+    }
+}

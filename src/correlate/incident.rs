@@ -1,0 +1,352 @@
+//! One incident's state, and its published form (`lookout.incident.v1`).
+//!
+//! State machine (event time):
+//!
+//! ```text
+//!            alert joins / member changes           every alert resolved, or quiet period
+//!   (none) ──open──▶ Open ──────updated──────▶ Open ───────────resolved──────────▶ Resolved
+//!                                                                                    │
+//!                      a member fires again within the reopen window ◀──reopened─────┘
+//! ```
+//!
+//! Every transition increments `seq` and publishes the whole current state, so a
+//! compacted topic keyed by `incident_id` holds the latest state of each incident.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::alert::{Alert, Change};
+use crate::config::Catalog;
+use crate::decode::time::format_ms;
+use crate::decode::{Severity, Status};
+
+pub const SCHEMA: &str = "lookout.incident.v1";
+const TIMELINE_CAP: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Open,
+    Resolved,
+}
+
+/// What a transition published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Open,
+    Updated,
+    Resolved,
+    Reopened,
+}
+
+impl Transition {
+    fn as_str(self) -> &'static str {
+        match self {
+            Transition::Open => "open",
+            Transition::Updated => "updated",
+            Transition::Resolved => "resolved",
+            Transition::Reopened => "reopened",
+        }
+    }
+}
+
+/// A member alert (all notifications of one fingerprint).
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub alert: Alert,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub count: u64,
+    pub join: Explanation,
+}
+
+/// Why an alert joined its incident.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    /// `opened` (it opened the incident), `same_service`, `same_host`, `topology`.
+    pub rule: &'static str,
+    pub shared_keys: Vec<(String, String)>,
+    /// Seconds since the incident's latest alert when this one joined.
+    pub time_gap_s: f64,
+    pub topology_path: Vec<String>,
+    pub score: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Incident {
+    pub id: String,
+    pub seq: u64,
+    pub phase: Phase,
+    pub last: Transition,
+    pub opened_at: i64,
+    pub updated_at: i64,
+    pub resolved_at: Option<i64>,
+    /// The latest firing notification of any member.
+    pub last_firing: i64,
+    pub members: BTreeMap<String, Member>,
+    /// Fingerprints in the order they joined.
+    pub order: Vec<String>,
+    pub changes: Vec<(Change, String)>,
+    pub timeline: Vec<(i64, &'static str, String)>,
+}
+
+impl Incident {
+    pub fn open(alert: &Alert) -> Incident {
+        let id = format!(
+            "inc-{:016x}",
+            super::alert::fnv1a(&[&alert.fingerprint, &alert.ts.to_string()])
+        );
+        let mut inc = Incident {
+            id,
+            seq: 0,
+            phase: Phase::Open,
+            last: Transition::Open,
+            opened_at: alert.ts,
+            updated_at: alert.ts,
+            resolved_at: None,
+            last_firing: alert.ts,
+            members: BTreeMap::new(),
+            order: Vec::new(),
+            changes: Vec::new(),
+            timeline: Vec::new(),
+        };
+        let join = Explanation {
+            rule: "opened",
+            shared_keys: Vec::new(),
+            time_gap_s: 0.0,
+            topology_path: Vec::new(),
+            score: 1.0,
+        };
+        inc.add(alert, join);
+        inc.note(alert.ts, "opened", format!("opened by {}", alert.title));
+        inc
+    }
+
+    pub fn add(&mut self, alert: &Alert, join: Explanation) {
+        self.order.push(alert.fingerprint.clone());
+        self.members.insert(
+            alert.fingerprint.clone(),
+            Member {
+                alert: alert.clone(),
+                first_seen: alert.ts,
+                last_seen: alert.ts,
+                count: 1,
+                join,
+            },
+        );
+        self.last_firing = self.last_firing.max(alert.ts);
+    }
+
+    pub fn note(&mut self, ts: i64, event: &'static str, detail: String) {
+        if self.timeline.len() < TIMELINE_CAP {
+            self.timeline.push((ts, event, detail));
+        }
+    }
+
+    pub fn all_resolved(&self) -> bool {
+        self.members
+            .values()
+            .all(|m| m.alert.status == Status::Resolved)
+    }
+
+    pub fn services(&self) -> Vec<String> {
+        let mut s: Vec<String> = self
+            .members
+            .values()
+            .filter_map(|m| m.alert.service.clone())
+            .collect();
+        s.sort();
+        s.dedup();
+        s
+    }
+
+    pub fn hosts(&self) -> Vec<String> {
+        let mut h: Vec<String> = self
+            .members
+            .values()
+            .filter_map(|m| m.alert.host.clone())
+            .collect();
+        h.sort();
+        h.dedup();
+        h
+    }
+
+    pub fn severity(&self) -> Severity {
+        self.members
+            .values()
+            .map(|m| m.alert.severity)
+            .min()
+            .unwrap_or(Severity::Info)
+    }
+
+    /// Records a transition: bumps `seq` and the update time.
+    pub fn transition(&mut self, t: Transition, ts: i64) {
+        self.seq += 1;
+        self.last = t;
+        self.updated_at = self.updated_at.max(ts);
+    }
+
+    /// Services ranked as root-cause candidates, with evidence: earlier onset, being a
+    /// dependency of other affected services (symptoms travel to callers), and a change
+    /// just before the first symptom each raise the score.
+    pub fn root_cause(&self, catalog: &Catalog) -> Vec<Value> {
+        let services = self.services();
+        if services.is_empty() {
+            return Vec::new();
+        }
+        let onset = |s: &str| {
+            self.members
+                .values()
+                .filter(|m| m.alert.service.as_deref() == Some(s))
+                .map(|m| m.first_seen)
+                .min()
+                .unwrap_or(i64::MAX)
+        };
+        let mut by_onset: Vec<(i64, &String)> = services.iter().map(|s| (onset(s), s)).collect();
+        by_onset.sort();
+        let n = services.len() as f64;
+        let mut ranked: Vec<(f64, &String, Vec<String>)> = by_onset
+            .iter()
+            .enumerate()
+            .map(|(rank, (t, s))| {
+                let mut evidence = vec![format!("first alert at {}", format_ms(*t))];
+                let mut score = 1.0 - rank as f64 / n;
+                let callers: Vec<&str> = catalog
+                    .callers(s)
+                    .filter(|c| services.iter().any(|x| x == c))
+                    .collect();
+                if !callers.is_empty() {
+                    score += 0.5 * callers.len() as f64 / n;
+                    evidence.push(format!("depended on by affected {}", callers.join(", ")));
+                }
+                if self
+                    .changes
+                    .iter()
+                    .any(|(c, _)| c.service.as_deref() == Some(s.as_str()))
+                {
+                    score += 0.3;
+                    evidence.push("changed shortly before the first symptom".into());
+                }
+                (score, *s, evidence)
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        let top = ranked.first().map_or(1.0, |r| r.0).max(f64::MIN_POSITIVE);
+        ranked
+            .into_iter()
+            .map(|(score, s, evidence)| json!({ "service": s, "score": round3(score / top), "evidence": evidence }))
+            .collect()
+    }
+
+    /// P1 (page now) .. P5: severity sets the base; a tier-1 service or a blast radius of
+    /// three or more services raises it one step each, a tier-3-or-lower service lowers it.
+    pub fn priority(&self, catalog: &Catalog) -> u8 {
+        let base: i32 = match self.severity() {
+            Severity::Critical => 2,
+            Severity::Error => 3,
+            Severity::Warning => 3,
+            Severity::Info => 5,
+        };
+        let services = self.services();
+        let best_tier = services
+            .iter()
+            .filter_map(|s| catalog.service(s))
+            .map(|s| s.tier)
+            .min();
+        let mut p = base;
+        match best_tier {
+            Some(1) => p -= 1,
+            Some(t) if t >= 3 => p += 1,
+            _ => {}
+        }
+        if services.len() >= 3 {
+            p -= 1;
+        }
+        p.clamp(1, 5) as u8
+    }
+
+    pub fn to_json(&self, catalog: &Catalog) -> Value {
+        let first = self.order.first().and_then(|f| self.members.get(f));
+        let title = match (first, self.services().len()) {
+            (Some(m), n) if n > 1 => format!("{} (+{} services)", m.alert.title, n - 1),
+            (Some(m), _) => m.alert.title.clone(),
+            (None, _) => "incident".into(),
+        };
+        let root = self.root_cause(catalog);
+        let owner = root
+            .first()
+            .and_then(|r| r["service"].as_str())
+            .and_then(|s| catalog.service(s))
+            .and_then(|s| s.owner.clone());
+        let members: Vec<&Member> = self
+            .order
+            .iter()
+            .filter_map(|f| self.members.get(f))
+            .collect();
+        json!({
+            "schema": SCHEMA,
+            "incident_id": self.id,
+            "seq": self.seq,
+            "status": self.last.as_str(),
+            "title": title,
+            "severity": self.severity().as_str(),
+            "priority": format!("P{}", self.priority(catalog)),
+            "opened_at": format_ms(self.opened_at),
+            "updated_at": format_ms(self.updated_at),
+            "resolved_at": self.resolved_at.map(format_ms),
+            "services": self.services(),
+            "hosts": self.hosts(),
+            "owner": owner,
+            "root_cause": root,
+            "suspected_changes": self.changes.iter().map(|(c, why)| change_json(c, why)).collect::<Vec<_>>(),
+            "alerts": members.iter().map(|m| json!({
+                "fingerprint": m.alert.fingerprint,
+                "source": m.alert.source,
+                "service": m.alert.service,
+                "host": m.alert.host,
+                "title": m.alert.title,
+                "severity": m.alert.severity.as_str(),
+                "status": m.alert.status.as_str(),
+                "first_seen": format_ms(m.first_seen),
+                "last_seen": format_ms(m.last_seen),
+                "count": m.count,
+            })).collect::<Vec<_>>(),
+            "alert_count": members.len(),
+            "signals": [],
+            "explanation": members.iter().map(|m| json!({
+                "fingerprint": m.alert.fingerprint,
+                "rule": m.join.rule,
+                "shared_keys": m.join.shared_keys.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+                "time_gap_s": round3(m.join.time_gap_s),
+                "topology_path": m.join.topology_path,
+                "score": round3(m.join.score),
+            })).collect::<Vec<_>>(),
+            "timeline": self.timeline.iter().map(|(ts, ev, d)| json!({"ts": format_ms(*ts), "event": ev, "detail": d})).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn change_json(c: &Change, reason: &str) -> Value {
+    let label = |k: &str| {
+        c.labels
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    json!({
+        "fingerprint": c.fingerprint,
+        "kind": c.kind.as_str(),
+        "source": c.source,
+        "service": c.service,
+        "ts": format_ms(c.ts),
+        "title": c.title,
+        "deploy_id": label("deploy_id"),
+        "change_id": label("change_id"),
+        "version": label("version"),
+        "reason": reason,
+    })
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}

@@ -1,0 +1,502 @@
+//! Correlation: alerts and changes in, incident state changes out.
+//!
+//! Rules, in the order they are tried for an alert (event time throughout):
+//! 1. **Deduplication**: a fingerprint already in an incident updates its member
+//!    (count, last seen, status); a fingerprint in an incident resolved less than the
+//!    reopen window ago reopens it.
+//! 2. **Grouping**: an alert joins the open incident, active within the group window,
+//!    that shares its service or host, or else the nearest one in the catalog's
+//!    dependency graph within `max_hops`. Ties go to the most recently active incident.
+//! 3. Otherwise it opens a new incident.
+//!
+//! Change events are kept for `change_lookback_s`; those on an incident's services (or
+//! their dependencies) before its first symptom become `suspected_changes`.
+//! `advance(watermark)` resolves incidents quiet for `quiet_period_s` and forgets
+//! resolved ones after the reopen window, so state is bounded by the incidents that are
+//! open or recently resolved.
+//!
+//! Determinism: alerts are applied in (ts, fingerprint) order and ids are hashes of the
+//! opening alert, so the same input gives the same incident stream.
+
+pub mod alert;
+pub mod incident;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde_json::Value;
+
+pub use alert::{Alert, Change};
+pub use incident::{Incident, Phase, Transition};
+
+use crate::config::{Catalog, Correlation};
+use crate::decode::{EventKind, Status};
+use incident::Explanation;
+
+/// A published incident state.
+#[derive(Debug, Clone)]
+pub struct IncidentUpdate {
+    pub incident_id: String,
+    pub seq: u64,
+    pub json: Value,
+}
+
+/// Counters for metrics and reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CorrelationStats {
+    pub alert_messages: u64,
+    pub incidents_opened: u64,
+    pub resolves_without_firing: u64,
+}
+
+pub struct Correlator {
+    cfg: Correlation,
+    catalog: Catalog,
+    incidents: BTreeMap<String, Incident>,
+    by_fingerprint: HashMap<String, String>,
+    changes: VecDeque<Change>,
+    watermark: i64,
+    pub stats: CorrelationStats,
+}
+
+impl Correlator {
+    pub fn new(cfg: Correlation, catalog: Catalog) -> Correlator {
+        Correlator {
+            cfg,
+            catalog,
+            incidents: BTreeMap::new(),
+            by_fingerprint: HashMap::new(),
+            changes: VecDeque::new(),
+            watermark: i64::MIN,
+            stats: CorrelationStats::default(),
+        }
+    }
+
+    pub fn open_incidents(&self) -> usize {
+        self.incidents
+            .values()
+            .filter(|i| i.phase == Phase::Open)
+            .count()
+    }
+
+    /// Applies a batch of alerts and changes; returns the incident states that changed.
+    pub fn ingest(
+        &mut self,
+        mut alerts: Vec<Alert>,
+        mut changes: Vec<Change>,
+    ) -> Vec<IncidentUpdate> {
+        changes.sort_by_key(|c| c.ts);
+        for c in changes {
+            self.watermark = self.watermark.max(c.ts);
+            self.changes.push_back(c);
+        }
+        alerts.sort_by(|a, b| {
+            a.ts.cmp(&b.ts)
+                .then_with(|| a.fingerprint.cmp(&b.fingerprint))
+        });
+        let mut touched: Vec<String> = Vec::new();
+        for a in alerts {
+            self.stats.alert_messages += 1;
+            self.watermark = self.watermark.max(a.ts);
+            if let Some(id) = self.apply(a) {
+                if !touched.contains(&id) {
+                    touched.push(id);
+                }
+            }
+        }
+        let mut out: Vec<IncidentUpdate> =
+            touched.iter().filter_map(|id| self.publish(id)).collect();
+        out.extend(self.expire());
+        out
+    }
+
+    /// Moves event time forward without new alerts (idle inputs, end of a replay).
+    pub fn advance(&mut self, watermark: i64) -> Vec<IncidentUpdate> {
+        self.watermark = self.watermark.max(watermark);
+        self.expire()
+    }
+
+    /// Applies one alert; returns the incident it changed, if any.
+    fn apply(&mut self, a: Alert) -> Option<String> {
+        if let Some(id) = self.by_fingerprint.get(&a.fingerprint).cloned() {
+            return self.update_member(&id, a);
+        }
+        if a.status == Status::Resolved {
+            self.stats.resolves_without_firing += 1;
+            return None;
+        }
+        let id = match self.best_incident(&a) {
+            Some((id, join)) => {
+                let inc = self.incidents.get_mut(&id)?;
+                inc.note(
+                    a.ts,
+                    "alert_joined",
+                    format!("{} joined ({})", a.title, join.rule),
+                );
+                inc.add(&a, join);
+                inc.transition(Transition::Updated, a.ts);
+                id
+            }
+            None => {
+                let mut inc = Incident::open(&a);
+                inc.transition(Transition::Open, a.ts);
+                self.stats.incidents_opened += 1;
+                let id = inc.id.clone();
+                self.incidents.insert(id.clone(), inc);
+                id
+            }
+        };
+        self.by_fingerprint
+            .insert(a.fingerprint.clone(), id.clone());
+        self.attach_changes(&id);
+        Some(id)
+    }
+
+    fn update_member(&mut self, id: &str, a: Alert) -> Option<String> {
+        let reopen_ms = self.cfg.reopen_window_s as i64 * 1000;
+        let inc = self.incidents.get_mut(id)?;
+        let m = inc.members.get_mut(&a.fingerprint)?;
+        let was = m.alert.status;
+        let severity_before = inc.severity();
+        let m = inc.members.get_mut(&a.fingerprint)?;
+        m.count += 1;
+        m.last_seen = m.last_seen.max(a.ts);
+        m.alert.title = a.title.clone();
+        m.alert.status = a.status;
+        m.alert.severity = a.severity;
+        if a.status == Status::Firing {
+            inc.last_firing = inc.last_firing.max(a.ts);
+        }
+        match (inc.phase, was, a.status) {
+            (Phase::Resolved, _, Status::Firing) => {
+                if a.ts - inc.resolved_at.unwrap_or(a.ts) > reopen_ms {
+                    return None;
+                }
+                inc.phase = Phase::Open;
+                inc.resolved_at = None;
+                inc.note(a.ts, "reopened", format!("{} fired again", a.title));
+                inc.transition(Transition::Reopened, a.ts);
+                Some(id.to_string())
+            }
+            (Phase::Open, Status::Firing, Status::Resolved) => {
+                inc.note(a.ts, "alert_resolved", format!("{} resolved", a.title));
+                if inc.all_resolved() {
+                    inc.phase = Phase::Resolved;
+                    inc.resolved_at = Some(a.ts);
+                    inc.note(a.ts, "resolved", "every alert resolved".into());
+                    inc.transition(Transition::Resolved, a.ts);
+                } else {
+                    inc.transition(Transition::Updated, a.ts);
+                }
+                Some(id.to_string())
+            }
+            (Phase::Open, Status::Resolved, Status::Firing) => {
+                inc.note(a.ts, "alert_refired", format!("{} fired again", a.title));
+                inc.transition(Transition::Updated, a.ts);
+                Some(id.to_string())
+            }
+            (Phase::Open, _, _) if inc.severity() != severity_before => {
+                inc.note(a.ts, "severity_changed", format!("now {}", inc.severity()));
+                inc.transition(Transition::Updated, a.ts);
+                Some(id.to_string())
+            }
+            _ => None,
+        }
+    }
+
+    /// The open incident an alert should join, with the reason.
+    fn best_incident(&self, a: &Alert) -> Option<(String, Explanation)> {
+        let window = self.cfg.group_window_s as i64 * 1000;
+        let mut best: Option<(u8, i64, String, Explanation)> = None;
+        for inc in self
+            .incidents
+            .values()
+            .filter(|i| i.phase == Phase::Open && a.ts - i.last_firing <= window)
+        {
+            let gap = (a.ts - inc.last_firing).max(0) as f64 / 1000.0;
+            let mut shared = Vec::new();
+            if let Some(s) = a.service.as_ref().filter(|s| inc.services().contains(s)) {
+                shared.push(("service".to_string(), s.clone()));
+            }
+            if let Some(h) = a.host.as_ref().filter(|h| inc.hosts().contains(h)) {
+                shared.push(("host".to_string(), h.clone()));
+            }
+            let candidate = if !shared.is_empty() {
+                let rule = if shared[0].0 == "service" {
+                    "same_service"
+                } else {
+                    "same_host"
+                };
+                Some((
+                    0u8,
+                    Explanation {
+                        rule,
+                        shared_keys: shared,
+                        time_gap_s: gap,
+                        topology_path: Vec::new(),
+                        score: 1.0,
+                    },
+                ))
+            } else {
+                a.service.as_deref().and_then(|s| {
+                    inc.services()
+                        .iter()
+                        .filter_map(|t| self.catalog.path(s, t, self.cfg.max_hops))
+                        .min_by_key(|p| p.len())
+                        .map(|path| {
+                            let hops = path.len() as u8 - 1;
+                            let score = 1.0 / f64::from(hops + 1);
+                            (
+                                hops,
+                                Explanation {
+                                    rule: "topology",
+                                    shared_keys: Vec::new(),
+                                    time_gap_s: gap,
+                                    topology_path: path,
+                                    score,
+                                },
+                            )
+                        })
+                })
+            };
+            if let Some((rank, exp)) = candidate {
+                let better = match &best {
+                    None => true,
+                    Some((r, last, _, _)) => rank < *r || (rank == *r && inc.last_firing > *last),
+                };
+                if better {
+                    best = Some((rank, inc.last_firing, inc.id.clone(), exp));
+                }
+            }
+        }
+        best.map(|(_, _, id, exp)| (id, exp))
+    }
+
+    /// Attaches changes on the incident's services or their dependencies that came
+    /// before its first symptom, within the lookback.
+    fn attach_changes(&mut self, id: &str) {
+        let lookback = self.cfg.change_lookback_s as i64 * 1000;
+        let Some(inc) = self.incidents.get(id) else {
+            return;
+        };
+        let services = inc.services();
+        let start = inc.opened_at;
+        let mut found = Vec::new();
+        for c in self
+            .changes
+            .iter()
+            .filter(|c| c.ts <= start && start - c.ts <= lookback)
+        {
+            let Some(svc) = c.service.as_deref() else {
+                continue;
+            };
+            if inc.changes.iter().any(|(k, _)| k == c) {
+                continue;
+            }
+            let mins = (start - c.ts) as f64 / 60_000.0;
+            let what = if c.kind == EventKind::Deploy {
+                "deploy"
+            } else {
+                "change"
+            };
+            let reason = if services.iter().any(|s| s == svc) {
+                format!("{what} on affected service {svc} {mins:.1} min before the first symptom")
+            } else if let Some(s) = services
+                .iter()
+                .find(|s| self.catalog.dependencies(s).any(|d| d == svc))
+            {
+                format!("{what} on {svc}, a dependency of affected {s}, {mins:.1} min before the first symptom")
+            } else {
+                continue;
+            };
+            found.push((c.clone(), reason));
+        }
+        if let Some(inc) = self.incidents.get_mut(id) {
+            inc.changes.extend(found);
+        }
+    }
+
+    /// Resolves quiet incidents and forgets old state.
+    fn expire(&mut self) -> Vec<IncidentUpdate> {
+        let now = self.watermark;
+        let quiet = self.cfg.quiet_period_s as i64 * 1000;
+        let reopen = self.cfg.reopen_window_s as i64 * 1000;
+        let mut ids = Vec::new();
+        for inc in self.incidents.values_mut() {
+            if inc.phase == Phase::Open && now - inc.last_firing > quiet {
+                let at = inc.last_firing + quiet;
+                inc.phase = Phase::Resolved;
+                inc.resolved_at = Some(at);
+                inc.note(
+                    at,
+                    "resolved",
+                    format!("quiet for {} s", self.cfg.quiet_period_s),
+                );
+                inc.transition(Transition::Resolved, at);
+                ids.push(inc.id.clone());
+            }
+        }
+        let out = ids.iter().filter_map(|id| self.publish(id)).collect();
+        let forget: Vec<String> = self
+            .incidents
+            .values()
+            .filter(|i| {
+                i.phase == Phase::Resolved && i.resolved_at.is_some_and(|r| now - r > reopen)
+            })
+            .map(|i| i.id.clone())
+            .collect();
+        for id in forget {
+            if let Some(inc) = self.incidents.remove(&id) {
+                for fp in inc.members.keys() {
+                    self.by_fingerprint.remove(fp);
+                }
+            }
+        }
+        let keep_from = now.saturating_sub(self.cfg.change_lookback_s as i64 * 1000 * 2);
+        while self.changes.front().is_some_and(|c| c.ts < keep_from) {
+            self.changes.pop_front();
+        }
+        out
+    }
+
+    fn publish(&self, id: &str) -> Option<IncidentUpdate> {
+        let inc = self.incidents.get(id)?;
+        Some(IncidentUpdate {
+            incident_id: inc.id.clone(),
+            seq: inc.seq,
+            json: inc.to_json(&self.catalog),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServiceInfo;
+    use crate::decode::Severity;
+
+    fn alert(fp: &str, service: &str, ts_s: i64, status: Status) -> Alert {
+        Alert {
+            fingerprint: fp.into(),
+            source: "test".into(),
+            service: Some(service.into()),
+            host: None,
+            severity: Severity::Warning,
+            status,
+            title: format!("{fp} on {service}"),
+            ts: ts_s * 1000,
+            labels: Vec::new(),
+        }
+    }
+
+    fn catalog() -> Catalog {
+        let s = |n: &str, d: &[&str]| ServiceInfo {
+            name: n.into(),
+            owner: Some(format!("team-{n}")),
+            tier: 1,
+            depends_on: d.iter().map(|x| x.to_string()).collect(),
+            hosts: vec![],
+            kind: None,
+        };
+        Catalog::from_services(vec![
+            s("web", &["api"]),
+            s("api", &["db"]),
+            s("db", &[]),
+            s("mail", &[]),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn dedup_group_and_resolve() {
+        let mut c = Correlator::new(Correlation::default(), catalog());
+        let out = c.ingest(vec![alert("a", "db", 0, Status::Firing)], vec![]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].json["status"], "open");
+        // the same fingerprint again: deduplicated, nothing published
+        assert!(c
+            .ingest(vec![alert("a", "db", 60, Status::Firing)], vec![])
+            .is_empty());
+        // a caller of db alerts: joins by topology
+        let out = c.ingest(vec![alert("b", "api", 90, Status::Firing)], vec![]);
+        assert_eq!(out[0].json["alert_count"], 2);
+        assert_eq!(out[0].json["explanation"][1]["rule"], "topology");
+        assert_eq!(out[0].json["root_cause"][0]["service"], "db");
+        // an unrelated service opens its own incident
+        let out = c.ingest(vec![alert("m", "mail", 100, Status::Firing)], vec![]);
+        assert_ne!(out[0].incident_id, c.by_fingerprint["a"]);
+        // every alert resolves: incident resolves, seq keeps counting
+        let out = c.ingest(
+            vec![
+                alert("a", "db", 200, Status::Resolved),
+                alert("b", "api", 210, Status::Resolved),
+            ],
+            vec![],
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].json["status"], "resolved");
+        assert_eq!(out[0].seq, 4);
+        // fires again within the reopen window: reopened, same id
+        let out = c.ingest(vec![alert("a", "db", 300, Status::Firing)], vec![]);
+        assert_eq!(out[0].json["status"], "reopened");
+        assert_eq!(out[0].json["incident_id"], c.by_fingerprint["a"].as_str());
+    }
+
+    #[test]
+    fn quiet_incidents_resolve_and_are_forgotten() {
+        let mut c = Correlator::new(Correlation::default(), catalog());
+        c.ingest(vec![alert("a", "db", 0, Status::Firing)], vec![]);
+        let out = c.advance(1801 * 1000);
+        assert_eq!(out[0].json["status"], "resolved");
+        assert_eq!(out[0].json["resolved_at"], "1970-01-01T00:30:00.000Z");
+        c.advance(1801 * 1000 + 901 * 1000);
+        assert!(c.incidents.is_empty() && c.by_fingerprint.is_empty());
+    }
+
+    #[test]
+    fn resolve_without_firing_is_counted_not_published() {
+        let mut c = Correlator::new(Correlation::default(), Catalog::default());
+        assert!(c
+            .ingest(vec![alert("z", "db", 0, Status::Resolved)], vec![])
+            .is_empty());
+        assert_eq!(c.stats.resolves_without_firing, 1);
+    }
+
+    #[test]
+    fn changes_before_the_first_symptom_are_suspects() {
+        let mut c = Correlator::new(Correlation::default(), catalog());
+        let deploy = Change {
+            ts: 0,
+            kind: EventKind::Deploy,
+            source: "argocd".into(),
+            service: Some("db".into()),
+            title: "deploy db 1.2".into(),
+            fingerprint: Some("deploy-1".into()),
+            labels: vec![("deploy_id".into(), "d-1".into())],
+        };
+        let out = c.ingest(vec![alert("b", "api", 120, Status::Firing)], vec![deploy]);
+        let sc = &out[0].json["suspected_changes"];
+        assert_eq!(sc[0]["fingerprint"], "deploy-1");
+        assert!(sc[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("dependency of affected api"));
+    }
+
+    #[test]
+    fn same_input_same_ids() {
+        let run = || {
+            let mut c = Correlator::new(Correlation::default(), catalog());
+            c.ingest(
+                vec![
+                    alert("b", "api", 5, Status::Firing),
+                    alert("a", "db", 5, Status::Firing),
+                ],
+                vec![],
+            )
+            .into_iter()
+            .map(|u| u.json.to_string())
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(run(), run());
+    }
+}

@@ -1,0 +1,354 @@
+//! Generic JSON for the three streams, with the field aliases of DESIGN.md.
+//!
+//! A payload is one JSON object, or an array of them (each element one record). Fields
+//! that are not mapped to a column go to `attrs` / `labels`, never dropped: strings as
+//! they are, other values as their JSON text. Nested `service: {name}` and `host: {name}`
+//! (OpenTelemetry-style) are read too.
+
+use serde_json::{Map, Value};
+
+use super::schema::{EventKind, EventRow, Level, LogRow, MetricRow, Severity, Status};
+use super::{time, Context, DecodeError};
+
+type Obj = Map<String, Value>;
+
+/// Parses a payload into JSON objects.
+pub fn objects(payload: &[u8]) -> Result<Vec<Obj>, DecodeError> {
+    let v: Value = serde_json::from_slice(payload).map_err(|e| DecodeError::Json(e.to_string()))?;
+    match v {
+        Value::Object(o) => Ok(vec![o]),
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Err(DecodeError::Invalid("empty JSON array".into()));
+            }
+            items
+                .into_iter()
+                .map(|i| match i {
+                    Value::Object(o) => Ok(o),
+                    other => Err(DecodeError::Invalid(format!(
+                        "array element is {}, not an object",
+                        kind(&other)
+                    ))),
+                })
+                .collect()
+        }
+        other => Err(DecodeError::Invalid(format!(
+            "JSON {} is not an object",
+            kind(&other)
+        ))),
+    }
+}
+
+pub fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Removes the first present alias and returns it.
+pub fn take(o: &mut Obj, aliases: &[&str]) -> Option<(String, Value)> {
+    for a in aliases {
+        if let Some(v) = o.remove(*a) {
+            if !v.is_null() {
+                return Some((a.to_string(), v));
+            }
+        }
+    }
+    None
+}
+
+/// A scalar as text; objects and arrays are a type error.
+pub fn text(field: &str, v: Value) -> Result<String, DecodeError> {
+    match v {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        other => Err(DecodeError::Type {
+            field: field.into(),
+            want: "a string",
+            got: kind(&other),
+        }),
+    }
+}
+
+fn take_text(o: &mut Obj, aliases: &[&str]) -> Result<Option<String>, DecodeError> {
+    match take(o, aliases) {
+        Some((f, Value::Object(mut inner))) => {
+            // `service: {"name": "x", ...}`: the name is the value, the rest are attributes.
+            let name = match inner.remove("name") {
+                Some(n) => text(&format!("{f}.name"), n)?,
+                None => {
+                    return Err(DecodeError::Type {
+                        field: f,
+                        want: "a string",
+                        got: "an object",
+                    })
+                }
+            };
+            for (k, v) in inner {
+                o.insert(format!("{f}.{k}"), v);
+            }
+            Ok(Some(name))
+        }
+        Some((f, v)) => text(&f, v).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The rest of an object as key / value strings.
+pub fn rest(o: Obj) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = o
+        .into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| match v {
+            Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A JSON object of strings (labels), as pairs.
+pub fn string_map(field: &str, v: Value) -> Result<Vec<(String, String)>, DecodeError> {
+    match v {
+        Value::Object(m) => Ok(rest(m)),
+        Value::Null => Ok(Vec::new()),
+        other => Err(DecodeError::Type {
+            field: field.into(),
+            want: "an object",
+            got: kind(&other),
+        }),
+    }
+}
+
+/// The event time: a timestamp field, else the Kafka record timestamp.
+pub fn event_time(o: &mut Obj, aliases: &[&str], ctx: &Context) -> Result<i64, DecodeError> {
+    match take(o, aliases) {
+        Some((f, v)) => {
+            time::parse_json(&v).ok_or_else(|| DecodeError::Timestamp(format!("{f}: {v}")))
+        }
+        None => ctx.fallback_ts(),
+    }
+}
+
+const TS: &[&str] = &["ts", "timestamp", "@timestamp", "time"];
+
+pub fn log(mut o: Obj, ctx: &Context) -> Result<LogRow, DecodeError> {
+    let ts = event_time(&mut o, TS, ctx)?;
+    let service = take_text(&mut o, &["service", "service.name", "app"])?;
+    let host = take_text(&mut o, &["host", "hostname", "host.name"])?;
+    let message = take_text(&mut o, &["message", "msg", "log", "body"])?
+        .ok_or_else(|| DecodeError::Missing("message (or msg, log, body)"))?;
+    let trace_id = take_text(&mut o, &["trace_id", "traceId", "trace.id"])?;
+    let level_raw = take_text(&mut o, &["level", "severity", "lvl"])?;
+    let (level, unknown_level) = level_of(level_raw);
+    let mut attrs = rest(o);
+    if let Some(raw) = unknown_level {
+        attrs.push(("level_raw".into(), raw));
+    }
+    Ok(LogRow {
+        ts,
+        service: service.unwrap_or_else(|| ctx.default_service()),
+        host,
+        level,
+        message,
+        trace_id,
+        attrs,
+    })
+}
+
+/// A level, defaulting to INFO; an unknown spelling is returned to be kept in attrs.
+pub fn level_of(raw: Option<String>) -> (Level, Option<String>) {
+    match raw {
+        None => (Level::Info, None),
+        Some(s) => match Level::parse(&s) {
+            Some(l) => (l, None),
+            None => (Level::Info, Some(s)),
+        },
+    }
+}
+
+pub fn metric(mut o: Obj, ctx: &Context) -> Result<MetricRow, DecodeError> {
+    let ts = event_time(&mut o, TS, ctx)?;
+    let name = take_text(&mut o, &["name", "metric", "__name__"])?
+        .ok_or(DecodeError::Missing("name (or metric, __name__)"))?;
+    let value = match take(&mut o, &["value", "val", "gauge"]) {
+        Some((_, Value::Number(n))) => n
+            .as_f64()
+            .ok_or_else(|| DecodeError::Invalid("value out of range".into()))?,
+        Some((f, Value::String(s))) => s.trim().parse::<f64>().map_err(|_| DecodeError::Type {
+            field: f,
+            want: "a number",
+            got: "a non-numeric string",
+        })?,
+        Some((f, v)) => {
+            return Err(DecodeError::Type {
+                field: f,
+                want: "a number",
+                got: kind(&v),
+            })
+        }
+        None => return Err(DecodeError::Missing("value")),
+    };
+    let mut labels = match take(&mut o, &["labels", "tags", "attributes"]) {
+        Some((f, v)) => string_map(&f, v)?,
+        None => Vec::new(),
+    };
+    let mut service = take_text(&mut o, &["service", "service.name", "job"])?;
+    let mut host = take_text(&mut o, &["host", "hostname", "instance"])?;
+    if service.is_none() {
+        service = label(&labels, &["service", "service.name", "job"]);
+    }
+    if host.is_none() {
+        host = label(&labels, &["host", "hostname", "instance"]);
+    }
+    labels.extend(rest(o));
+    Ok(MetricRow {
+        ts,
+        name,
+        value,
+        service,
+        host,
+        labels,
+    })
+}
+
+/// The first present label of the aliases.
+pub fn label(labels: &[(String, String)], aliases: &[&str]) -> Option<String> {
+    aliases
+        .iter()
+        .find_map(|a| labels.iter().find(|(k, _)| k == a).map(|(_, v)| v.clone()))
+}
+
+pub fn event(mut o: Obj, ctx: &Context) -> Result<EventRow, DecodeError> {
+    let ts = event_time(&mut o, TS, ctx)?;
+    let kind_raw = take_text(&mut o, &["kind", "type", "event_type"])?;
+    let severity_raw = take_text(&mut o, &["severity", "priority", "level"])?;
+    let status_raw = take_text(&mut o, &["status", "state"])?;
+    let kind = match &kind_raw {
+        Some(k) => EventKind::parse(k),
+        // Without a kind, something with a status or severity is an alert.
+        None if severity_raw.is_some() || status_raw.is_some() => EventKind::Alert,
+        None => EventKind::Other,
+    };
+    let severity = match &severity_raw {
+        Some(s) => Severity::parse(s)
+            .ok_or_else(|| DecodeError::Invalid(format!("unknown severity {s:?}")))?,
+        None if kind == EventKind::Alert => Severity::Warning,
+        None => Severity::Info,
+    };
+    let status = match &status_raw {
+        Some(s) => {
+            Status::parse(s).ok_or_else(|| DecodeError::Invalid(format!("unknown status {s:?}")))?
+        }
+        None if kind == EventKind::Alert => Status::Firing,
+        None => Status::Resolved,
+    };
+    let title = take_text(
+        &mut o,
+        &["title", "summary", "message", "name", "description"],
+    )?
+    .ok_or(DecodeError::Missing("title (or summary, message, name)"))?;
+    let source = take_text(&mut o, &["source", "origin", "tool"])?
+        .unwrap_or_else(|| ctx.topic().to_string());
+    let mut labels = match take(&mut o, &["labels", "tags", "attributes"]) {
+        Some((f, v)) => string_map(&f, v)?,
+        None => Vec::new(),
+    };
+    let mut service = take_text(&mut o, &["service", "service.name", "app"])?;
+    let host = take_text(&mut o, &["host", "hostname", "host.name"])?;
+    if service.is_none() {
+        service = label(&labels, &["service", "job", "app"]);
+    }
+    let fingerprint = take_text(&mut o, &["fingerprint", "dedup_key", "alert_id", "id"])?;
+    if let Some(k) = kind_raw.filter(|_| kind == EventKind::Other) {
+        labels.push(("kind_raw".into(), k));
+    }
+    labels.extend(rest(o));
+    Ok(EventRow {
+        ts,
+        kind,
+        source,
+        service,
+        host,
+        severity,
+        status,
+        title,
+        fingerprint,
+        labels,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::ctx;
+    use super::*;
+
+    fn obj(s: &str) -> Obj {
+        objects(s.as_bytes()).unwrap().remove(0)
+    }
+
+    #[test]
+    fn log_aliases_and_attrs() {
+        let r = log(
+            obj(r#"{"@timestamp":1741106004801,"service.name":"cart","hostname":"h1","lvl":"warning","msg":"hi","thread":"t-1","n":3}"#),
+            &ctx(),
+        )
+        .unwrap();
+        assert_eq!(r.ts, 1_741_106_004_801);
+        assert_eq!(r.service, "cart");
+        assert_eq!(r.host.as_deref(), Some("h1"));
+        assert_eq!(r.level, Level::Warn);
+        assert_eq!(r.message, "hi");
+        assert_eq!(
+            r.attrs,
+            vec![("n".into(), "3".into()), ("thread".into(), "t-1".into())]
+        );
+    }
+
+    #[test]
+    fn nested_service_object() {
+        let r = log(
+            obj(r#"{"ts":"2025-03-04T00:00:00Z","service":{"name":"a","version":"1"},"body":"x"}"#),
+            &ctx(),
+        )
+        .unwrap();
+        assert_eq!(r.service, "a");
+        assert_eq!(r.attrs, vec![("service.version".into(), "1".into())]);
+    }
+
+    #[test]
+    fn metric_labels_give_service_and_host() {
+        let r = metric(
+            obj(r#"{"ts":"2025-03-04T00:00:00.002Z","name":"cpu_usage","value":0.475,"labels":{"service":"cart","host":"cart-1"}}"#),
+            &ctx(),
+        )
+        .unwrap();
+        assert_eq!(
+            (r.service.as_deref(), r.host.as_deref(), r.value),
+            (Some("cart"), Some("cart-1"), 0.475)
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_errors() {
+        assert!(matches!(
+            metric(obj(r#"{"ts":1,"name":"x","value":"abc"}"#), &ctx()),
+            Err(DecodeError::Type { .. })
+        ));
+        assert!(matches!(
+            log(obj(r#"{"ts":1,"message":["a"]}"#), &ctx()),
+            Err(DecodeError::Type { .. })
+        ));
+        assert!(matches!(
+            log(obj(r#"{"ts":"soon","message":"a"}"#), &ctx()),
+            Err(DecodeError::Timestamp(_))
+        ));
+    }
+}

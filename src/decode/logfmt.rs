@@ -1,0 +1,126 @@
+//! logfmt (`ts=... level=info msg="hello world" service=cart k=v`), as written by Go's
+//! logfmt, Heroku and many Go services. Keys map like JSON's aliases; values may be
+//! quoted with `"` and use `\"` and `\\` escapes.
+
+use serde_json::{Map, Value};
+
+use super::{json, Context, DecodeError, LogRow};
+
+/// A line is logfmt when its first token is `key=value`.
+pub fn looks_like(s: &str) -> bool {
+    let first = s.split_whitespace().next().unwrap_or("");
+    match first.find('=') {
+        Some(i) => {
+            i > 0
+                && first[..i]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.@-".contains(&b))
+        }
+        None => false,
+    }
+}
+
+/// Splits a logfmt line into pairs.
+pub fn pairs(s: &str) -> Result<Vec<(String, String)>, DecodeError> {
+    let mut out = Vec::new();
+    let mut it = s.char_indices().peekable();
+    loop {
+        while it.peek().is_some_and(|(_, c)| c.is_whitespace()) {
+            it.next();
+        }
+        let Some(&(start, _)) = it.peek() else { break };
+        let mut key_end = s.len();
+        let mut has_value = false;
+        while let Some(&(i, c)) = it.peek() {
+            if c == '=' {
+                key_end = i;
+                has_value = true;
+                it.next();
+                break;
+            }
+            if c.is_whitespace() {
+                key_end = i;
+                break;
+            }
+            it.next();
+        }
+        let key = s[start..key_end].to_string();
+        if key.is_empty() {
+            return Err(DecodeError::Invalid(format!(
+                "logfmt: empty key at byte {start}"
+            )));
+        }
+        let mut value = String::new();
+        if has_value {
+            if it.peek().is_some_and(|(_, c)| *c == '"') {
+                it.next();
+                let mut closed = false;
+                while let Some((_, c)) = it.next() {
+                    match c {
+                        '\\' => match it.next() {
+                            Some((_, 'n')) => value.push('\n'),
+                            Some((_, 't')) => value.push('\t'),
+                            Some((_, e)) => value.push(e),
+                            None => break,
+                        },
+                        '"' => {
+                            closed = true;
+                            break;
+                        }
+                        c => value.push(c),
+                    }
+                }
+                if !closed {
+                    return Err(DecodeError::Invalid(format!(
+                        "logfmt: unterminated quote in {key}"
+                    )));
+                }
+            } else {
+                while let Some(&(_, c)) = it.peek() {
+                    if c.is_whitespace() {
+                        break;
+                    }
+                    value.push(c);
+                    it.next();
+                }
+            }
+        }
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+pub fn log(s: &str, ctx: &Context) -> Result<LogRow, DecodeError> {
+    let mut o: Map<String, Value> = Map::new();
+    for (k, v) in pairs(s)? {
+        o.insert(k, Value::String(v));
+    }
+    json::log(o, ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::ctx;
+    use super::*;
+    use crate::decode::Level;
+
+    #[test]
+    fn quoted_values_and_aliases() {
+        let line = r#"time=2025-03-04T00:00:00Z level=error app=cart msg="payment \"declined\" for order 7" attempt=2 flag"#;
+        assert!(looks_like(line));
+        let r = log(line, &ctx()).unwrap();
+        assert_eq!(r.level, Level::Error);
+        assert_eq!(r.service, "cart");
+        assert_eq!(r.message, r#"payment "declined" for order 7"#);
+        assert_eq!(
+            r.attrs,
+            vec![("attempt".into(), "2".into()), ("flag".into(), "".into())]
+        );
+    }
+
+    #[test]
+    fn plain_text_is_not_logfmt() {
+        assert!(!looks_like("User logged in: id=5"));
+        assert!(log(r#"msg="never closed"#, &ctx()).is_err());
+    }
+}

@@ -1,0 +1,434 @@
+//! Decoding: raw records to one Arrow record batch per stream.
+//!
+//! Each encoding lives in its own file and turns one payload into rows (a payload can
+//! hold several: an Alertmanager webhook, a Prometheus scrape, an Influx line with many
+//! fields). A payload that cannot be decoded is handed back as a [`DeadLetter`] value
+//! with the reason; decoding never stops for a bad record and never writes anywhere.
+//!
+//! With `encoding = "auto"` (the default) the encoding is recognised per record: JSON
+//! objects by their keys (Alertmanager's `alerts`, PagerDuty's `event_action`,
+//! CloudEvents' `specversion`), text by its shape (logfmt pairs, Influx line protocol,
+//! Prometheus samples, or the configured line format).
+
+pub mod alertmanager;
+pub mod cloudevents;
+pub mod influx;
+pub mod json;
+pub mod line;
+pub mod logfmt;
+pub mod pagerduty;
+pub mod prometheus;
+pub mod schema;
+pub mod time;
+
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::source::{DeadLetter, RawRecord};
+pub use line::LineFormat;
+pub use schema::{EventKind, EventRow, Level, LogRow, MetricRow, Rows, Severity, Status, Stream};
+
+/// Why a record could not be decoded. Always the input's fault; retrying cannot help.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DecodeError {
+    #[error("malformed JSON: {0}")]
+    Json(String),
+    #[error("invalid UTF-8 at byte {0}")]
+    Utf8(usize),
+    #[error("field {field} must be {want}, got {got}")]
+    Type {
+        field: String,
+        want: &'static str,
+        got: &'static str,
+    },
+    #[error("missing field {0}")]
+    Missing(&'static str),
+    #[error("unparsable timestamp {0}")]
+    Timestamp(String),
+    #[error("no timestamp in the record and no Kafka record timestamp")]
+    NoTimestamp,
+    #[error("record of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("unknown encoding: {0}")]
+    UnknownEncoding(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// How the records of one stream are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// Recognise the encoding of each record.
+    #[default]
+    Auto,
+    Json,
+    Logfmt,
+    /// Raw text lines split by the stream's `line_format`.
+    Line,
+    Influx,
+    Prometheus,
+    Alertmanager,
+    Pagerduty,
+    Cloudevents,
+}
+
+impl Encoding {
+    /// The encodings a stream can carry.
+    pub fn allowed(self, stream: Stream) -> bool {
+        use Encoding::*;
+        match stream {
+            Stream::Logs => matches!(self, Auto | Json | Logfmt | Line),
+            Stream::Metrics => matches!(self, Auto | Json | Influx | Prometheus),
+            Stream::Events => matches!(self, Auto | Json | Alertmanager | Pagerduty | Cloudevents),
+        }
+    }
+}
+
+/// Decoding settings of one stream.
+#[derive(Debug, Clone, Default)]
+pub struct StreamDecoding {
+    pub encoding: Encoding,
+    pub line_format: Option<LineFormat>,
+    /// Service of records that name none (raw lines from one service's file, say).
+    pub default_service: Option<String>,
+}
+
+/// Decoding settings of all streams.
+#[derive(Debug, Clone)]
+pub struct DecodeConfig {
+    pub logs: StreamDecoding,
+    pub metrics: StreamDecoding,
+    pub events: StreamDecoding,
+    /// Records larger than this go to dead letters unread.
+    pub max_record_bytes: usize,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        DecodeConfig {
+            logs: StreamDecoding::default(),
+            metrics: StreamDecoding::default(),
+            events: StreamDecoding::default(),
+            max_record_bytes: 1 << 20,
+        }
+    }
+}
+
+impl DecodeConfig {
+    fn stream(&self, s: Stream) -> &StreamDecoding {
+        match s {
+            Stream::Logs => &self.logs,
+            Stream::Metrics => &self.metrics,
+            Stream::Events => &self.events,
+        }
+    }
+}
+
+/// What decoding one poll batch gives.
+#[derive(Debug)]
+pub struct Decoded {
+    pub logs: RecordBatch,
+    pub metrics: RecordBatch,
+    pub events: RecordBatch,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+impl Decoded {
+    pub fn rows(&self) -> usize {
+        self.logs.num_rows() + self.metrics.num_rows() + self.events.num_rows()
+    }
+}
+
+/// The record being decoded and its stream's settings.
+pub struct Context<'a> {
+    record: &'a RawRecord,
+    cfg: &'a StreamDecoding,
+}
+
+impl Context<'_> {
+    pub fn fallback_ts(&self) -> Result<i64, DecodeError> {
+        self.record.meta.kafka_ts.ok_or(DecodeError::NoTimestamp)
+    }
+
+    pub fn default_service(&self) -> String {
+        self.cfg
+            .default_service
+            .clone()
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.record.meta.topic
+    }
+}
+
+/// Decodes poll batches. Cheap to clone; holds only settings.
+#[derive(Debug, Clone, Default)]
+pub struct Decoder {
+    cfg: DecodeConfig,
+}
+
+impl Decoder {
+    pub fn new(cfg: DecodeConfig) -> Decoder {
+        Decoder { cfg }
+    }
+
+    /// Decodes records into rows, handing back the ones that fail as dead letters.
+    pub fn decode_rows(&self, records: &[RawRecord]) -> (Rows, Vec<DeadLetter>) {
+        let mut rows = Rows::default();
+        let mut dead = Vec::new();
+        for r in records {
+            if let Err(e) = self.decode_one(r, &mut rows) {
+                dead.push(DeadLetter::new(
+                    r,
+                    "decode",
+                    e.to_string(),
+                    self.cfg.max_record_bytes,
+                ));
+            }
+        }
+        (rows, dead)
+    }
+
+    /// Decodes records into one batch per stream.
+    pub fn decode(&self, records: &[RawRecord]) -> Result<Decoded, arrow::error::ArrowError> {
+        let (rows, dead_letters) = self.decode_rows(records);
+        Ok(Decoded {
+            logs: schema::logs_batch(&rows.logs)?,
+            metrics: schema::metrics_batch(&rows.metrics)?,
+            events: schema::events_batch(&rows.events)?,
+            dead_letters,
+        })
+    }
+
+    /// Decodes one record, appending its rows only when all of them decoded.
+    pub fn decode_one(&self, r: &RawRecord, out: &mut Rows) -> Result<(), DecodeError> {
+        if r.payload.len() > self.cfg.max_record_bytes {
+            return Err(DecodeError::TooLarge {
+                size: r.payload.len(),
+                limit: self.cfg.max_record_bytes,
+            });
+        }
+        let cfg = self.cfg.stream(r.stream);
+        let ctx = Context { record: r, cfg };
+        let p = trim(&r.payload);
+        if p.is_empty() {
+            return Err(DecodeError::Invalid("empty record".into()));
+        }
+        let json_like = p[0] == b'{' || p[0] == b'[';
+        match (r.stream, cfg.encoding) {
+            (Stream::Logs, Encoding::Json) => json_logs(p, &ctx, out),
+            (Stream::Logs, Encoding::Auto) if json_like => json_logs(p, &ctx, out),
+            (Stream::Logs, Encoding::Logfmt) => {
+                logfmt::log(text(p)?, &ctx).map(|row| out.logs.push(row))
+            }
+            (Stream::Logs, Encoding::Line) => {
+                line::log(text(p)?, cfg.line_format.as_ref(), &ctx).map(|row| out.logs.push(row))
+            }
+            (Stream::Logs, Encoding::Auto) => {
+                let s = text(p)?;
+                if cfg.line_format.is_none() && logfmt::looks_like(s) {
+                    logfmt::log(s, &ctx).map(|row| out.logs.push(row))
+                } else {
+                    line::log(s, cfg.line_format.as_ref(), &ctx).map(|row| out.logs.push(row))
+                }
+            }
+            (Stream::Metrics, Encoding::Json) => json_metrics(p, &ctx, out),
+            (Stream::Metrics, Encoding::Auto) if json_like => json_metrics(p, &ctx, out),
+            (Stream::Metrics, Encoding::Influx) => {
+                extend(&mut out.metrics, influx::decode(text(p)?, &ctx)?)
+            }
+            (Stream::Metrics, Encoding::Prometheus) => {
+                extend(&mut out.metrics, prometheus::decode(text(p)?, &ctx)?)
+            }
+            (Stream::Metrics, Encoding::Auto) => {
+                let s = text(p)?;
+                if influx::looks_like(s) {
+                    extend(&mut out.metrics, influx::decode(s, &ctx)?)
+                } else if prometheus::looks_like(s) {
+                    extend(&mut out.metrics, prometheus::decode(s, &ctx)?)
+                } else {
+                    Err(DecodeError::UnknownEncoding(
+                        "metrics record is not JSON, Influx line protocol or Prometheus text"
+                            .into(),
+                    ))
+                }
+            }
+            (Stream::Events, enc) => {
+                if !json_like {
+                    return Err(DecodeError::UnknownEncoding(
+                        "event records must be JSON".into(),
+                    ));
+                }
+                let objs = json::objects(p)?;
+                let mut rows = Vec::new();
+                for o in objs {
+                    let enc = match enc {
+                        Encoding::Auto => sniff_event(&o),
+                        other => other,
+                    };
+                    match enc {
+                        Encoding::Alertmanager => rows.extend(alertmanager::decode(o, &ctx)?),
+                        Encoding::Pagerduty => rows.push(pagerduty::decode(o, &ctx)?),
+                        Encoding::Cloudevents => rows.push(cloudevents::decode(o, &ctx)?),
+                        _ => rows.push(json::event(o, &ctx)?),
+                    }
+                }
+                extend(&mut out.events, rows)
+            }
+            (stream, enc) => Err(DecodeError::UnknownEncoding(format!(
+                "{enc:?} on the {stream} stream"
+            ))),
+        }
+    }
+}
+
+fn sniff_event(o: &serde_json::Map<String, serde_json::Value>) -> Encoding {
+    if o.get("alerts").is_some_and(|a| a.is_array()) {
+        Encoding::Alertmanager
+    } else if o.contains_key("event_action") || o.contains_key("routing_key") {
+        Encoding::Pagerduty
+    } else if o.contains_key("specversion") {
+        Encoding::Cloudevents
+    } else {
+        Encoding::Json
+    }
+}
+
+fn json_logs(p: &[u8], ctx: &Context, out: &mut Rows) -> Result<(), DecodeError> {
+    let rows = json::objects(p)?
+        .into_iter()
+        .map(|o| json::log(o, ctx))
+        .collect::<Result<Vec<_>, _>>()?;
+    extend(&mut out.logs, rows)
+}
+
+fn json_metrics(p: &[u8], ctx: &Context, out: &mut Rows) -> Result<(), DecodeError> {
+    let rows = json::objects(p)?
+        .into_iter()
+        .map(|o| json::metric(o, ctx))
+        .collect::<Result<Vec<_>, _>>()?;
+    extend(&mut out.metrics, rows)
+}
+
+fn extend<T>(out: &mut Vec<T>, rows: Vec<T>) -> Result<(), DecodeError> {
+    if rows.is_empty() {
+        return Err(DecodeError::Invalid("record holds no data".into()));
+    }
+    out.extend(rows);
+    Ok(())
+}
+
+fn text(p: &[u8]) -> Result<&str, DecodeError> {
+    std::str::from_utf8(p).map_err(|e| DecodeError::Utf8(e.valid_up_to()))
+}
+
+fn trim(p: &[u8]) -> &[u8] {
+    let start = p
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(p.len());
+    let end = p
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &p[start..end]
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::source::RecordMeta;
+
+    pub fn record(stream: Stream, payload: &[u8]) -> RawRecord {
+        RawRecord {
+            stream,
+            payload: payload.to_vec(),
+            meta: RecordMeta {
+                topic: "t".into(),
+                kafka_ts: Some(1_000),
+                ..Default::default()
+            },
+        }
+    }
+
+    pub fn ctx() -> Context<'static> {
+        static CFG: std::sync::LazyLock<StreamDecoding> =
+            std::sync::LazyLock::new(StreamDecoding::default);
+        static REC: std::sync::LazyLock<RawRecord> =
+            std::sync::LazyLock::new(|| record(Stream::Logs, b"{}"));
+        Context {
+            record: &REC,
+            cfg: &CFG,
+        }
+    }
+
+    #[test]
+    fn bad_records_become_dead_letters_and_the_rest_goes_on() {
+        let d = Decoder::default();
+        let big = vec![b'x'; 10 * 1024 * 1024];
+        let recs = vec![
+            record(
+                Stream::Logs,
+                br#"{"ts":"2025-03-04T00:00:00Z","message":"ok"}"#,
+            ),
+            record(Stream::Logs, b"{not json"),
+            record(Stream::Metrics, br#"{"ts":1,"name":"x","value":true}"#),
+            record(Stream::Logs, br#"{"ts":"never","message":"x"}"#),
+            record(Stream::Logs, &big),
+            record(Stream::Logs, b"\xff\xfe garbage"),
+            record(Stream::Events, b"plain text event"),
+            record(
+                Stream::Events,
+                br#"{"receiver":"x","status":"firing","alerts":[]}"#,
+            ),
+            record(
+                Stream::Metrics,
+                br#"{"ts":"2025-03-04T00:00:00Z","name":"x","value":1}"#,
+            ),
+        ];
+        let out = d.decode(&recs).unwrap();
+        assert_eq!(out.logs.num_rows(), 1);
+        assert_eq!(out.metrics.num_rows(), 1);
+        let errors: Vec<_> = out
+            .dead_letters
+            .iter()
+            .map(|d| (d.meta.offset, d.error.clone()))
+            .collect();
+        assert_eq!(out.dead_letters.len(), 7, "{errors:?}");
+        assert!(out.dead_letters[0].error.starts_with("malformed JSON"));
+        assert!(out.dead_letters[1].error.contains("must be a number"));
+        assert!(out.dead_letters[2].error.contains("unparsable timestamp"));
+        assert!(out.dead_letters[3].error.contains("exceeds the limit"));
+        assert_eq!(
+            out.dead_letters[3].payload.len(),
+            1 << 20,
+            "cut to the limit"
+        );
+        assert_eq!(out.dead_letters[3].original_len, big.len());
+        assert!(out.dead_letters[4].error.contains("invalid UTF-8"));
+        assert!(out.dead_letters[5].error.contains("unknown encoding"));
+        assert!(out.dead_letters[6].error.contains("no alerts"));
+        assert_eq!(
+            out.dead_letters[1].payload, recs[2].payload,
+            "original bytes kept"
+        );
+    }
+
+    #[test]
+    fn kafka_timestamp_fills_in() {
+        let d = Decoder::default();
+        let out = d
+            .decode(&[record(Stream::Logs, br#"{"message":"no ts"}"#)])
+            .unwrap();
+        assert_eq!(out.logs.num_rows(), 1);
+        let mut r = record(Stream::Logs, br#"{"message":"no ts"}"#);
+        r.meta.kafka_ts = None;
+        let out = d.decode(&[r]).unwrap();
+        assert_eq!(
+            out.dead_letters[0].error,
+            DecodeError::NoTimestamp.to_string()
+        );
+    }
+}

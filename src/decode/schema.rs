@@ -1,0 +1,426 @@
+//! The Arrow schemas of the three input streams, and builders that turn decoded rows
+//! into record batches.
+//!
+//! Every stream has an event-time column `ts` (Timestamp, ms, UTC). Fields that a decoder
+//! does not map to a column are kept in `attrs` (logs) or `labels` (metrics, events), a
+//! `Map<Utf8, Utf8>`, so that SQL can read them as `attrs['logger']`.
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::array::{
+    ArrayRef, Float64Builder, MapBuilder, MapFieldNames, StringBuilder, TimestampMillisecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+
+/// Which of the three input streams a record belongs to.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Logs,
+    Metrics,
+    Events,
+}
+
+impl Stream {
+    pub const ALL: [Stream; 3] = [Stream::Logs, Stream::Metrics, Stream::Events];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Logs => "logs",
+            Stream::Metrics => "metrics",
+            Stream::Events => "events",
+        }
+    }
+
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            Stream::Logs => LOGS_SCHEMA.clone(),
+            Stream::Metrics => METRICS_SCHEMA.clone(),
+            Stream::Events => EVENTS_SCHEMA.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+fn ts_field() -> Field {
+    Field::new(
+        "ts",
+        DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+        false,
+    )
+}
+
+fn map_names() -> MapFieldNames {
+    MapFieldNames {
+        entry: "entries".into(),
+        key: "key".into(),
+        value: "value".into(),
+    }
+}
+
+fn map_field(name: &str) -> Field {
+    let entries = Field::new(
+        "entries",
+        DataType::Struct(
+            vec![
+                Field::new("key", DataType::Utf8, false),
+                Field::new("value", DataType::Utf8, true),
+            ]
+            .into(),
+        ),
+        false,
+    );
+    Field::new(name, DataType::Map(Arc::new(entries), false), false)
+}
+
+fn utf8(name: &str, nullable: bool) -> Field {
+    Field::new(name, DataType::Utf8, nullable)
+}
+
+pub static LOGS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        ts_field(),
+        utf8("service", false),
+        utf8("host", true),
+        utf8("level", false),
+        utf8("message", false),
+        utf8("trace_id", true),
+        map_field("attrs"),
+    ]))
+});
+
+pub static METRICS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        ts_field(),
+        utf8("name", false),
+        Field::new("value", DataType::Float64, false),
+        utf8("service", true),
+        utf8("host", true),
+        map_field("labels"),
+    ]))
+});
+
+pub static EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        ts_field(),
+        utf8("kind", false),
+        utf8("source", false),
+        utf8("service", true),
+        utf8("host", true),
+        utf8("severity", false),
+        utf8("status", false),
+        utf8("title", false),
+        utf8("fingerprint", true),
+        map_field("labels"),
+    ]))
+});
+
+/// Log levels, normalised. Unknown spellings are kept in `attrs["level_raw"]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Fatal,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Trace => "TRACE",
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Warn => "WARN",
+            Level::Error => "ERROR",
+            Level::Fatal => "FATAL",
+        }
+    }
+
+    /// Reads the spellings of common loggers (log4j, syslog, bunyan, Go, Python).
+    pub fn parse(s: &str) -> Option<Level> {
+        let s = s.trim();
+        if let Ok(n) = s.parse::<i64>() {
+            // bunyan / pino numbers: 10 trace .. 60 fatal
+            return Some(match n {
+                ..=10 => Level::Trace,
+                11..=20 => Level::Debug,
+                21..=30 => Level::Info,
+                31..=40 => Level::Warn,
+                41..=50 => Level::Error,
+                _ => Level::Fatal,
+            });
+        }
+        Some(match s.to_ascii_uppercase().as_str() {
+            "TRACE" | "TRC" | "FINEST" | "FINER" => Level::Trace,
+            "DEBUG" | "DBG" | "FINE" | "VERBOSE" => Level::Debug,
+            "INFO" | "INF" | "INFORMATION" | "NOTICE" | "I" => Level::Info,
+            "WARN" | "WARNING" | "WRN" | "W" => Level::Warn,
+            "ERROR" | "ERR" | "E" | "SEVERE" => Level::Error,
+            "FATAL" | "CRITICAL" | "CRIT" | "PANIC" | "EMERG" | "EMERGENCY" | "ALERT" | "F" => {
+                Level::Fatal
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// One decoded log line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRow {
+    pub ts: i64,
+    pub service: String,
+    pub host: Option<String>,
+    pub level: Level,
+    pub message: String,
+    pub trace_id: Option<String>,
+    pub attrs: Vec<(String, String)>,
+}
+
+/// One decoded metric sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricRow {
+    pub ts: i64,
+    pub name: String,
+    pub value: f64,
+    pub service: Option<String>,
+    pub host: Option<String>,
+    pub labels: Vec<(String, String)>,
+}
+
+/// One decoded event: an alert, a deploy, a change, or something else.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub ts: i64,
+    pub kind: EventKind,
+    pub source: String,
+    pub service: Option<String>,
+    pub host: Option<String>,
+    pub severity: Severity,
+    pub status: Status,
+    pub title: String,
+    pub fingerprint: Option<String>,
+    pub labels: Vec<(String, String)>,
+}
+
+macro_rules! string_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// What an event is about.
+    EventKind { Alert => "alert", Deploy => "deploy", Change => "change", Other => "other" }
+);
+string_enum!(
+    /// Event severity, most severe first so that `min` finds the worst.
+    Severity { Critical => "critical", Error => "error", Warning => "warning", Info => "info" }
+);
+string_enum!(
+    /// Whether an alert is active.
+    Status { Firing => "firing", Resolved => "resolved" }
+);
+
+impl EventKind {
+    pub fn parse(s: &str) -> EventKind {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "alert" | "alarm" | "incident" | "problem" => EventKind::Alert,
+            "deploy" | "deployment" | "release" | "rollout" => EventKind::Deploy,
+            "change" | "config" | "configuration" | "config_change" => EventKind::Change,
+            _ => EventKind::Other,
+        }
+    }
+}
+
+impl Severity {
+    pub fn parse(s: &str) -> Option<Severity> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "critical" | "crit" | "fatal" | "page" | "p1" | "sev1" | "high" | "disaster"
+            | "emergency" => Severity::Critical,
+            "error" | "err" | "major" | "p2" | "sev2" => Severity::Error,
+            "warning" | "warn" | "minor" | "medium" | "p3" | "sev3" | "average" => {
+                Severity::Warning
+            }
+            "info" | "information" | "informational" | "low" | "none" | "ok" | "p4" | "p5"
+            | "debug" => Severity::Info,
+            _ => return None,
+        })
+    }
+}
+
+impl Status {
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "firing" | "fire" | "trigger" | "triggered" | "active" | "open" | "problem"
+            | "alerting" => Status::Firing,
+            "resolved" | "resolve" | "ok" | "closed" | "recovery" | "inactive" | "normal" => {
+                Status::Resolved
+            }
+            _ => return None,
+        })
+    }
+}
+
+type LabelMap = MapBuilder<StringBuilder, StringBuilder>;
+
+fn label_map() -> LabelMap {
+    MapBuilder::new(
+        Some(map_names()),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    )
+}
+
+fn push_labels(b: &mut LabelMap, labels: &[(String, String)]) -> Result<(), ArrowError> {
+    for (k, v) in labels {
+        b.keys().append_value(k);
+        b.values().append_value(v);
+    }
+    b.append(true)
+}
+
+/// Accumulates rows of all three streams and turns them into batches.
+#[derive(Default)]
+pub struct Rows {
+    pub logs: Vec<LogRow>,
+    pub metrics: Vec<MetricRow>,
+    pub events: Vec<EventRow>,
+}
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        self.logs.len() + self.metrics.len() + self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn append(&mut self, mut other: Rows) {
+        self.logs.append(&mut other.logs);
+        self.metrics.append(&mut other.metrics);
+        self.events.append(&mut other.events);
+    }
+}
+
+pub fn logs_batch(rows: &[LogRow]) -> Result<RecordBatch, ArrowError> {
+    let n = rows.len();
+    let mut ts = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut service = StringBuilder::with_capacity(n, n * 8);
+    let mut host = StringBuilder::with_capacity(n, n * 8);
+    let mut level = StringBuilder::with_capacity(n, n * 5);
+    let mut message = StringBuilder::with_capacity(n, n * 64);
+    let mut trace = StringBuilder::with_capacity(n, n * 8);
+    let mut attrs = label_map();
+    for r in rows {
+        ts.append_value(r.ts);
+        service.append_value(&r.service);
+        host.append_option(r.host.as_deref());
+        level.append_value(r.level.as_str());
+        message.append_value(&r.message);
+        trace.append_option(r.trace_id.as_deref());
+        push_labels(&mut attrs, &r.attrs)?;
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(ts.finish()),
+        Arc::new(service.finish()),
+        Arc::new(host.finish()),
+        Arc::new(level.finish()),
+        Arc::new(message.finish()),
+        Arc::new(trace.finish()),
+        Arc::new(attrs.finish()),
+    ];
+    RecordBatch::try_new(LOGS_SCHEMA.clone(), cols)
+}
+
+pub fn metrics_batch(rows: &[MetricRow]) -> Result<RecordBatch, ArrowError> {
+    let n = rows.len();
+    let mut ts = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut name = StringBuilder::with_capacity(n, n * 12);
+    let mut value = Float64Builder::with_capacity(n);
+    let mut service = StringBuilder::with_capacity(n, n * 8);
+    let mut host = StringBuilder::with_capacity(n, n * 8);
+    let mut labels = label_map();
+    for r in rows {
+        ts.append_value(r.ts);
+        name.append_value(&r.name);
+        value.append_value(r.value);
+        service.append_option(r.service.as_deref());
+        host.append_option(r.host.as_deref());
+        push_labels(&mut labels, &r.labels)?;
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(ts.finish()),
+        Arc::new(name.finish()),
+        Arc::new(value.finish()),
+        Arc::new(service.finish()),
+        Arc::new(host.finish()),
+        Arc::new(labels.finish()),
+    ];
+    RecordBatch::try_new(METRICS_SCHEMA.clone(), cols)
+}
+
+pub fn events_batch(rows: &[EventRow]) -> Result<RecordBatch, ArrowError> {
+    let n = rows.len();
+    let mut ts = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut kind = StringBuilder::new();
+    let mut source = StringBuilder::new();
+    let mut service = StringBuilder::new();
+    let mut host = StringBuilder::new();
+    let mut severity = StringBuilder::new();
+    let mut status = StringBuilder::new();
+    let mut title = StringBuilder::new();
+    let mut fingerprint = StringBuilder::new();
+    let mut labels = label_map();
+    for r in rows {
+        ts.append_value(r.ts);
+        kind.append_value(r.kind.as_str());
+        source.append_value(&r.source);
+        service.append_option(r.service.as_deref());
+        host.append_option(r.host.as_deref());
+        severity.append_value(r.severity.as_str());
+        status.append_value(r.status.as_str());
+        title.append_value(&r.title);
+        fingerprint.append_option(r.fingerprint.as_deref());
+        push_labels(&mut labels, &r.labels)?;
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(ts.finish()),
+        Arc::new(kind.finish()),
+        Arc::new(source.finish()),
+        Arc::new(service.finish()),
+        Arc::new(host.finish()),
+        Arc::new(severity.finish()),
+        Arc::new(status.finish()),
+        Arc::new(title.finish()),
+        Arc::new(fingerprint.finish()),
+        Arc::new(labels.finish()),
+    ];
+    RecordBatch::try_new(EVENTS_SCHEMA.clone(), cols)
+}

@@ -1,0 +1,28 @@
+//! Lookout: a stream-processing AIOps pipeline.
+//!
+//! ```text
+//! Kafka topics / files / embedded broker          source/    RawRecord batches, offsets to acknowledge
+//!        │
+//!        ▼
+//! bytes → Arrow RecordBatch per stream            decode/    logs · metrics · events, bad records as values
+//!        ▼
+//! analyst SQL on DataFusion                       sql/       views and alert rules from pipelines/<name>/*.sql
+//!        ▼
+//! alerts + changes → incidents                    correlate/ dedup, grouping, lifecycle, explanations
+//!        ▼
+//! incidents · anomalies · dead letters            sink/      Kafka producer, JSON-lines files, stdout
+//! ```
+//!
+//! `pipeline/` wires the stages: it takes a batch from a source, runs it through the
+//! stages, publishes what they return, waits for every acknowledgement and only then hands
+//! the offsets back to the source. Stages never call each other and never see Kafka.
+//! `config/` turns files on disk (pipeline.toml, SQL, the service catalog) into validated
+//! values before anything runs.
+
+pub mod config;
+pub mod correlate;
+pub mod decode;
+pub mod pipeline;
+pub mod sink;
+pub mod source;
+pub mod sql;

@@ -1,0 +1,422 @@
+//! The `lookout` command: parses arguments, sets up logging, calls the library, and maps
+//! errors to exit codes (0 success, 1 runtime failure: Kafka, files, a bug; 2 invalid
+//! usage, configuration, SQL or input paths).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use rdkafka::config::ClientConfig;
+use tokio_util::sync::CancellationToken;
+
+use lookout::config::{Catalog, PipelineConfig};
+use lookout::decode::Stream;
+use lookout::pipeline::{self, describe_incident, Processor};
+use lookout::sink::{self, Sink, Topic};
+use lookout::source::file::FileSource;
+use lookout::source::kafka::KafkaSource;
+
+#[derive(Parser)]
+#[command(
+    name = "lookout",
+    version,
+    about = "Stream-processing AIOps: logs, metrics and events from Kafka in, explained incidents out"
+)]
+struct Cli {
+    /// Log filter (RUST_LOG syntax), e.g. `info` or `lookout=debug`.
+    #[arg(long, global = true, env = "LOOKOUT_LOG", default_value = "warn")]
+    log: String,
+    /// Logs as JSON lines.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline. Without --brokers: the embedded default (in-process broker and a
+    /// built-in scenario), printing incidents as they are published.
+    Run(RunArgs),
+    /// Run a pipeline over recorded files as fast as possible and write what it would publish.
+    Replay(ReplayArgs),
+    /// Check pipeline directories (pipeline.toml, SQL, catalog) without running.
+    Validate {
+        /// Pipeline directories (default: every directory under pipelines/).
+        dirs: Vec<PathBuf>,
+    },
+    /// Show the plan of one pipeline SQL file.
+    Explain {
+        /// A `.sql` file inside a pipeline directory.
+        file: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Kafka bootstrap servers; without it, the embedded broker and scenario run.
+    #[arg(long, env = "LOOKOUT_BROKERS")]
+    brokers: Option<String>,
+    /// Pipeline directory.
+    #[arg(long, env = "LOOKOUT_PIPELINE", default_value = "pipelines/default")]
+    pipeline: PathBuf,
+    /// Service catalog (overrides the pipeline's).
+    #[arg(long)]
+    catalog: Option<PathBuf>,
+    /// Consumer group id.
+    #[arg(long, env = "LOOKOUT_GROUP", default_value = "lookout")]
+    group: String,
+    /// Extra librdkafka settings, `key=value` (repeatable), e.g. security.protocol=SASL_SSL.
+    #[arg(long = "kafka", value_name = "KEY=VALUE")]
+    kafka: Vec<String>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Embedded mode: simulated minutes of scenario per real second.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Embedded mode: scenario seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Do not print incidents.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// Files, directories (logs.jsonl, metrics.jsonl, events.jsonl) or `-` for stdin.
+    #[arg(long, required = true, num_args = 1..)]
+    input: Vec<PathBuf>,
+    /// Pipeline directory.
+    #[arg(long, default_value = "pipelines/default")]
+    pipeline: PathBuf,
+    /// Service catalog; default: `catalog.json` beside the input, else the pipeline's.
+    #[arg(long)]
+    catalog: Option<PathBuf>,
+    /// Where incidents go (JSON lines); `-` for stdout.
+    #[arg(long)]
+    output: PathBuf,
+    /// Where dead letters go (default: OUTPUT with `.dead-letters.jsonl`).
+    #[arg(long)]
+    dead_letters: Option<PathBuf>,
+    /// The stream of plain files and stdin (default: guessed from the file name).
+    #[arg(long, value_enum)]
+    stream: Option<StreamArg>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StreamArg {
+    Logs,
+    Metrics,
+    Events,
+}
+
+impl From<StreamArg> for Stream {
+    fn from(s: StreamArg) -> Stream {
+        match s {
+            StreamArg::Logs => Stream::Logs,
+            StreamArg::Metrics => Stream::Metrics,
+            StreamArg::Events => Stream::Events,
+        }
+    }
+}
+
+/// A failure and its exit code.
+struct Failure(u8, String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure(1, e.to_string())
+    }
+}
+
+fn usage(e: impl std::fmt::Display) -> Failure {
+    Failure(2, e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_json {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(code, msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn dispatch(cmd: Command) -> Result<(), Failure> {
+    match cmd {
+        Command::Run(a) => run(a).await,
+        Command::Replay(a) => replay(a).await,
+        Command::Validate { dirs } => validate(dirs).await,
+        Command::Explain { file } => explain(&file).await,
+    }
+}
+
+/// Fires on Ctrl-C, SIGTERM, or after `duration`.
+fn shutdown_token(duration: Option<f64>) -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        let timer = async {
+            match duration {
+                Some(d) => tokio::time::sleep(Duration::from_secs_f64(d)).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => eprintln!("stopping: draining in-flight outputs"),
+            _ = term => eprintln!("stopping (SIGTERM): draining in-flight outputs"),
+            _ = timer => {}
+        }
+        t.cancel();
+    });
+    token
+}
+
+fn load_config(dir: &Path, catalog: Option<&Path>) -> Result<PipelineConfig, Failure> {
+    PipelineConfig::load(dir, catalog).map_err(usage)
+}
+
+async fn run(a: RunArgs) -> Result<(), Failure> {
+    let mut cfg = load_config(&a.pipeline, a.catalog.as_deref())?;
+    let embedded = a.brokers.is_none();
+    if embedded && a.catalog.is_none() {
+        cfg.catalog = Catalog::parse(
+            &lookout::source::scenario::catalog_json().to_string(),
+            "built-in scenario",
+        )
+        .map_err(usage)?;
+    }
+    let mut processor = Processor::build(&cfg).await.map_err(usage)?;
+    let cancel = shutdown_token(a.duration);
+    let broker = if embedded {
+        Some(pipeline::embedded::start_broker(&cfg)?)
+    } else {
+        None
+    };
+    let bootstrap = match (&a.brokers, &broker) {
+        (Some(b), _) => b.clone(),
+        (None, Some(b)) => b.bootstrap_servers().to_string(),
+        (None, None) => unreachable!("embedded mode starts a broker"),
+    };
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &bootstrap)
+        .set("session.timeout.ms", "10000");
+    for kv in &a.kafka {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| usage(format!("--kafka {kv}: expected KEY=VALUE")))?;
+        client.set(k.trim(), v.trim());
+    }
+    let producer_task = if embedded {
+        println!("Lookout embedded default: Kafka-protocol broker on {bootstrap}");
+        println!(
+            "  topics: {} {} {} in; {} {} out (read them with any Kafka client)",
+            cfg.spec.sources.logs.topic,
+            cfg.spec.sources.metrics.topic,
+            cfg.spec.sources.events.topic,
+            cfg.spec.sinks.incidents,
+            cfg.spec.sinks.dead_letters
+        );
+        println!("  scenario: 7 services, a bad deploy and a cache saturation every 30 simulated minutes, at {} simulated min/s; Ctrl-C stops", a.speed);
+        let start = chrono::Utc::now().timestamp_millis();
+        Some(tokio::spawn(pipeline::embedded::produce_scenario(
+            bootstrap.clone(),
+            cfg.clone(),
+            a.seed,
+            start,
+            a.speed * 60.0,
+            cancel.clone(),
+        )))
+    } else {
+        None
+    };
+    let topics = cfg.topics();
+    let mut source = KafkaSource::new(&client, &a.group, &topics, cfg.spec.batch)?;
+    let mut sink = Sink::Kafka(sink::kafka::KafkaSink::new(
+        &client,
+        cfg.spec.sinks.clone(),
+        cancel.clone(),
+    )?);
+    let quiet = a.quiet;
+    let mut print = move |m: &sink::Message| {
+        if !quiet {
+            if let Some(line) = describe_incident(m) {
+                println!("{line}");
+            }
+        }
+    };
+    let stats =
+        pipeline::run_kafka(&mut processor, &mut source, &mut sink, &cancel, &mut print).await?;
+    if let Some(t) = producer_task {
+        let _ = t.await;
+    }
+    eprintln!(
+        "stopped: {} records in ({} logs, {} metrics, {} events), {} dead letters, {} incident updates",
+        stats.records_in, stats.logs, stats.metrics, stats.events, stats.dead_letters, stats.incident_updates
+    );
+    // Clients go before the embedded broker, so that they do not wait on a dead one.
+    drop(source);
+    drop(sink);
+    drop(broker);
+    Ok(())
+}
+
+async fn replay(a: ReplayArgs) -> Result<(), Failure> {
+    let catalog = a.catalog.clone().or_else(|| {
+        a.input
+            .iter()
+            .find(|p| p.is_dir())
+            .map(|d| d.join("catalog.json"))
+            .filter(|c| c.exists())
+    });
+    let cfg = load_config(&a.pipeline, catalog.as_deref())?;
+    let mut processor = Processor::build(&cfg).await.map_err(usage)?;
+    let mut source = FileSource::open(
+        &a.input,
+        a.stream.map(Stream::from),
+        cfg.spec.batch.max_records,
+    )
+    .map_err(usage)?;
+    let mut paths = BTreeMap::new();
+    paths.insert(Topic::Incidents, a.output.clone());
+    let dead = a
+        .dead_letters
+        .clone()
+        .unwrap_or_else(|| sibling(&a.output, "dead-letters"));
+    if a.output != Path::new("-") {
+        paths.insert(Topic::DeadLetters, dead.clone());
+    }
+    let mut sink = Sink::Files(sink::file::FileSink::new(&paths)?);
+    let started = std::time::Instant::now();
+    let stats = pipeline::replay(&mut processor, &mut source, &mut sink, &mut |_| {}).await?;
+    eprintln!(
+        "replayed {} records ({} logs, {} metrics, {} events) in {:.1} s: {} incident updates, {} dead letters ({})",
+        stats.records_in,
+        stats.logs,
+        stats.metrics,
+        stats.events,
+        started.elapsed().as_secs_f64(),
+        stats.incident_updates,
+        stats.dead_letters,
+        dead.display()
+    );
+    Ok(())
+}
+
+fn sibling(p: &Path, what: &str) -> PathBuf {
+    let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
+    p.with_file_name(format!("{stem}.{what}.jsonl"))
+}
+
+async fn validate(dirs: Vec<PathBuf>) -> Result<(), Failure> {
+    let dirs = if dirs.is_empty() {
+        let mut d: Vec<PathBuf> = std::fs::read_dir("pipelines")
+            .map_err(|e| usage(format!("pipelines/: {e}")))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("pipeline.toml").exists())
+            .collect();
+        d.sort();
+        d
+    } else {
+        dirs
+    };
+    let mut failed = 0;
+    for dir in &dirs {
+        let result = match PipelineConfig::load(dir, None) {
+            Ok(cfg) => Processor::build(&cfg)
+                .await
+                .map(|p| (p.sql().view_names().len(), p.sql().rule_names().len()))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok((views, rules)) => println!(
+                "ok    {}: {views} views, {rules} alert rules",
+                dir.display()
+            ),
+            Err(e) => {
+                failed += 1;
+                println!("FAIL  {}\n{e}", dir.display());
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(usage(format!(
+            "{failed} of {} pipelines are invalid",
+            dirs.len()
+        )));
+    }
+    Ok(())
+}
+
+async fn explain(file: &Path) -> Result<(), Failure> {
+    let dir = file
+        .parent()
+        .ok_or_else(|| usage("the file must be inside a pipeline directory"))?;
+    let name = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .ok_or_else(|| usage("not a .sql file"))?;
+    let cfg = load_config(dir, None)?;
+    let p = Processor::build(&cfg).await.map_err(usage)?;
+    let parsed = lookout::sql::SqlFile::read(file).map_err(usage)?;
+    println!(
+        "{} — {:?}{}",
+        file.display(),
+        parsed.header.kind,
+        if parsed.header.description.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", parsed.header.description)
+        }
+    );
+    println!("windows: none (stateless: runs on each batch)");
+    match p.sql().explain(name).await {
+        Some(plan) => println!("{plan}"),
+        None => {
+            return Err(usage(format!(
+                "{name} is not a view or rule of {}",
+                dir.display()
+            )))
+        }
+    }
+    Ok(())
+}

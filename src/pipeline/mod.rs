@@ -1,0 +1,244 @@
+//! Wiring: a source's batch goes through decode → SQL → correlation, the outputs are
+//! published, and only when the sink has acknowledged all of them are the batch's
+//! offsets handed back to the source. One batch is in flight at a time, so offsets
+//! advance in order per partition and a crash at any point re-reads from the last
+//! acknowledged batch (at-least-once; incident ids and `seq` are deterministic, so
+//! downstream drops repeats by (`incident_id`, `seq`)).
+//!
+//! [`Processor`] is the pure part (records in, messages out) and is what tests and
+//! `replay` drive directly; [`run_kafka`] and [`replay`] add sources, sinks, shutdown.
+
+pub mod embedded;
+
+use std::time::Instant;
+
+use arrow::array::{Array, RecordBatch, TimestampMillisecondArray};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::PipelineConfig;
+use crate::correlate::{self, Correlator};
+use crate::decode::Decoder;
+use crate::sink::{Message, Sink, SinkError, Topic};
+use crate::source::file::FileSource;
+use crate::source::kafka::KafkaSource;
+use crate::source::{RawRecord, SourceError};
+use crate::sql::{FileError, SqlEngine, SqlError};
+
+/// Why the pipeline could not start: the user's configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Sql(Vec<FileError>),
+}
+
+/// Why a running pipeline stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+    #[error("building a batch (a bug): {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+}
+
+/// Counters of what the pipeline has done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub batches: u64,
+    pub records_in: u64,
+    pub logs: u64,
+    pub metrics: u64,
+    pub events: u64,
+    pub dead_letters: u64,
+    pub rule_alerts: u64,
+    pub incident_updates: u64,
+}
+
+/// Decode, SQL and correlation for one pipeline.
+pub struct Processor {
+    decoder: Decoder,
+    sql: SqlEngine,
+    correlator: Correlator,
+    watermark: i64,
+    pub stats: Stats,
+}
+
+impl Processor {
+    pub async fn build(cfg: &PipelineConfig) -> Result<Processor, BuildError> {
+        let sql = SqlEngine::load(&cfg.dir, &cfg.catalog)
+            .await
+            .map_err(BuildError::Sql)?;
+        Ok(Processor {
+            decoder: Decoder::new(cfg.decode.clone()),
+            sql,
+            correlator: Correlator::new(cfg.spec.correlation, cfg.catalog.clone()),
+            watermark: i64::MIN,
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn sql(&self) -> &SqlEngine {
+        &self.sql
+    }
+
+    pub fn correlator(&self) -> &Correlator {
+        &self.correlator
+    }
+
+    /// Processes one batch of records into the messages to publish.
+    pub async fn process(&mut self, records: &[RawRecord]) -> Result<Vec<Message>, PipelineError> {
+        let d = self.decoder.decode(records)?;
+        self.stats.batches += 1;
+        self.stats.records_in += records.len() as u64;
+        self.stats.logs += d.logs.num_rows() as u64;
+        self.stats.metrics += d.metrics.num_rows() as u64;
+        self.stats.events += d.events.num_rows() as u64;
+        self.stats.dead_letters += d.dead_letters.len() as u64;
+        for b in [&d.logs, &d.metrics, &d.events] {
+            if let Some(t) = max_ts(b) {
+                self.watermark = self.watermark.max(t);
+            }
+        }
+        let mut alerts = if d.rows() > 0 {
+            self.sql
+                .run(&d.logs, &d.metrics, &d.events, self.watermark)
+                .await?
+        } else {
+            Vec::new()
+        };
+        self.stats.rule_alerts += alerts.len() as u64;
+        let (external, changes) = correlate::alert::from_events(&d.events);
+        alerts.extend(external);
+        let mut updates = self.correlator.ingest(alerts, changes);
+        if self.watermark > i64::MIN {
+            updates.extend(self.correlator.advance(self.watermark));
+        }
+        self.stats.incident_updates += updates.len() as u64;
+        let mut out: Vec<Message> = d.dead_letters.iter().map(Message::dead_letter).collect();
+        out.extend(
+            updates
+                .iter()
+                .map(|u| Message::json(Topic::Incidents, Some(u.incident_id.clone()), &u.json)),
+        );
+        Ok(out)
+    }
+}
+
+fn max_ts(b: &RecordBatch) -> Option<i64> {
+    let ts = b
+        .column_by_name("ts")?
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>()?;
+    arrow::compute::max(ts)
+}
+
+/// Called with every message once it is published (printing, tests).
+pub type OnPublish<'a> = &'a mut (dyn FnMut(&Message) + Send);
+
+/// Runs until `cancel` fires: consume, process, publish, acknowledge. Returns after the
+/// last batch is acknowledged and offsets are committed.
+pub async fn run_kafka(
+    processor: &mut Processor,
+    source: &mut KafkaSource,
+    sink: &mut Sink,
+    cancel: &CancellationToken,
+    on_publish: OnPublish<'_>,
+) -> Result<Stats, PipelineError> {
+    let result = async {
+        while let Some(batch) = source.next_batch(cancel).await? {
+            let started = Instant::now();
+            let messages = processor.process(&batch).await?;
+            sink.publish(&messages).await?;
+            source.ack(&batch);
+            for m in &messages {
+                on_publish(m);
+            }
+            if !batch.is_empty() {
+                tracing::debug!(
+                    records = batch.len(),
+                    outputs = messages.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "batch done"
+                );
+            }
+        }
+        Ok::<(), PipelineError>(())
+    }
+    .await;
+    source.commit();
+    sink.close().await?;
+    result.map(|_| processor.stats)
+}
+
+/// Runs a pipeline over files as fast as it can.
+pub async fn replay(
+    processor: &mut Processor,
+    source: &mut FileSource,
+    sink: &mut Sink,
+    on_publish: OnPublish<'_>,
+) -> Result<Stats, PipelineError> {
+    while let Some(batch) = source.next_batch()? {
+        let messages = processor.process(&batch).await?;
+        sink.publish(&messages).await?;
+        for m in &messages {
+            on_publish(m);
+        }
+    }
+    sink.close().await?;
+    Ok(processor.stats)
+}
+
+/// One readable line for an incident message, as `lookout run` prints them.
+pub fn describe_incident(m: &Message) -> Option<String> {
+    if m.topic != Topic::Incidents {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&m.payload).ok()?;
+    let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+    let list = |k: &str| {
+        v[k].as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
+    };
+    let root = v["root_cause"][0]["service"].as_str().unwrap_or("?");
+    let changes: Vec<String> = v["suspected_changes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| {
+                    format!(
+                        "{} {}",
+                        c["kind"].as_str().unwrap_or(""),
+                        c["service"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut line = format!(
+        "{:<9} {} #{:<3} {} {:<8} {} | services={} alerts={} root={}",
+        format!("[{}]", s("status")),
+        s("incident_id"),
+        v["seq"],
+        s("priority"),
+        s("severity"),
+        s("title"),
+        list("services"),
+        v["alert_count"],
+        root,
+    );
+    if !changes.is_empty() {
+        line.push_str(&format!(" suspected={}", changes.join(";")));
+    }
+    Some(line)
+}

@@ -1,0 +1,104 @@
+//! Sinks: where the pipeline's outputs go once they are produced. A sink's `publish`
+//! returns only when every message is durably written (acknowledged by the broker, or
+//! flushed to the file), because the pipeline stores input offsets right after.
+
+pub mod file;
+pub mod kafka;
+
+use crate::source::DeadLetter;
+
+/// The output topics of DESIGN.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Topic {
+    Incidents,
+    Anomalies,
+    TrendReports,
+    DeadLetters,
+}
+
+impl Topic {
+    pub const ALL: [Topic; 4] = [
+        Topic::Incidents,
+        Topic::Anomalies,
+        Topic::TrendReports,
+        Topic::DeadLetters,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Topic::Incidents => "incidents",
+            Topic::Anomalies => "anomalies",
+            Topic::TrendReports => "trend-reports",
+            Topic::DeadLetters => "dead-letters",
+        }
+    }
+}
+
+/// One message to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub topic: Topic,
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Message {
+    pub fn json(topic: Topic, key: Option<String>, value: &serde_json::Value) -> Message {
+        Message {
+            topic,
+            key,
+            payload: value.to_string().into_bytes(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// A dead letter keeps the original bytes; the reason travels in headers.
+    pub fn dead_letter(d: &DeadLetter) -> Message {
+        Message {
+            topic: Topic::DeadLetters,
+            key: d
+                .meta
+                .key
+                .as_ref()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+            payload: d.payload.clone(),
+            headers: d.headers(),
+        }
+    }
+}
+
+/// A sink failed: an external system's fault; retrying may help.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("kafka delivery to {topic} failed: {error}")]
+    Kafka {
+        topic: String,
+        error: rdkafka::error::KafkaError,
+    },
+    #[error("writing {file}: {error}")]
+    Io { file: String, error: std::io::Error },
+}
+
+/// Where outputs go.
+pub enum Sink {
+    Kafka(kafka::KafkaSink),
+    Files(file::FileSink),
+}
+
+impl Sink {
+    /// Publishes and waits until every message is acknowledged.
+    pub async fn publish(&mut self, messages: &[Message]) -> Result<(), SinkError> {
+        match self {
+            Sink::Kafka(k) => k.publish(messages).await,
+            Sink::Files(f) => f.publish(messages),
+        }
+    }
+
+    pub async fn close(&mut self) -> Result<(), SinkError> {
+        match self {
+            Sink::Kafka(k) => k.flush().await,
+            Sink::Files(f) => f.flush(),
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The Kafka source: one consumer in a consumer group, subscribed to the input topics.
+//!
+//! Offsets are never stored automatically (`enable.auto.offset.store=false`): the
+//! pipeline calls [`KafkaSource::ack`] with a batch once every output derived from it is
+//! delivered, and only then are the batch's offsets stored; librdkafka commits stored
+//! offsets in the background and [`KafkaSource::commit`] commits them synchronously at
+//! shutdown. Batches are processed in order, so offsets advance in order per partition.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use tokio_util::sync::CancellationToken;
+
+use super::{RawRecord, RecordMeta, SourceError};
+use crate::config::Batch;
+use crate::decode::Stream;
+
+pub struct KafkaSource {
+    consumer: StreamConsumer,
+    streams: HashMap<String, Stream>,
+    batch: Batch,
+}
+
+impl KafkaSource {
+    pub fn new(
+        client: &ClientConfig,
+        group: &str,
+        topics: &[(Stream, &str)],
+        batch: Batch,
+    ) -> Result<KafkaSource, SourceError> {
+        let mut cfg = client.clone();
+        cfg.set("group.id", group)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.commit.interval.ms", "1000");
+        if cfg.get("auto.offset.reset").is_none() {
+            cfg.set("auto.offset.reset", "earliest");
+        }
+        let consumer: StreamConsumer = cfg.create()?;
+        let names: Vec<&str> = topics.iter().map(|(_, t)| *t).collect();
+        consumer.subscribe(&names)?;
+        let streams = topics.iter().map(|(s, t)| (t.to_string(), *s)).collect();
+        Ok(KafkaSource {
+            consumer,
+            streams,
+            batch,
+        })
+    }
+
+    /// The next batch: up to `max_records`, closed `max_wait_ms` after its first
+    /// record. `None` once `cancel` fires.
+    pub async fn next_batch(
+        &mut self,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Vec<RawRecord>>, SourceError> {
+        let mut out = Vec::new();
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let wait = match deadline {
+                Some(d) => d.saturating_duration_since(tokio::time::Instant::now()),
+                None => Duration::from_millis(self.batch.max_wait_ms.max(50)),
+            };
+            let msg = tokio::select! {
+                _ = cancel.cancelled() => return Ok(if out.is_empty() { None } else { Some(out) }),
+                r = tokio::time::timeout(wait, self.consumer.recv()) => r,
+            };
+            match msg {
+                Err(_) if !out.is_empty() => return Ok(Some(out)),
+                Err(_) => return Ok(Some(out)), // idle: an empty batch lets event time and shutdown move
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    if !out.is_empty() {
+                        return Ok(Some(out));
+                    }
+                }
+                Ok(Ok(m)) => {
+                    let Some(&stream) = self.streams.get(m.topic()) else {
+                        continue;
+                    };
+                    let headers = m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| {
+                                    (
+                                        h.key.to_string(),
+                                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    out.push(RawRecord {
+                        stream,
+                        payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                        meta: RecordMeta {
+                            topic: m.topic().to_string(),
+                            partition: m.partition(),
+                            offset: m.offset(),
+                            kafka_ts: m.timestamp().to_millis(),
+                            key: m.key().map(<[u8]>::to_vec),
+                            headers,
+                        },
+                    });
+                    if deadline.is_none() {
+                        deadline = Some(
+                            tokio::time::Instant::now()
+                                + Duration::from_millis(self.batch.max_wait_ms),
+                        );
+                    }
+                    if out.len() >= self.batch.max_records {
+                        return Ok(Some(out));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stores the offsets of a fully delivered batch.
+    pub fn ack(&self, records: &[RawRecord]) {
+        let mut last: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        for r in records {
+            let e = last
+                .entry((r.meta.topic.as_str(), r.meta.partition))
+                .or_insert(r.meta.offset);
+            *e = (*e).max(r.meta.offset);
+        }
+        for ((topic, partition), offset) in last {
+            // A partition revoked by a rebalance cannot be stored; its new owner reads
+            // from the last committed offset, which is at-least-once.
+            if let Err(e) = self.consumer.store_offset(topic, partition, offset) {
+                tracing::warn!(topic, partition, offset, error = %e, "offset not stored");
+            }
+        }
+    }
+
+    /// Commits stored offsets now (at shutdown).
+    pub fn commit(&self) {
+        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            // Nothing stored since the last commit is reported as an error by librdkafka.
+            tracing::debug!(error = %e, "final commit");
+        }
+    }
+}

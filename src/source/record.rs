@@ -1,0 +1,95 @@
+//! The values that cross the source boundary: a raw record with where it came from, and
+//! a dead letter (a raw record that a stage could not process, with the reason).
+
+/// Where a record came from, so that offsets can be acknowledged and dead letters say
+/// exactly which input they were.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecordMeta {
+    /// Kafka topic, or the file path for file sources.
+    pub topic: String,
+    pub partition: i32,
+    /// Kafka offset, or the line number (from 0) for files.
+    pub offset: i64,
+    /// The Kafka record timestamp, used when the payload carries none.
+    pub kafka_ts: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// One input record, before decoding.
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    pub stream: crate::decode::Stream,
+    pub payload: Vec<u8>,
+    pub meta: RecordMeta,
+}
+
+/// A record that could not be processed. It keeps the original bytes and says why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub payload: Vec<u8>,
+    pub meta: RecordMeta,
+    /// The stage that refused it: `decode`, `sql`, ...
+    pub stage: &'static str,
+    pub error: String,
+    /// Size of the original payload when `payload` had to be cut to fit the output.
+    pub original_len: usize,
+}
+
+impl DeadLetter {
+    /// Cuts the payload to `max` bytes so that the dead letter itself can be published.
+    pub fn new(record: &RawRecord, stage: &'static str, error: String, max: usize) -> DeadLetter {
+        let original_len = record.payload.len();
+        let keep = original_len.min(max);
+        DeadLetter {
+            payload: record.payload[..keep].to_vec(),
+            meta: record.meta.clone(),
+            stage,
+            error,
+            original_len,
+        }
+    }
+
+    /// The headers a dead letter carries on Kafka: the original headers, then ours.
+    pub fn headers(&self) -> Vec<(String, Vec<u8>)> {
+        let mut h = self.meta.headers.clone();
+        h.push(("error".into(), self.error.clone().into_bytes()));
+        h.push(("stage".into(), self.stage.as_bytes().to_vec()));
+        h.push(("topic".into(), self.meta.topic.clone().into_bytes()));
+        h.push((
+            "partition".into(),
+            self.meta.partition.to_string().into_bytes(),
+        ));
+        h.push(("offset".into(), self.meta.offset.to_string().into_bytes()));
+        if self.original_len > self.payload.len() {
+            h.push((
+                "truncated_from".into(),
+                self.original_len.to_string().into_bytes(),
+            ));
+        }
+        h
+    }
+
+    /// The JSON-lines form used by file sinks (the payload as text when it is UTF-8,
+    /// else base64-free hex so that nothing is lost).
+    pub fn to_json(&self) -> serde_json::Value {
+        let payload = match std::str::from_utf8(&self.payload) {
+            Ok(s) => serde_json::json!({ "text": s }),
+            Err(_) => serde_json::json!({ "hex": hex(&self.payload) }),
+        };
+        serde_json::json!({
+            "schema": "lookout.dead_letter.v1",
+            "error": self.error,
+            "stage": self.stage,
+            "topic": self.meta.topic,
+            "partition": self.meta.partition,
+            "offset": self.meta.offset,
+            "original_len": self.original_len,
+            "payload": payload,
+        })
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,683 @@
+//! The analysts' SQL: every `*.sql` file of a pipeline directory, planned once at start
+//! on DataFusion and run on each batch.
+//!
+//! The three input streams are tables `logs`, `metrics` and `events` whose contents are
+//! swapped for each batch; `catalog` is a static table of the service catalog. Views
+//! are registered under their file names in dependency order (cycles are refused);
+//! alert rules are planned once into logical plans and executed per batch, and their
+//! rows become [`Alert`]s. Errors point at file:line:column with DataFusion's message.
+
+pub mod file;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::util::display::array_value_to_string;
+use datafusion::catalog::view::ViewTable;
+use datafusion::catalog::{MemTable, TableProvider};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+
+pub use file::{FileError, FileKind, Header, SqlFile};
+
+use crate::config::Catalog;
+use crate::correlate::alert::derived_fingerprint;
+use crate::correlate::Alert;
+use crate::decode::{Severity, Status, Stream};
+
+/// An error while running planned SQL on a batch: a bug or resource problem, not the
+/// input's fault (input was validated at start).
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    #[error("{rule}: {source}")]
+    Execute {
+        rule: String,
+        source: datafusion::error::DataFusionError,
+    },
+}
+
+struct Rule {
+    file: SqlFile,
+    plan: LogicalPlan,
+}
+
+/// The planned SQL of one pipeline.
+pub struct SqlEngine {
+    ctx: SessionContext,
+    inputs: Vec<(Stream, Arc<MemTable>)>,
+    rules: Vec<Rule>,
+    views: Vec<SqlFile>,
+}
+
+impl SqlEngine {
+    /// Reads and plans every `*.sql` file in `dir` (sorted by name). Every problem found
+    /// is returned, not only the first.
+    pub async fn load(dir: &Path, catalog: &Catalog) -> Result<SqlEngine, Vec<FileError>> {
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| {
+                vec![FileError {
+                    file: dir.display().to_string(),
+                    line: 0,
+                    column: 0,
+                    message: e.to_string(),
+                    hint: None,
+                }]
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+            .collect();
+        paths.sort();
+        let mut files = Vec::new();
+        let mut errors = Vec::new();
+        for p in paths {
+            match SqlFile::read(&p) {
+                Ok(f) => files.push(f),
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        SqlEngine::plan(files, catalog).await
+    }
+
+    /// Plans parsed files.
+    pub async fn plan(files: Vec<SqlFile>, catalog: &Catalog) -> Result<SqlEngine, Vec<FileError>> {
+        let ctx = SessionContext::new();
+        let mut inputs = Vec::new();
+        for s in Stream::ALL {
+            let t = Arc::new(
+                MemTable::try_new(s.schema(), vec![vec![]])
+                    .expect("schema with one empty partition"),
+            );
+            ctx.register_table(s.name(), t.clone())
+                .expect("fresh context");
+            inputs.push((s, t));
+        }
+        ctx.register_table("catalog", catalog_table(catalog))
+            .expect("fresh context");
+
+        let mut errors = Vec::new();
+        let mut parsed = Vec::new();
+        let mut names = BTreeSet::new();
+        for f in files {
+            if !names.insert(f.name.clone())
+                || ["logs", "metrics", "events", "catalog"].contains(&f.name.as_str())
+            {
+                errors.push(f.error_at(
+                    1,
+                    1,
+                    format!("the name {} is already taken", f.name),
+                    None,
+                ));
+                continue;
+            }
+            match parse_statement(&ctx, &f) {
+                Ok(refs) => parsed.push((f, refs)),
+                Err(e) => errors.push(e),
+            }
+        }
+        let order = match dependency_order(&parsed) {
+            Ok(o) => o,
+            Err(e) => {
+                errors.push(e);
+                return Err(errors);
+            }
+        };
+        let mut rules = Vec::new();
+        let mut views = Vec::new();
+        for i in order {
+            let f = &parsed[i].0;
+            let plan = match ctx.state().create_logical_plan(&f.sql).await {
+                Ok(p) => p,
+                Err(e) => {
+                    errors.push(locate_error(f, &e));
+                    continue;
+                }
+            };
+            match f.header.kind {
+                FileKind::View => {
+                    let view = ViewTable::new(plan, Some(f.sql.clone()));
+                    if let Err(e) = ctx.register_table(f.name.as_str(), Arc::new(view)) {
+                        errors.push(f.error_at(1, 1, e.to_string(), None));
+                    }
+                    views.push(f.clone());
+                }
+                FileKind::Alert => {
+                    if let Err(e) = check_alert_schema(f, plan.schema().as_arrow()) {
+                        errors.push(e);
+                        continue;
+                    }
+                    rules.push(Rule {
+                        file: f.clone(),
+                        plan,
+                    });
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(SqlEngine {
+                ctx,
+                inputs,
+                rules,
+                views,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn rule_names(&self) -> Vec<&str> {
+        self.rules.iter().map(|r| r.file.name.as_str()).collect()
+    }
+
+    pub fn view_names(&self) -> Vec<&str> {
+        self.views.iter().map(|v| v.name.as_str()).collect()
+    }
+
+    /// The logical and physical plan of a file, for `lookout explain`.
+    pub async fn explain(&self, name: &str) -> Option<String> {
+        let sql = self
+            .rules
+            .iter()
+            .map(|r| &r.file)
+            .chain(self.views.iter())
+            .find(|f| f.name == name)?
+            .sql
+            .clone();
+        let df = self.ctx.sql(&format!("EXPLAIN {sql}")).await.ok()?;
+        let batches = df.collect().await.ok()?;
+        Some(
+            arrow::util::pretty::pretty_format_batches(&batches)
+                .ok()?
+                .to_string(),
+        )
+    }
+
+    /// Runs every alert rule on one batch of each stream.
+    pub async fn run(
+        &self,
+        logs: &RecordBatch,
+        metrics: &RecordBatch,
+        events: &RecordBatch,
+        watermark: i64,
+    ) -> Result<Vec<Alert>, SqlError> {
+        if self.rules.is_empty() {
+            return Ok(Vec::new());
+        }
+        for (s, table) in &self.inputs {
+            let b = match s {
+                Stream::Logs => logs,
+                Stream::Metrics => metrics,
+                Stream::Events => events,
+            };
+            *table.batches[0].write().await = if b.num_rows() == 0 {
+                vec![]
+            } else {
+                vec![b.clone()]
+            };
+        }
+        let mut alerts = Vec::new();
+        for r in &self.rules {
+            let err = |source| SqlError::Execute {
+                rule: r.file.name.clone(),
+                source,
+            };
+            let df = self
+                .ctx
+                .execute_logical_plan(r.plan.clone())
+                .await
+                .map_err(err)?;
+            for b in df.collect().await.map_err(err)? {
+                alerts.extend(rows_to_alerts(&r.file, &b, watermark));
+            }
+        }
+        Ok(alerts)
+    }
+}
+
+fn parse_statement(ctx: &SessionContext, f: &SqlFile) -> Result<BTreeSet<String>, FileError> {
+    let state = ctx.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    let statements = datafusion::sql::parser::DFParser::parse_sql_with_dialect(
+        &f.sql,
+        datafusion::sql::sqlparser::dialect::dialect_from_str(dialect.to_string())
+            .expect("the default dialect exists")
+            .as_ref(),
+    )
+    .map_err(|e| locate_error(f, &e))?;
+    if statements.len() != 1 {
+        return Err(f.error_at(
+            1,
+            1,
+            format!(
+                "a pipeline file holds exactly one statement, this one has {}",
+                statements.len()
+            ),
+            Some("split it into one file per statement".into()),
+        ));
+    }
+    let stmt = statements.into_iter().next().expect("one statement");
+    let refs = state
+        .resolve_table_references(&stmt)
+        .map_err(|e| locate_error(f, &e))?;
+    Ok(refs.into_iter().map(|r| r.table().to_string()).collect())
+}
+
+/// Views first, each after the views it reads; a cycle is an error.
+fn dependency_order(files: &[(SqlFile, BTreeSet<String>)]) -> Result<Vec<usize>, FileError> {
+    let index: BTreeMap<&str, usize> = files
+        .iter()
+        .enumerate()
+        .map(|(i, (f, _))| (f.name.as_str(), i))
+        .collect();
+    let mut state = vec![0u8; files.len()]; // 0 new, 1 visiting, 2 done
+    let mut order = Vec::new();
+    fn visit(
+        i: usize,
+        files: &[(SqlFile, BTreeSet<String>)],
+        index: &BTreeMap<&str, usize>,
+        state: &mut [u8],
+        order: &mut Vec<usize>,
+        stack: &mut Vec<String>,
+    ) -> Result<(), FileError> {
+        match state[i] {
+            2 => return Ok(()),
+            1 => {
+                stack.push(files[i].0.name.clone());
+                return Err(files[i].0.error_at(
+                    1,
+                    1,
+                    format!(
+                        "views depend on each other in a cycle: {}",
+                        stack.join(" -> ")
+                    ),
+                    None,
+                ));
+            }
+            _ => {}
+        }
+        state[i] = 1;
+        stack.push(files[i].0.name.clone());
+        for dep in &files[i].1 {
+            if let Some(&j) = index.get(dep.as_str()) {
+                if files[j].0.header.kind != FileKind::View {
+                    let (l, c) = files[i].0.locate(dep).unwrap_or((1, 1));
+                    return Err(files[i].0.error_at(
+                        l,
+                        c,
+                        format!("{dep} is an alert rule; only views can be selected from"),
+                        None,
+                    ));
+                }
+                visit(j, files, index, state, order, stack)?;
+            }
+        }
+        stack.pop();
+        state[i] = 2;
+        order.push(i);
+        Ok(())
+    }
+    for i in 0..files.len() {
+        visit(i, files, &index, &mut state, &mut order, &mut Vec::new())?;
+    }
+    Ok(order)
+}
+
+/// Turns a DataFusion error into a located file error with a hint.
+fn locate_error(f: &SqlFile, e: &datafusion::error::DataFusionError) -> FileError {
+    let msg = e.to_string();
+    let pos = regex::Regex::new(r"Line: (\d+), Column: (\d+)").expect("static regex");
+    if let Some(c) = pos.captures(&msg) {
+        let line = c[1].parse().unwrap_or(1);
+        let col = c[2].parse().unwrap_or(1);
+        return f.error_at(
+            line,
+            col,
+            msg,
+            Some("check the syntax near this position".into()),
+        );
+    }
+    let field =
+        regex::Regex::new(r#"(?:No field named|column|table) '?"?([A-Za-z_][A-Za-z0-9_.]*)"?'?"#)
+            .expect("static regex");
+    let (line, col, hint) = match field.captures(&msg) {
+        Some(c) => {
+            let name = c[1]
+                .trim_end_matches('.')
+                .rsplit('.')
+                .next()
+                .unwrap_or(&c[1])
+                .to_string();
+            let (l, col) = f.locate(&name).unwrap_or((1, 1));
+            let hint = if msg.contains("not found") && msg.contains("table") {
+                "tables are logs, metrics, events, catalog and the views of this pipeline"
+                    .to_string()
+            } else {
+                "columns: logs(ts, service, host, level, message, trace_id, attrs); metrics(ts, name, value, service, host, labels); events(ts, kind, source, service, host, severity, status, title, fingerprint, labels)".to_string()
+            };
+            (l, col, Some(hint))
+        }
+        None => (1, 1, None),
+    };
+    f.error_at(line, col, msg, hint)
+}
+
+fn check_alert_schema(f: &SqlFile, schema: &Schema) -> Result<(), FileError> {
+    let at = |col: &str, m: String| {
+        let (l, c) = f.locate(col).unwrap_or((1, 1));
+        f.error_at(l, c, m, None)
+    };
+    if let Ok(field) = schema.field_with_name("ts") {
+        if !matches!(field.data_type(), DataType::Timestamp(_, _)) {
+            return Err(at(
+                "ts",
+                format!("column ts must be a timestamp, it is {}", field.data_type()),
+            ));
+        }
+    }
+    for name in ["service", "host", "severity"] {
+        if let Ok(field) = schema.field_with_name(name) {
+            if !matches!(
+                field.data_type(),
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+            ) {
+                return Err(at(
+                    name,
+                    format!("column {name} must be text, it is {}", field.data_type()),
+                ));
+            }
+        }
+    }
+    for k in f.header.keys.iter().flatten() {
+        if schema.field_with_name(k).is_err() {
+            return Err(f.error_at(
+                1,
+                1,
+                format!("key column {k} is not in the rule's output"),
+                Some(format!(
+                    "output columns: {}",
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            ));
+        }
+    }
+    if let Some(t) = &f.header.title {
+        for cap in regex::Regex::new(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+            .expect("static regex")
+            .captures_iter(t)
+        {
+            if schema.field_with_name(&cap[1]).is_err() {
+                return Err(f.error_at(
+                    1,
+                    1,
+                    format!("title uses {{{}}}, which is not an output column", &cap[1]),
+                    None,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn rows_to_alerts(f: &SqlFile, b: &RecordBatch, watermark: i64) -> Vec<Alert> {
+    let schema = b.schema();
+    let text_col = |name: &str| -> Option<ArrayRef> {
+        let c = b.column_by_name(name)?;
+        arrow::compute::cast(c, &DataType::Utf8).ok()
+    };
+    let ts = b.column_by_name("ts").and_then(|c| {
+        arrow::compute::cast(c, &DataType::Timestamp(TimeUnit::Millisecond, None)).ok()
+    });
+    let service = text_col("service");
+    let host = text_col("host");
+    let severity = text_col("severity");
+    let keys: Vec<String> = match &f.header.keys {
+        Some(k) => k.clone(),
+        None => ["service", "host"]
+            .iter()
+            .filter(|k| schema.field_with_name(k).is_ok())
+            .map(|k| k.to_string())
+            .collect(),
+    };
+    let get = |c: &Option<ArrayRef>, i: usize| -> Option<String> {
+        let a = c.as_ref()?.as_string_opt::<i32>()?;
+        (!a.is_null(i)).then(|| a.value(i).to_string())
+    };
+    let value = |name: &str, i: usize| -> String {
+        b.column_by_name(name)
+            .and_then(|c| array_value_to_string(c, i).ok())
+            .unwrap_or_default()
+    };
+    let title_re = regex::Regex::new(r"\{([A-Za-z_][A-Za-z0-9_]*)\}").expect("static regex");
+    (0..b.num_rows())
+        .map(|i| {
+            let t = ts
+                .as_ref()
+                .and_then(|c| {
+                    c.as_primitive_opt::<arrow::datatypes::TimestampMillisecondType>()
+                        .filter(|a| !a.is_null(i))
+                        .map(|a| a.value(i))
+                })
+                .unwrap_or(watermark);
+            let title = match &f.header.title {
+                Some(tpl) => title_re
+                    .replace_all(tpl, |c: &regex::Captures| value(&c[1], i))
+                    .into_owned(),
+                None => format!(
+                    "{} on {}",
+                    f.name,
+                    get(&service, i).unwrap_or_else(|| "unknown service".into())
+                ),
+            };
+            let mut parts: Vec<String> = vec![format!("rule:{}", f.name)];
+            parts.extend(keys.iter().map(|k| value(k, i)));
+            let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+            let labels: Vec<(String, String)> = schema
+                .fields()
+                .iter()
+                .map(|f| f.name())
+                .filter(|n| !matches!(n.as_str(), "ts" | "service" | "host" | "severity"))
+                .map(|n| (n.clone(), value(n, i)))
+                .chain(std::iter::once(("rule".to_string(), f.name.clone())))
+                .collect();
+            Alert {
+                fingerprint: derived_fingerprint(&refs),
+                source: format!("rule:{}", f.name),
+                service: get(&service, i),
+                host: get(&host, i),
+                severity: get(&severity, i)
+                    .and_then(|s| Severity::parse(&s))
+                    .or(f.header.severity)
+                    .unwrap_or(Severity::Warning),
+                status: Status::Firing,
+                title,
+                ts: t,
+                labels,
+            }
+        })
+        .collect()
+}
+
+/// The service catalog as a table: name, owner, tier, kind, depends_on (comma list).
+fn catalog_table(c: &Catalog) -> Arc<dyn TableProvider> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("owner", DataType::Utf8, true),
+        Field::new("tier", DataType::Int64, false),
+        Field::new("kind", DataType::Utf8, true),
+        Field::new("depends_on", DataType::Utf8, false),
+    ]));
+    let svcs: Vec<_> = c.services().collect();
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            svcs.iter().map(|s| s.name.as_str()),
+        )),
+        Arc::new(StringArray::from_iter(
+            svcs.iter().map(|s| s.owner.as_deref()),
+        )),
+        Arc::new(arrow::array::Int64Array::from_iter_values(
+            svcs.iter().map(|s| i64::from(s.tier)),
+        )),
+        Arc::new(StringArray::from_iter(
+            svcs.iter().map(|s| s.kind.as_deref()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            svcs.iter().map(|s| s.depends_on.join(",")),
+        )),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), cols).expect("columns match the schema");
+    Arc::new(MemTable::try_new(schema, vec![vec![batch]]).expect("one partition"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::schema::{events_batch, logs_batch, metrics_batch};
+    use crate::decode::{Level, LogRow};
+
+    fn file(name: &str, text: &str) -> SqlFile {
+        SqlFile::parse(Path::new(&format!("p/{name}.sql")), text).unwrap()
+    }
+
+    async fn plan(files: Vec<SqlFile>) -> Result<SqlEngine, Vec<FileError>> {
+        SqlEngine::plan(files, &Catalog::default()).await
+    }
+
+    fn log(service: &str, level: Level, msg: &str) -> LogRow {
+        LogRow {
+            ts: 5_000,
+            service: service.into(),
+            host: Some("h1".into()),
+            level,
+            message: msg.into(),
+            trace_id: None,
+            attrs: vec![("k".into(), "v".into())],
+        }
+    }
+
+    #[tokio::test]
+    async fn views_feed_rules_and_rows_become_alerts() {
+        let e = plan(vec![
+            file("zz_rule", "--! kind = \"alert\"\n--! severity = \"critical\"\n--! title = \"fatal on {service}: {message}\"\nSELECT ts, service, host, message FROM bad_logs WHERE attrs['k'] = 'v'"),
+            file("bad_logs", "--! kind = \"view\"\nSELECT * FROM logs WHERE level = 'FATAL'"),
+        ])
+        .await
+        .unwrap();
+        let logs = logs_batch(&[
+            log("a", Level::Fatal, "boom"),
+            log("b", Level::Info, "fine"),
+        ])
+        .unwrap();
+        let alerts = e
+            .run(
+                &logs,
+                &metrics_batch(&[]).unwrap(),
+                &events_batch(&[]).unwrap(),
+                0,
+            )
+            .await
+            .unwrap();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].title, "fatal on a: boom");
+        assert_eq!(alerts[0].severity, Severity::Critical);
+        assert_eq!(alerts[0].ts, 5_000);
+        // the same key gives the same fingerprint on the next batch
+        let again = e
+            .run(
+                &logs,
+                &metrics_batch(&[]).unwrap(),
+                &events_batch(&[]).unwrap(),
+                0,
+            )
+            .await
+            .unwrap();
+        assert_eq!(again[0].fingerprint, alerts[0].fingerprint);
+    }
+
+    #[tokio::test]
+    async fn errors_are_located() {
+        let errs = plan(vec![file(
+            "a",
+            "--! kind = \"alert\"\n\nSELECT service,\n  nosuch FROM logs",
+        )])
+        .await
+        .err()
+        .unwrap();
+        assert_eq!((errs[0].line, errs[0].column), (4, 3), "{}", errs[0]);
+        assert!(errs[0].hint.is_some());
+        let errs = plan(vec![file("a", "--! kind = \"alert\"\nSELECT FROM WHERE")])
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(errs[0].line, 2, "{}", errs[0]);
+        let errs = plan(vec![file("a", "--! kind = \"alert\"\nSELECT 1; SELECT 2")])
+            .await
+            .err()
+            .unwrap();
+        assert!(errs[0].message.contains("exactly one statement"));
+        let errs = plan(vec![file(
+            "a",
+            "--! kind = \"alert\"\nSELECT 1 + 'x' AS service FROM nosuchtable",
+        )])
+        .await
+        .err()
+        .unwrap();
+        assert!(errs[0].message.contains("nosuchtable"), "{}", errs[0]);
+    }
+
+    #[tokio::test]
+    async fn cycles_are_refused() {
+        let errs = plan(vec![
+            file("v1", "--! kind = \"view\"\nSELECT * FROM v2"),
+            file("v2", "--! kind = \"view\"\nSELECT * FROM v1"),
+        ])
+        .await
+        .err()
+        .unwrap();
+        assert!(errs[0].message.contains("cycle"), "{}", errs[0]);
+    }
+
+    #[tokio::test]
+    async fn division_by_zero_is_null_not_a_crash() {
+        let e = plan(vec![file("r", "--! kind = \"alert\"\nSELECT service, CAST(count(*) AS DOUBLE) / 0 AS ratio FROM logs GROUP BY service")]).await.unwrap();
+        let logs = logs_batch(&[log("a", Level::Error, "x")]).unwrap();
+        let alerts = e
+            .run(
+                &logs,
+                &metrics_batch(&[]).unwrap(),
+                &events_batch(&[]).unwrap(),
+                7,
+            )
+            .await;
+        assert!(alerts.is_ok(), "{alerts:?}");
+    }
+
+    #[tokio::test]
+    async fn alert_rule_output_types_are_checked() {
+        let errs = plan(vec![file(
+            "r",
+            "--! kind = \"alert\"\nSELECT 1 AS service FROM logs",
+        )])
+        .await
+        .err()
+        .unwrap();
+        assert!(errs[0].message.contains("must be text"), "{}", errs[0]);
+        let errs = plan(vec![file(
+            "r",
+            "--! kind = \"alert\"\n--! title = \"{nope}\"\nSELECT service FROM logs",
+        )])
+        .await
+        .err()
+        .unwrap();
+        assert!(errs[0].message.contains("{nope}"), "{}", errs[0]);
+    }
+}

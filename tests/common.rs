@@ -1,0 +1,125 @@
+//! Helpers shared by the integration tests: a mock Kafka cluster per test (so topic
+//! names never collide), producing, consuming until a condition holds, and locating
+//! ../shared.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+pub use lookout::source::embedded::EmbeddedBroker;
+
+pub const INPUTS: [&str; 3] = ["logs", "metrics", "events"];
+pub const OUTPUTS: [&str; 4] = ["incidents", "anomalies", "trend-reports", "dead-letters"];
+
+pub fn broker() -> EmbeddedBroker {
+    let topics: Vec<&str> = INPUTS.iter().chain(OUTPUTS.iter()).copied().collect();
+    EmbeddedBroker::start(&topics, 2).expect("mock cluster starts")
+}
+
+pub fn client(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500");
+    c
+}
+
+pub fn produce(bootstrap: &str, topic: &str, payloads: &[Vec<u8>]) {
+    let p: BaseProducer = client(bootstrap).create().expect("producer");
+    for (i, pl) in payloads.iter().enumerate() {
+        let key = i.to_string();
+        let mut rec = BaseRecord::to(topic).payload(pl).key(&key);
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    rec = r;
+                    p.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(10)).expect("flush");
+}
+
+/// A consumed output message.
+#[derive(Debug, Clone)]
+pub struct Out {
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Out {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).expect("JSON output")
+    }
+    pub fn header(&self, k: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads `topic` from the start until `done` holds on everything read, or `timeout`.
+pub fn consume_until(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+    done: impl Fn(&[Out]) -> bool,
+) -> Vec<Out> {
+    let group = format!("verify-{topic}-{}", std::process::id());
+    let c: BaseConsumer = client(bootstrap)
+        .set("group.id", &group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    c.subscribe(&[topic]).expect("subscribe");
+    let start = Instant::now();
+    let mut out = Vec::new();
+    while start.elapsed() < timeout && !done(&out) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            out.push(Out {
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                payload: m.payload().unwrap_or_default().to_vec(),
+                headers: m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_string(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    out
+}
+
+/// `../shared` beside the repository, if it is there.
+pub fn shared() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    if p.join("data").is_dir() {
+        Some(p)
+    } else {
+        eprintln!("SKIPPED: ../shared/data is not beside the repository");
+        None
+    }
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
