@@ -139,8 +139,8 @@ fn usage(e: impl std::fmt::Display) -> Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -149,10 +149,7 @@ fn main() -> ExitCode {
     } else {
         fmt.init();
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");
@@ -283,8 +280,7 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
             }
         }
     };
-    let stats =
-        pipeline::run_kafka(&mut processor, &mut source, &mut sink, &cancel, &mut print).await?;
+    let stats = pipeline::run_kafka(&mut processor, &mut source, &mut sink, &cancel, &mut print).await?;
     if let Some(t) = producer_task {
         let _ = t.await;
     }
@@ -309,12 +305,8 @@ async fn replay(a: ReplayArgs) -> Result<(), Failure> {
     });
     let cfg = load_config(&a.pipeline, catalog.as_deref())?;
     let mut processor = Processor::build(&cfg).await.map_err(usage)?;
-    let mut source = FileSource::open(
-        &a.input,
-        a.stream.map(Stream::from),
-        cfg.spec.batch.max_records,
-    )
-    .map_err(usage)?;
+    let mut source =
+        FileSource::open(&a.input, a.stream.map(Stream::from), cfg.spec.batch.max_records).map_err(usage)?;
     let mut paths = BTreeMap::new();
     paths.insert(Topic::Incidents, a.output.clone());
     let dead = a
@@ -368,10 +360,7 @@ async fn validate(dirs: Vec<PathBuf>) -> Result<(), Failure> {
             Err(e) => Err(e.to_string()),
         };
         match result {
-            Ok((views, rules)) => println!(
-                "ok    {}: {views} views, {rules} alert rules",
-                dir.display()
-            ),
+            Ok((views, rules)) => println!("ok    {}: {views} views, {rules} alert rules", dir.display()),
             Err(e) => {
                 failed += 1;
                 println!("FAIL  {}\n{e}", dir.display());
@@ -379,10 +368,7 @@ async fn validate(dirs: Vec<PathBuf>) -> Result<(), Failure> {
         }
     }
     if failed > 0 {
-        return Err(usage(format!(
-            "{failed} of {} pipelines are invalid",
-            dirs.len()
-        )));
+        return Err(usage(format!("{failed} of {} pipelines are invalid", dirs.len())));
     }
     Ok(())
 }
@@ -411,12 +397,7 @@ async fn explain(file: &Path) -> Result<(), Failure> {
     println!("windows: none (stateless: runs on each batch)");
     match p.sql().explain(name).await {
         Some(plan) => println!("{plan}"),
-        None => {
-            return Err(usage(format!(
-                "{name} is not a view or rule of {}",
-                dir.display()
-            )))
-        }
+        None => return Err(usage(format!("{name} is not a view or rule of {}", dir.display()))),
     }
     Ok(())
 }

@@ -30,17 +30,24 @@ pub fn client(bootstrap: &str) -> ClientConfig {
 }
 
 pub fn produce(bootstrap: &str, topic: &str, payloads: &[Vec<u8>]) {
-    let p: BaseProducer = client(bootstrap).create().expect("producer");
+    let p: BaseProducer = client(bootstrap)
+        .set("message.max.bytes", "4000000")
+        .create()
+        .expect("producer");
     for (i, pl) in payloads.iter().enumerate() {
         let key = i.to_string();
         let mut rec = BaseRecord::to(topic).payload(pl).key(&key);
         loop {
             match p.send(rec) {
                 Ok(()) => break,
-                Err((_, r)) => {
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
                     rec = r;
                     p.poll(Duration::from_millis(10));
                 }
+                Err((e, _)) => panic!("producing to {topic}: {e}"),
             }
         }
     }
@@ -60,20 +67,12 @@ impl Out {
         serde_json::from_slice(&self.payload).expect("JSON output")
     }
     pub fn header(&self, k: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
     }
 }
 
 /// Reads `topic` from the start until `done` holds on everything read, or `timeout`.
-pub fn consume_until(
-    bootstrap: &str,
-    topic: &str,
-    timeout: Duration,
-    done: impl Fn(&[Out]) -> bool,
-) -> Vec<Out> {
+pub fn consume_until(bootstrap: &str, topic: &str, timeout: Duration, done: impl Fn(&[Out]) -> bool) -> Vec<Out> {
     let group = format!("verify-{topic}-{}", std::process::id());
     let c: BaseConsumer = client(bootstrap)
         .set("group.id", &group)
@@ -96,8 +95,7 @@ pub fn consume_until(
                             .map(|h| {
                                 (
                                     h.key.to_string(),
-                                    String::from_utf8_lossy(h.value.unwrap_or_default())
-                                        .into_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
                                 )
                             })
                             .collect()

@@ -24,9 +24,7 @@ fn inputs() -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
         b(
             r#"{"ts":"2025-03-04T10:00:00Z","service":"payments","host":"payments-1","level":"ERROR","message":"Payment failed"}"#,
         ),
-        b(
-            r#"time=2025-03-04T10:00:01Z level=fatal app=payments host=payments-2 msg="out of memory""#,
-        ),
+        b(r#"time=2025-03-04T10:00:01Z level=fatal app=payments host=payments-2 msg="out of memory""#),
         b("2025-03-04 10:00:02 plain text line from a file tailer"),
         b(r#"{"ts":"2025-03-04T10:00:03Z","message":"broken"#),
         b"{\"ts\":\"2025-03-04T10:00:04Z\",\"message\":\"\xff\xfe\"}".to_vec(),
@@ -39,7 +37,9 @@ fn inputs() -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
         b(r#"{"ts":"yesterday","message":"when?"}"#),
     ];
     let metrics = vec![
-        b(r#"{"ts":"2025-03-04T10:00:06Z","name":"error_ratio","value":0.5,"labels":{"service":"payments","host":"payments-1"}}"#),
+        b(
+            r#"{"ts":"2025-03-04T10:00:06Z","name":"error_ratio","value":0.5,"labels":{"service":"payments","host":"payments-1"}}"#,
+        ),
         b("host_stats,host=redis-1,service=redis cpu_usage=0.97 1741082406000000000"),
         b("# TYPE latency_p95_ms gauge\nlatency_p95_ms{service=\"frontend\",host=\"frontend-1\"} 41.5 1741082406000"),
         b(r#"{"ts":"2025-03-04T10:00:06Z","name":"cpu_usage","value":"high"}"#),
@@ -48,11 +48,9 @@ fn inputs() -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
         b(
             r#"{"specversion":"1.0","type":"dev.cdevents.service.deployed.0.1.0","source":"argocd","id":"deploy-pay-1","time":"2025-03-04T09:55:00Z","subject":"payments","data":{"version":"1.14.1","deploy_id":"argocd-payments-1"}}"#,
         ),
-        b(
-            r#"{"version":"4","receiver":"lookout","status":"firing","alerts":[
+        b(r#"{"version":"4","receiver":"lookout","status":"firing","alerts":[
             {"status":"firing","labels":{"alertname":"HighErrorRate","severity":"critical","job":"payments"},"annotations":{"summary":"payments errors 30%"},"startsAt":"2025-03-04T10:00:10Z","fingerprint":"am-1"},
-            {"status":"firing","labels":{"alertname":"HighErrorRate","severity":"warning","job":"checkout"},"annotations":{"summary":"checkout errors 12%"},"startsAt":"2025-03-04T10:00:20Z","fingerprint":"am-2"}]}"#,
-        ),
+            {"status":"firing","labels":{"alertname":"HighErrorRate","severity":"warning","job":"checkout"},"annotations":{"summary":"checkout errors 12%"},"startsAt":"2025-03-04T10:00:20Z","fingerprint":"am-2"}]}"#),
         b(
             r#"{"routing_key":"r","event_action":"trigger","dedup_key":"pd-1","payload":{"summary":"inventory latency high","source":"inventory-1","severity":"error","component":"inventory","timestamp":"2025-03-04T10:30:00Z"}}"#,
         ),
@@ -76,8 +74,7 @@ async fn start(
     let mut processor = Processor::build(&cfg).await.unwrap();
     let client = client(bootstrap);
     let mut source = KafkaSource::new(&client, group, &cfg.topics(), cfg.spec.batch).unwrap();
-    let mut sink =
-        Sink::Kafka(KafkaSink::new(&client, cfg.spec.sinks.clone(), cancel.clone()).unwrap());
+    let mut sink = Sink::Kafka(KafkaSink::new(&client, cfg.spec.sinks.clone(), cancel.clone()).unwrap());
     tokio::spawn(async move {
         run_kafka(&mut processor, &mut source, &mut sink, &cancel, &mut |_| {})
             .await
@@ -128,9 +125,7 @@ async fn every_encoding_in_incidents_and_dead_letters_out() {
     .unwrap();
     let bs3 = bs.clone();
     let dead = tokio::task::spawn_blocking(move || {
-        consume_until(&bs3, "dead-letters", Duration::from_secs(30), |o| {
-            o.len() >= BAD
-        })
+        consume_until(&bs3, "dead-letters", Duration::from_secs(30), |o| o.len() >= BAD)
     })
     .await
     .unwrap();
@@ -149,23 +144,13 @@ async fn every_encoding_in_incidents_and_dead_letters_out() {
     for m in &incidents {
         let v = m.json();
         assert_eq!(v["schema"], "lookout.incident.v1");
-        assert_eq!(
-            m.key.as_deref(),
-            v["incident_id"].as_str(),
-            "keyed by incident id"
-        );
+        assert_eq!(m.key.as_deref(), v["incident_id"].as_str(), "keyed by incident id");
     }
     // the payments incident holds the deploy that came before it
     let payments = incidents
         .iter()
         .map(Out::json)
-        .filter(|v| {
-            v["services"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|s| s == "payments")
-        })
+        .filter(|v| v["services"].as_array().unwrap().iter().any(|s| s == "payments"))
         .last()
         .unwrap();
     assert_eq!(
@@ -181,11 +166,7 @@ async fn every_encoding_in_incidents_and_dead_letters_out() {
     );
     for d in &dead {
         assert_eq!(d.header("stage"), Some("decode"));
-        assert!(
-            d.header("error").is_some()
-                && d.header("offset").is_some()
-                && d.header("partition").is_some()
-        );
+        assert!(d.header("error").is_some() && d.header("offset").is_some() && d.header("partition").is_some());
         let topic = d.header("topic").unwrap();
         let offset: usize = d.header("offset").unwrap().parse().unwrap();
         assert!(INPUTS.contains(&topic));
@@ -238,13 +219,9 @@ async fn crash_before_commit_then_restart_loses_no_alert() {
     let cancel = CancellationToken::new();
     let task = start(&bs, "crashy", cancel.clone()).await;
     let bs2 = bs.clone();
-    tokio::task::spawn_blocking(move || {
-        consume_until(&bs2, "incidents", Duration::from_secs(60), |o| {
-            !o.is_empty()
-        })
-    })
-    .await
-    .unwrap();
+    tokio::task::spawn_blocking(move || consume_until(&bs2, "incidents", Duration::from_secs(60), |o| !o.is_empty()))
+        .await
+        .unwrap();
     task.abort();
     let _ = task.await;
     produce(&bs, "events", &alerts[n / 2..]);
@@ -266,8 +243,5 @@ async fn crash_before_commit_then_restart_loses_no_alert() {
     task.await.unwrap();
     let got = fingerprints(&incidents);
     let missing: Vec<_> = want.difference(&got).collect();
-    assert!(
-        missing.is_empty(),
-        "alerts lost across the crash: {missing:?}"
-    );
+    assert!(missing.is_empty(), "alerts lost across the crash: {missing:?}");
 }

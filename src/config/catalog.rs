@@ -78,10 +78,7 @@ impl Catalog {
         let mut c = Catalog::default();
         for s in list {
             if !(1..=5).contains(&s.tier) {
-                return Err(format!(
-                    "service {}: tier must be 1..5, got {}",
-                    s.name, s.tier
-                ));
+                return Err(format!("service {}: tier must be 1..5, got {}", s.name, s.tier));
             }
             for h in &s.hosts {
                 if let Some(other) = c.host_service.insert(h.clone(), s.name.clone()) {
@@ -89,10 +86,7 @@ impl Catalog {
                 }
             }
             for d in &s.depends_on {
-                c.callers
-                    .entry(d.clone())
-                    .or_default()
-                    .insert(s.name.clone());
+                c.callers.entry(d.clone()).or_default().insert(s.name.clone());
             }
             if c.services.insert(s.name.clone(), s.clone()).is_some() {
                 return Err(format!("service {} is listed twice", s.name));
@@ -119,11 +113,7 @@ impl Catalog {
 
     /// Services that call `name`.
     pub fn callers(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.callers
-            .get(name)
-            .into_iter()
-            .flatten()
-            .map(String::as_str)
+        self.callers.get(name).into_iter().flatten().map(String::as_str)
     }
 
     /// Services that `name` calls.
@@ -186,12 +176,7 @@ mod tests {
 
     #[test]
     fn paths_follow_edges_both_ways_and_survive_cycles() {
-        let c = Catalog::from_services(vec![
-            svc("gw", &["cart"]),
-            svc("cart", &["db"]),
-            svc("db", &["gw"]),
-        ])
-        .unwrap();
+        let c = Catalog::from_services(vec![svc("gw", &["cart"]), svc("cart", &["db"]), svc("db", &["gw"])]).unwrap();
         assert_eq!(
             c.path("gw", "db", 2).unwrap().len(),
             2,

@@ -20,16 +20,9 @@ use crate::decode::{DecodeConfig, Encoding, LineFormat, StreamDecoding};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: {source}")]
-    Io {
-        file: String,
-        source: std::io::Error,
-    },
+    Io { file: String, source: std::io::Error },
     #[error("{file}:{line}: {message}")]
-    Parse {
-        file: String,
-        line: usize,
-        message: String,
-    },
+    Parse { file: String, line: usize, message: String },
     #[error("{file}: {message}")]
     Invalid { file: String, message: String },
 }
@@ -240,18 +233,25 @@ fn default_max_hops() -> usize {
 pub struct Limits {
     #[serde(default = "default_max_record_bytes")]
     pub max_record_bytes: usize,
+    /// How much of a bad record a dead letter keeps (below the broker's message limit).
+    #[serde(default = "default_dead_letter_max_bytes")]
+    pub dead_letter_max_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_record_bytes: default_max_record_bytes(),
+            dead_letter_max_bytes: default_dead_letter_max_bytes(),
         }
     }
 }
 
 fn default_max_record_bytes() -> usize {
     1 << 20
+}
+fn default_dead_letter_max_bytes() -> usize {
+    512 << 10
 }
 
 /// A pipeline directory, read and checked (the SQL is planned by [`crate::sql`]).
@@ -266,26 +266,19 @@ pub struct PipelineConfig {
 impl PipelineConfig {
     /// Reads `dir/pipeline.toml`, compiles line formats and loads the catalog
     /// (`catalog_override` wins over the file's `catalog`).
-    pub fn load(
-        dir: &Path,
-        catalog_override: Option<&Path>,
-    ) -> Result<PipelineConfig, ConfigError> {
+    pub fn load(dir: &Path, catalog_override: Option<&Path>) -> Result<PipelineConfig, ConfigError> {
         let file = dir.join("pipeline.toml");
         let text = std::fs::read_to_string(&file).map_err(|e| ConfigError::io(&file, e))?;
         let spec: PipelineToml = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             file: file.display().to_string(),
-            line: e
-                .span()
-                .map_or(0, |s| text[..s.start].matches('\n').count() + 1),
+            line: e.span().map_or(0, |s| text[..s.start].matches('\n').count() + 1),
             message: e.message().to_string(),
         })?;
         let invalid = |message: String| ConfigError::Invalid {
             file: file.display().to_string(),
             message,
         };
-        let stream = |name: crate::decode::Stream,
-                      s: &SourceStream|
-         -> Result<StreamDecoding, ConfigError> {
+        let stream = |name: crate::decode::Stream, s: &SourceStream| -> Result<StreamDecoding, ConfigError> {
             if !s.encoding.allowed(name) {
                 return Err(invalid(format!(
                     "sources.{name}.encoding {:?} cannot carry {name}",
@@ -293,10 +286,7 @@ impl PipelineConfig {
                 )));
             }
             let line_format = match &s.line_format {
-                Some(f) => Some(
-                    LineFormat::parse(f)
-                        .map_err(|m| invalid(format!("sources.{name}.line_format: {m}")))?,
-                ),
+                Some(f) => Some(LineFormat::parse(f).map_err(|m| invalid(format!("sources.{name}.line_format: {m}")))?),
                 None if s.encoding == Encoding::Line => {
                     return Err(invalid(format!(
                         "sources.{name}: encoding \"line\" needs a line_format"
@@ -316,6 +306,7 @@ impl PipelineConfig {
             metrics: stream(Stream::Metrics, &spec.sources.metrics)?,
             events: stream(Stream::Events, &spec.sources.events)?,
             max_record_bytes: spec.limits.max_record_bytes,
+            dead_letter_max_bytes: spec.limits.dead_letter_max_bytes,
         };
         if spec.batch.max_records == 0 {
             return Err(invalid("batch.max_records must be at least 1".into()));

@@ -24,10 +24,7 @@ pub struct Alert {
 
 impl Alert {
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.labels.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }
 
@@ -56,16 +53,7 @@ pub fn from_events(batch: &RecordBatch) -> (Vec<Alert>, Vec<Change>) {
             .and_then(|c| c.as_string_opt::<i32>())
             .cloned()
     };
-    let (
-        Some(kind),
-        Some(source),
-        Some(service),
-        Some(host),
-        Some(severity),
-        Some(status),
-        Some(title),
-        Some(fp),
-    ) = (
+    let (Some(kind), Some(source), Some(service), Some(host), Some(severity), Some(status), Some(title), Some(fp)) = (
         s("kind"),
         s("source"),
         s("service"),
@@ -74,8 +62,7 @@ pub fn from_events(batch: &RecordBatch) -> (Vec<Alert>, Vec<Change>) {
         s("status"),
         s("title"),
         s("fingerprint"),
-    )
-    else {
+    ) else {
         return (alerts, changes);
     };
     let Some(ts) = batch
@@ -84,20 +71,14 @@ pub fn from_events(batch: &RecordBatch) -> (Vec<Alert>, Vec<Change>) {
     else {
         return (alerts, changes);
     };
-    let labels = batch
-        .column_by_name("labels")
-        .and_then(|c| c.as_map_opt())
-        .cloned();
+    let labels = batch.column_by_name("labels").and_then(|c| c.as_map_opt()).cloned();
     let opt = |a: &StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_string());
     for i in 0..batch.num_rows() {
         let kind = EventKind::parse(kind.value(i));
         let labels = labels.as_ref().map(|m| map_row(m, i)).unwrap_or_default();
         match kind {
             EventKind::Alert => {
-                let (Some(sev), Some(st)) = (
-                    Severity::parse(severity.value(i)),
-                    Status::parse(status.value(i)),
-                ) else {
+                let (Some(sev), Some(st)) = (Severity::parse(severity.value(i)), Status::parse(status.value(i))) else {
                     continue;
                 };
                 let service = opt(&service, i);

@@ -144,28 +144,18 @@ impl Incident {
     }
 
     pub fn all_resolved(&self) -> bool {
-        self.members
-            .values()
-            .all(|m| m.alert.status == Status::Resolved)
+        self.members.values().all(|m| m.alert.status == Status::Resolved)
     }
 
     pub fn services(&self) -> Vec<String> {
-        let mut s: Vec<String> = self
-            .members
-            .values()
-            .filter_map(|m| m.alert.service.clone())
-            .collect();
+        let mut s: Vec<String> = self.members.values().filter_map(|m| m.alert.service.clone()).collect();
         s.sort();
         s.dedup();
         s
     }
 
     pub fn hosts(&self) -> Vec<String> {
-        let mut h: Vec<String> = self
-            .members
-            .values()
-            .filter_map(|m| m.alert.host.clone())
-            .collect();
+        let mut h: Vec<String> = self.members.values().filter_map(|m| m.alert.host.clone()).collect();
         h.sort();
         h.dedup();
         h
@@ -211,10 +201,7 @@ impl Incident {
             .map(|(rank, (t, s))| {
                 let mut evidence = vec![format!("first alert at {}", format_ms(*t))];
                 let mut score = 1.0 - rank as f64 / n;
-                let callers: Vec<&str> = catalog
-                    .callers(s)
-                    .filter(|c| services.iter().any(|x| x == c))
-                    .collect();
+                let callers: Vec<&str> = catalog.callers(s).filter(|c| services.iter().any(|x| x == c)).collect();
                 if !callers.is_empty() {
                     score += 0.5 * callers.len() as f64 / n;
                     evidence.push(format!("depended on by affected {}", callers.join(", ")));
@@ -248,11 +235,7 @@ impl Incident {
             Severity::Info => 5,
         };
         let services = self.services();
-        let best_tier = services
-            .iter()
-            .filter_map(|s| catalog.service(s))
-            .map(|s| s.tier)
-            .min();
+        let best_tier = services.iter().filter_map(|s| catalog.service(s)).map(|s| s.tier).min();
         let mut p = base;
         match best_tier {
             Some(1) => p -= 1,
@@ -278,11 +261,7 @@ impl Incident {
             .and_then(|r| r["service"].as_str())
             .and_then(|s| catalog.service(s))
             .and_then(|s| s.owner.clone());
-        let members: Vec<&Member> = self
-            .order
-            .iter()
-            .filter_map(|f| self.members.get(f))
-            .collect();
+        let members: Vec<&Member> = self.order.iter().filter_map(|f| self.members.get(f)).collect();
         json!({
             "schema": SCHEMA,
             "incident_id": self.id,
@@ -327,12 +306,7 @@ impl Incident {
 }
 
 fn change_json(c: &Change, reason: &str) -> Value {
-    let label = |k: &str| {
-        c.labels
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-    };
+    let label = |k: &str| c.labels.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     json!({
         "fingerprint": c.fingerprint,
         "kind": c.kind.as_str(),

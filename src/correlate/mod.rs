@@ -72,27 +72,17 @@ impl Correlator {
     }
 
     pub fn open_incidents(&self) -> usize {
-        self.incidents
-            .values()
-            .filter(|i| i.phase == Phase::Open)
-            .count()
+        self.incidents.values().filter(|i| i.phase == Phase::Open).count()
     }
 
     /// Applies a batch of alerts and changes; returns the incident states that changed.
-    pub fn ingest(
-        &mut self,
-        mut alerts: Vec<Alert>,
-        mut changes: Vec<Change>,
-    ) -> Vec<IncidentUpdate> {
+    pub fn ingest(&mut self, mut alerts: Vec<Alert>, mut changes: Vec<Change>) -> Vec<IncidentUpdate> {
         changes.sort_by_key(|c| c.ts);
         for c in changes {
             self.watermark = self.watermark.max(c.ts);
             self.changes.push_back(c);
         }
-        alerts.sort_by(|a, b| {
-            a.ts.cmp(&b.ts)
-                .then_with(|| a.fingerprint.cmp(&b.fingerprint))
-        });
+        alerts.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.fingerprint.cmp(&b.fingerprint)));
         let mut touched: Vec<String> = Vec::new();
         for a in alerts {
             self.stats.alert_messages += 1;
@@ -103,8 +93,7 @@ impl Correlator {
                 }
             }
         }
-        let mut out: Vec<IncidentUpdate> =
-            touched.iter().filter_map(|id| self.publish(id)).collect();
+        let mut out: Vec<IncidentUpdate> = touched.iter().filter_map(|id| self.publish(id)).collect();
         out.extend(self.expire());
         out
     }
@@ -127,11 +116,7 @@ impl Correlator {
         let id = match self.best_incident(&a) {
             Some((id, join)) => {
                 let inc = self.incidents.get_mut(&id)?;
-                inc.note(
-                    a.ts,
-                    "alert_joined",
-                    format!("{} joined ({})", a.title, join.rule),
-                );
+                inc.note(a.ts, "alert_joined", format!("{} joined ({})", a.title, join.rule));
                 inc.add(&a, join);
                 inc.transition(Transition::Updated, a.ts);
                 id
@@ -145,8 +130,7 @@ impl Correlator {
                 id
             }
         };
-        self.by_fingerprint
-            .insert(a.fingerprint.clone(), id.clone());
+        self.by_fingerprint.insert(a.fingerprint.clone(), id.clone());
         self.attach_changes(&id);
         Some(id)
     }
@@ -300,10 +284,7 @@ impl Correlator {
             };
             let reason = if services.iter().any(|s| s == svc) {
                 format!("{what} on affected service {svc} {mins:.1} min before the first symptom")
-            } else if let Some(s) = services
-                .iter()
-                .find(|s| self.catalog.dependencies(s).any(|d| d == svc))
-            {
+            } else if let Some(s) = services.iter().find(|s| self.catalog.dependencies(s).any(|d| d == svc)) {
                 format!("{what} on {svc}, a dependency of affected {s}, {mins:.1} min before the first symptom")
             } else {
                 continue;
@@ -326,11 +307,7 @@ impl Correlator {
                 let at = inc.last_firing + quiet;
                 inc.phase = Phase::Resolved;
                 inc.resolved_at = Some(at);
-                inc.note(
-                    at,
-                    "resolved",
-                    format!("quiet for {} s", self.cfg.quiet_period_s),
-                );
+                inc.note(at, "resolved", format!("quiet for {} s", self.cfg.quiet_period_s));
                 inc.transition(Transition::Resolved, at);
                 ids.push(inc.id.clone());
             }
@@ -339,9 +316,7 @@ impl Correlator {
         let forget: Vec<String> = self
             .incidents
             .values()
-            .filter(|i| {
-                i.phase == Phase::Resolved && i.resolved_at.is_some_and(|r| now - r > reopen)
-            })
+            .filter(|i| i.phase == Phase::Resolved && i.resolved_at.is_some_and(|r| now - r > reopen))
             .map(|i| i.id.clone())
             .collect();
         for id in forget {
@@ -413,9 +388,7 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].json["status"], "open");
         // the same fingerprint again: deduplicated, nothing published
-        assert!(c
-            .ingest(vec![alert("a", "db", 60, Status::Firing)], vec![])
-            .is_empty());
+        assert!(c.ingest(vec![alert("a", "db", 60, Status::Firing)], vec![]).is_empty());
         // a caller of db alerts: joins by topology
         let out = c.ingest(vec![alert("b", "api", 90, Status::Firing)], vec![]);
         assert_eq!(out[0].json["alert_count"], 2);
@@ -455,9 +428,7 @@ mod tests {
     #[test]
     fn resolve_without_firing_is_counted_not_published() {
         let mut c = Correlator::new(Correlation::default(), Catalog::default());
-        assert!(c
-            .ingest(vec![alert("z", "db", 0, Status::Resolved)], vec![])
-            .is_empty());
+        assert!(c.ingest(vec![alert("z", "db", 0, Status::Resolved)], vec![]).is_empty());
         assert_eq!(c.stats.resolves_without_firing, 1);
     }
 
@@ -476,10 +447,7 @@ mod tests {
         let out = c.ingest(vec![alert("b", "api", 120, Status::Firing)], vec![deploy]);
         let sc = &out[0].json["suspected_changes"];
         assert_eq!(sc[0]["fingerprint"], "deploy-1");
-        assert!(sc[0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("dependency of affected api"));
+        assert!(sc[0]["reason"].as_str().unwrap().contains("dependency of affected api"));
     }
 
     #[test]

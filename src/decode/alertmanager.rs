@@ -16,15 +16,9 @@ pub fn decode(mut o: Map<String, Value>, ctx: &Context) -> Result<Vec<EventRow>,
         _ => return Err(DecodeError::Missing("alerts")),
     };
     if alerts.is_empty() {
-        return Err(DecodeError::Invalid(
-            "Alertmanager payload has no alerts".into(),
-        ));
+        return Err(DecodeError::Invalid("Alertmanager payload has no alerts".into()));
     }
-    let receiver = o
-        .get("receiver")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let receiver = o.get("receiver").and_then(Value::as_str).unwrap_or("").to_string();
     let group_status = o.get("status").and_then(Value::as_str).map(str::to_string);
     alerts
         .into_iter()
@@ -46,9 +40,7 @@ fn alert(
     group_status: Option<&str>,
     ctx: &Context,
 ) -> Result<EventRow, DecodeError> {
-    let status_raw = a
-        .remove("status")
-        .and_then(|v| v.as_str().map(str::to_string));
+    let status_raw = a.remove("status").and_then(|v| v.as_str().map(str::to_string));
     let status = status_raw
         .as_deref()
         .or(group_status)
@@ -83,11 +75,7 @@ fn alert(
         .and_then(|s| Severity::parse(&s))
         .unwrap_or(Severity::Warning);
     let mut all = labels.clone();
-    all.extend(
-        annotations
-            .into_iter()
-            .map(|(k, v)| (format!("annotation.{k}"), v)),
-    );
+    all.extend(annotations.into_iter().map(|(k, v)| (format!("annotation.{k}"), v)));
     if let Some(u) = a.get("generatorURL").and_then(Value::as_str) {
         all.push(("generator_url".into(), u.to_string()));
     }
@@ -106,10 +94,7 @@ fn alert(
         severity,
         status,
         title,
-        fingerprint: a
-            .get("fingerprint")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        fingerprint: a.get("fingerprint").and_then(Value::as_str).map(str::to_string),
         labels: all,
     })
 }
@@ -148,9 +133,6 @@ mod tests {
         assert_eq!(rows[0].service.as_deref(), Some("cart"));
         assert_eq!(rows[0].fingerprint.as_deref(), Some("86aab944c3c5869a"));
         assert_eq!(rows[1].status, Status::Resolved);
-        assert_eq!(
-            rows[1].ts, 1_741_057_800_000,
-            "resolved alerts carry endsAt"
-        );
+        assert_eq!(rows[1].ts, 1_741_057_800_000, "resolved alerts carry endsAt");
     }
 }

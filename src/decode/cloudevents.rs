@@ -12,10 +12,9 @@ use serde_json::{Map, Value};
 use super::{json, time, Context, DecodeError, EventKind, EventRow, Severity, Status};
 
 pub fn decode(mut o: Map<String, Value>, ctx: &Context) -> Result<EventRow, DecodeError> {
-    let get =
-        |o: &mut Map<String, Value>, k: &'static str| -> Result<Option<String>, DecodeError> {
-            o.remove(k).map(|v| json::text(k, v)).transpose()
-        };
+    let get = |o: &mut Map<String, Value>, k: &'static str| -> Result<Option<String>, DecodeError> {
+        o.remove(k).map(|v| json::text(k, v)).transpose()
+    };
     let typ = get(&mut o, "type")?.ok_or(DecodeError::Missing("type"))?;
     let source = get(&mut o, "source")?.ok_or(DecodeError::Missing("source"))?;
     let id = get(&mut o, "id")?.ok_or(DecodeError::Missing("id"))?;
@@ -34,10 +33,7 @@ pub fn decode(mut o: Map<String, Value>, ctx: &Context) -> Result<EventRow, Deco
         }
     };
     let lower = typ.to_ascii_lowercase();
-    let kind = if ["deploy", "release", "rollout"]
-        .iter()
-        .any(|k| lower.contains(k))
-    {
+    let kind = if ["deploy", "release", "rollout"].iter().any(|k| lower.contains(k)) {
         EventKind::Deploy
     } else if ["change", "config"].iter().any(|k| lower.contains(k)) {
         EventKind::Change
@@ -47,15 +43,9 @@ pub fn decode(mut o: Map<String, Value>, ctx: &Context) -> Result<EventRow, Deco
         EventKind::Other
     };
     let take = |d: &mut Map<String, Value>, keys: &[&str]| -> Result<Option<String>, DecodeError> {
-        json::take(d, keys)
-            .map(|(f, v)| json::text(&f, v))
-            .transpose()
+        json::take(d, keys).map(|(f, v)| json::text(&f, v)).transpose()
     };
-    let service = take(
-        &mut data,
-        &["service", "service_name", "app", "application"],
-    )?
-    .or(subject.clone());
+    let service = take(&mut data, &["service", "service_name", "app", "application"])?.or(subject.clone());
     let host = take(&mut data, &["host", "hostname"])?;
     let title = take(&mut data, &["title", "message", "summary", "description"])?
         .unwrap_or_else(|| format!("{typ} {}", subject.as_deref().unwrap_or(&source)));
@@ -69,10 +59,7 @@ pub fn decode(mut o: Map<String, Value>, ctx: &Context) -> Result<EventRow, Deco
         None if kind == EventKind::Alert => Status::Firing,
         None => Status::Resolved,
     };
-    let mut labels = vec![
-        ("ce_type".to_string(), typ),
-        ("ce_source".to_string(), source.clone()),
-    ];
+    let mut labels = vec![("ce_type".to_string(), typ), ("ce_source".to_string(), source.clone())];
     labels.extend(json::rest(data));
     labels.extend(
         json::rest(o)
@@ -110,9 +97,7 @@ mod tests {
         assert_eq!(r.kind, EventKind::Deploy);
         assert_eq!(r.service.as_deref(), Some("payments"));
         assert_eq!(r.fingerprint.as_deref(), Some("d-42"));
-        assert!(r
-            .labels
-            .contains(&("deploy_id".into(), "argocd-payments-4353".into())));
+        assert!(r.labels.contains(&("deploy_id".into(), "argocd-payments-4353".into())));
         assert_eq!(r.status, Status::Resolved);
     }
 

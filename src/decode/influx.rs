@@ -25,8 +25,7 @@ pub fn decode(s: &str, ctx: &Context) -> Result<Vec<MetricRow>, DecodeError> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        decode_line(line, ctx, &mut out)
-            .map_err(|e| DecodeError::Invalid(format!("influx line {}: {e}", n + 1)))?;
+        decode_line(line, ctx, &mut out).map_err(|e| DecodeError::Invalid(format!("influx line {}: {e}", n + 1)))?;
     }
     Ok(out)
 }
@@ -125,9 +124,7 @@ fn split_unescaped(s: &str, sep: char) -> Vec<&str> {
 }
 
 fn unescape(s: &str) -> String {
-    s.replace("\\ ", " ")
-        .replace("\\,", ",")
-        .replace("\\=", "=")
+    s.replace("\\ ", " ").replace("\\,", ",").replace("\\=", "=")
 }
 
 #[cfg(test)]
@@ -151,11 +148,7 @@ mod tests {
 
     #[test]
     fn escapes_and_strings() {
-        let rows = decode(
-            r#"disk\ io,path=/var\,log ok=true,msg="a b" 1741106004"#,
-            &ctx(),
-        )
-        .unwrap();
+        let rows = decode(r#"disk\ io,path=/var\,log ok=true,msg="a b" 1741106004"#, &ctx()).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].name, "disk io_ok");
         assert!(rows[0].labels.contains(&("msg".into(), "a b".into())));

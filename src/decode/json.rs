@@ -32,10 +32,7 @@ pub fn objects(payload: &[u8]) -> Result<Vec<Obj>, DecodeError> {
                 })
                 .collect()
         }
-        other => Err(DecodeError::Invalid(format!(
-            "JSON {} is not an object",
-            kind(&other)
-        ))),
+        other => Err(DecodeError::Invalid(format!("JSON {} is not an object", kind(&other)))),
     }
 }
 
@@ -130,9 +127,7 @@ pub fn string_map(field: &str, v: Value) -> Result<Vec<(String, String)>, Decode
 /// The event time: a timestamp field, else the Kafka record timestamp.
 pub fn event_time(o: &mut Obj, aliases: &[&str], ctx: &Context) -> Result<i64, DecodeError> {
     match take(o, aliases) {
-        Some((f, v)) => {
-            time::parse_json(&v).ok_or_else(|| DecodeError::Timestamp(format!("{f}: {v}")))
-        }
+        Some((f, v)) => time::parse_json(&v).ok_or_else(|| DecodeError::Timestamp(format!("{f}: {v}"))),
         None => ctx.fallback_ts(),
     }
 }
@@ -238,25 +233,18 @@ pub fn event(mut o: Obj, ctx: &Context) -> Result<EventRow, DecodeError> {
         None => EventKind::Other,
     };
     let severity = match &severity_raw {
-        Some(s) => Severity::parse(s)
-            .ok_or_else(|| DecodeError::Invalid(format!("unknown severity {s:?}")))?,
+        Some(s) => Severity::parse(s).ok_or_else(|| DecodeError::Invalid(format!("unknown severity {s:?}")))?,
         None if kind == EventKind::Alert => Severity::Warning,
         None => Severity::Info,
     };
     let status = match &status_raw {
-        Some(s) => {
-            Status::parse(s).ok_or_else(|| DecodeError::Invalid(format!("unknown status {s:?}")))?
-        }
+        Some(s) => Status::parse(s).ok_or_else(|| DecodeError::Invalid(format!("unknown status {s:?}")))?,
         None if kind == EventKind::Alert => Status::Firing,
         None => Status::Resolved,
     };
-    let title = take_text(
-        &mut o,
-        &["title", "summary", "message", "name", "description"],
-    )?
-    .ok_or(DecodeError::Missing("title (or summary, message, name)"))?;
-    let source = take_text(&mut o, &["source", "origin", "tool"])?
-        .unwrap_or_else(|| ctx.topic().to_string());
+    let title = take_text(&mut o, &["title", "summary", "message", "name", "description"])?
+        .ok_or(DecodeError::Missing("title (or summary, message, name)"))?;
+    let source = take_text(&mut o, &["source", "origin", "tool"])?.unwrap_or_else(|| ctx.topic().to_string());
     let mut labels = match take(&mut o, &["labels", "tags", "attributes"]) {
         Some((f, v)) => string_map(&f, v)?,
         None => Vec::new(),
@@ -306,10 +294,7 @@ mod tests {
         assert_eq!(r.host.as_deref(), Some("h1"));
         assert_eq!(r.level, Level::Warn);
         assert_eq!(r.message, "hi");
-        assert_eq!(
-            r.attrs,
-            vec![("n".into(), "3".into()), ("thread".into(), "t-1".into())]
-        );
+        assert_eq!(r.attrs, vec![("n".into(), "3".into()), ("thread".into(), "t-1".into())]);
     }
 
     #[test]

@@ -42,8 +42,7 @@ impl LineFormat {
         if !fields.iter().any(|f| f == "Content") {
             return Err("line format has no <Content> field".into());
         }
-        let regex =
-            Regex::new(&pattern).map_err(|e| format!("line format is not a valid pattern: {e}"))?;
+        let regex = Regex::new(&pattern).map_err(|e| format!("line format is not a valid pattern: {e}"))?;
         Ok(LineFormat {
             source: format.to_string(),
             regex,
@@ -108,12 +107,7 @@ pub fn log(line: &str, format: Option<&LineFormat>, ctx: &Context) -> Result<Log
     let (level, unknown) = json::level_of(get("Level").map(str::to_string));
     let mut attrs: Vec<(String, String)> = parts
         .iter()
-        .filter(|(k, _)| {
-            !matches!(
-                *k,
-                "Content" | "Level" | "Service" | "Host" | "Node" | "Timestamp"
-            )
-        })
+        .filter(|(k, _)| !matches!(*k, "Content" | "Level" | "Service" | "Host" | "Node" | "Timestamp"))
         .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
         .collect();
     if let Some(raw) = unknown {
@@ -148,9 +142,7 @@ mod tests {
         assert_eq!(r.level, Level::Warn);
         assert_eq!(r.message, "Block blk_1 lost");
         assert_eq!(r.ts, 1_741_082_401_000);
-        assert!(r
-            .attrs
-            .contains(&("component".into(), "storage.Block".into())));
+        assert!(r.attrs.contains(&("component".into(), "storage.Block".into())));
     }
 
     #[test]

@@ -46,9 +46,7 @@ pub fn pairs(s: &str) -> Result<Vec<(String, String)>, DecodeError> {
         }
         let key = s[start..key_end].to_string();
         if key.is_empty() {
-            return Err(DecodeError::Invalid(format!(
-                "logfmt: empty key at byte {start}"
-            )));
+            return Err(DecodeError::Invalid(format!("logfmt: empty key at byte {start}")));
         }
         let mut value = String::new();
         if has_value {
@@ -71,9 +69,7 @@ pub fn pairs(s: &str) -> Result<Vec<(String, String)>, DecodeError> {
                     }
                 }
                 if !closed {
-                    return Err(DecodeError::Invalid(format!(
-                        "logfmt: unterminated quote in {key}"
-                    )));
+                    return Err(DecodeError::Invalid(format!("logfmt: unterminated quote in {key}")));
                 }
             } else {
                 while let Some(&(_, c)) = it.peek() {
@@ -106,7 +102,8 @@ mod tests {
 
     #[test]
     fn quoted_values_and_aliases() {
-        let line = r#"time=2025-03-04T00:00:00Z level=error app=cart msg="payment \"declined\" for order 7" attempt=2 flag"#;
+        let line =
+            r#"time=2025-03-04T00:00:00Z level=error app=cart msg="payment \"declined\" for order 7" attempt=2 flag"#;
         assert!(looks_like(line));
         let r = log(line, &ctx()).unwrap();
         assert_eq!(r.level, Level::Error);

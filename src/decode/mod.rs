@@ -102,6 +102,9 @@ pub struct DecodeConfig {
     pub events: StreamDecoding,
     /// Records larger than this go to dead letters unread.
     pub max_record_bytes: usize,
+    /// Dead letters keep at most this much of the original payload, so that they fit
+    /// the broker's message size limit (headers say how long the original was).
+    pub dead_letter_max_bytes: usize,
 }
 
 impl Default for DecodeConfig {
@@ -111,6 +114,7 @@ impl Default for DecodeConfig {
             metrics: StreamDecoding::default(),
             events: StreamDecoding::default(),
             max_record_bytes: 1 << 20,
+            dead_letter_max_bytes: 512 << 10,
         }
     }
 }
@@ -152,10 +156,7 @@ impl Context<'_> {
     }
 
     pub fn default_service(&self) -> String {
-        self.cfg
-            .default_service
-            .clone()
-            .unwrap_or_else(|| "unknown".into())
+        self.cfg.default_service.clone().unwrap_or_else(|| "unknown".into())
     }
 
     pub fn topic(&self) -> &str {
@@ -184,7 +185,7 @@ impl Decoder {
                     r,
                     "decode",
                     e.to_string(),
-                    self.cfg.max_record_bytes,
+                    self.cfg.dead_letter_max_bytes,
                 ));
             }
         }
@@ -216,13 +217,13 @@ impl Decoder {
         if p.is_empty() {
             return Err(DecodeError::Invalid("empty record".into()));
         }
+        // Every encoding is text; say so plainly rather than as a JSON or parse error.
+        text(p)?;
         let json_like = p[0] == b'{' || p[0] == b'[';
         match (r.stream, cfg.encoding) {
             (Stream::Logs, Encoding::Json) => json_logs(p, &ctx, out),
             (Stream::Logs, Encoding::Auto) if json_like => json_logs(p, &ctx, out),
-            (Stream::Logs, Encoding::Logfmt) => {
-                logfmt::log(text(p)?, &ctx).map(|row| out.logs.push(row))
-            }
+            (Stream::Logs, Encoding::Logfmt) => logfmt::log(text(p)?, &ctx).map(|row| out.logs.push(row)),
             (Stream::Logs, Encoding::Line) => {
                 line::log(text(p)?, cfg.line_format.as_ref(), &ctx).map(|row| out.logs.push(row))
             }
@@ -236,12 +237,8 @@ impl Decoder {
             }
             (Stream::Metrics, Encoding::Json) => json_metrics(p, &ctx, out),
             (Stream::Metrics, Encoding::Auto) if json_like => json_metrics(p, &ctx, out),
-            (Stream::Metrics, Encoding::Influx) => {
-                extend(&mut out.metrics, influx::decode(text(p)?, &ctx)?)
-            }
-            (Stream::Metrics, Encoding::Prometheus) => {
-                extend(&mut out.metrics, prometheus::decode(text(p)?, &ctx)?)
-            }
+            (Stream::Metrics, Encoding::Influx) => extend(&mut out.metrics, influx::decode(text(p)?, &ctx)?),
+            (Stream::Metrics, Encoding::Prometheus) => extend(&mut out.metrics, prometheus::decode(text(p)?, &ctx)?),
             (Stream::Metrics, Encoding::Auto) => {
                 let s = text(p)?;
                 if influx::looks_like(s) {
@@ -250,16 +247,13 @@ impl Decoder {
                     extend(&mut out.metrics, prometheus::decode(s, &ctx)?)
                 } else {
                     Err(DecodeError::UnknownEncoding(
-                        "metrics record is not JSON, Influx line protocol or Prometheus text"
-                            .into(),
+                        "metrics record is not JSON, Influx line protocol or Prometheus text".into(),
                     ))
                 }
             }
             (Stream::Events, enc) => {
                 if !json_like {
-                    return Err(DecodeError::UnknownEncoding(
-                        "event records must be JSON".into(),
-                    ));
+                    return Err(DecodeError::UnknownEncoding("event records must be JSON".into()));
                 }
                 let objs = json::objects(p)?;
                 let mut rows = Vec::new();
@@ -277,9 +271,7 @@ impl Decoder {
                 }
                 extend(&mut out.events, rows)
             }
-            (stream, enc) => Err(DecodeError::UnknownEncoding(format!(
-                "{enc:?} on the {stream} stream"
-            ))),
+            (stream, enc) => Err(DecodeError::UnknownEncoding(format!("{enc:?} on the {stream} stream"))),
         }
     }
 }
@@ -325,10 +317,7 @@ fn text(p: &[u8]) -> Result<&str, DecodeError> {
 }
 
 fn trim(p: &[u8]) -> &[u8] {
-    let start = p
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(p.len());
+    let start = p.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(p.len());
     let end = p
         .iter()
         .rposition(|b| !b.is_ascii_whitespace())
@@ -354,10 +343,8 @@ pub(crate) mod tests {
     }
 
     pub fn ctx() -> Context<'static> {
-        static CFG: std::sync::LazyLock<StreamDecoding> =
-            std::sync::LazyLock::new(StreamDecoding::default);
-        static REC: std::sync::LazyLock<RawRecord> =
-            std::sync::LazyLock::new(|| record(Stream::Logs, b"{}"));
+        static CFG: std::sync::LazyLock<StreamDecoding> = std::sync::LazyLock::new(StreamDecoding::default);
+        static REC: std::sync::LazyLock<RawRecord> = std::sync::LazyLock::new(|| record(Stream::Logs, b"{}"));
         Context {
             record: &REC,
             cfg: &CFG,
@@ -369,20 +356,14 @@ pub(crate) mod tests {
         let d = Decoder::default();
         let big = vec![b'x'; 10 * 1024 * 1024];
         let recs = vec![
-            record(
-                Stream::Logs,
-                br#"{"ts":"2025-03-04T00:00:00Z","message":"ok"}"#,
-            ),
+            record(Stream::Logs, br#"{"ts":"2025-03-04T00:00:00Z","message":"ok"}"#),
             record(Stream::Logs, b"{not json"),
             record(Stream::Metrics, br#"{"ts":1,"name":"x","value":true}"#),
             record(Stream::Logs, br#"{"ts":"never","message":"x"}"#),
             record(Stream::Logs, &big),
             record(Stream::Logs, b"\xff\xfe garbage"),
             record(Stream::Events, b"plain text event"),
-            record(
-                Stream::Events,
-                br#"{"receiver":"x","status":"firing","alerts":[]}"#,
-            ),
+            record(Stream::Events, br#"{"receiver":"x","status":"firing","alerts":[]}"#),
             record(
                 Stream::Metrics,
                 br#"{"ts":"2025-03-04T00:00:00Z","name":"x","value":1}"#,
@@ -403,32 +384,24 @@ pub(crate) mod tests {
         assert!(out.dead_letters[3].error.contains("exceeds the limit"));
         assert_eq!(
             out.dead_letters[3].payload.len(),
-            1 << 20,
-            "cut to the limit"
+            512 << 10,
+            "cut to fit a Kafka message"
         );
         assert_eq!(out.dead_letters[3].original_len, big.len());
         assert!(out.dead_letters[4].error.contains("invalid UTF-8"));
         assert!(out.dead_letters[5].error.contains("unknown encoding"));
         assert!(out.dead_letters[6].error.contains("no alerts"));
-        assert_eq!(
-            out.dead_letters[1].payload, recs[2].payload,
-            "original bytes kept"
-        );
+        assert_eq!(out.dead_letters[1].payload, recs[2].payload, "original bytes kept");
     }
 
     #[test]
     fn kafka_timestamp_fills_in() {
         let d = Decoder::default();
-        let out = d
-            .decode(&[record(Stream::Logs, br#"{"message":"no ts"}"#)])
-            .unwrap();
+        let out = d.decode(&[record(Stream::Logs, br#"{"message":"no ts"}"#)]).unwrap();
         assert_eq!(out.logs.num_rows(), 1);
         let mut r = record(Stream::Logs, br#"{"message":"no ts"}"#);
         r.meta.kafka_ts = None;
         let out = d.decode(&[r]).unwrap();
-        assert_eq!(
-            out.dead_letters[0].error,
-            DecodeError::NoTimestamp.to_string()
-        );
+        assert_eq!(out.dead_letters[0].error, DecodeError::NoTimestamp.to_string());
     }
 }

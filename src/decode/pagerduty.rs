@@ -42,11 +42,7 @@ pub fn decode(mut o: Map<String, Value>, ctx: &Context) -> Result<EventRow, Deco
         "trigger" => (EventKind::Alert, Status::Firing),
         "resolve" => (EventKind::Alert, Status::Resolved),
         "acknowledge" => (EventKind::Other, Status::Firing),
-        other => {
-            return Err(DecodeError::Invalid(format!(
-                "unknown event_action {other:?}"
-            )))
-        }
+        other => return Err(DecodeError::Invalid(format!("unknown event_action {other:?}"))),
     };
     if kind == EventKind::Alert && status == Status::Resolved && dedup_key.is_none() {
         return Err(DecodeError::Missing("dedup_key (a resolve needs one)"));
@@ -63,8 +59,7 @@ pub fn decode(mut o: Map<String, Value>, ctx: &Context) -> Result<EventRow, Deco
     let severity = match payload.remove("severity") {
         Some(v) => {
             let s = json::text("payload.severity", v)?;
-            Severity::parse(&s)
-                .ok_or_else(|| DecodeError::Invalid(format!("unknown severity {s:?}")))?
+            Severity::parse(&s).ok_or_else(|| DecodeError::Invalid(format!("unknown severity {s:?}")))?
         }
         None => Severity::Warning,
     };
@@ -121,14 +116,10 @@ mod tests {
             (t.service.as_deref(), t.host.as_deref()),
             (Some("postgres"), Some("db-1"))
         );
-        let a =
-            parse(r#"{"routing_key":"k","event_action":"acknowledge","dedup_key":"d1"}"#).unwrap();
+        let a = parse(r#"{"routing_key":"k","event_action":"acknowledge","dedup_key":"d1"}"#).unwrap();
         assert_eq!(a.kind, EventKind::Other);
         let r = parse(r#"{"routing_key":"k","event_action":"resolve","dedup_key":"d1"}"#).unwrap();
-        assert_eq!(
-            (r.status, r.fingerprint.as_deref()),
-            (Status::Resolved, Some("d1"))
-        );
+        assert_eq!((r.status, r.fingerprint.as_deref()), (Status::Resolved, Some("d1")));
         assert!(parse(r#"{"routing_key":"k","event_action":"explode","payload":{}}"#).is_err());
         assert!(parse(r#"{"routing_key":"k","event_action":"resolve"}"#).is_err());
     }

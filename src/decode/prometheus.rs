@@ -27,18 +27,13 @@ pub fn decode(s: &str, ctx: &Context) -> Result<Vec<MetricRow>, DecodeError> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        out.push(
-            sample(line, ctx)
-                .map_err(|e| DecodeError::Invalid(format!("prometheus line {}: {e}", n + 1)))?,
-        );
+        out.push(sample(line, ctx).map_err(|e| DecodeError::Invalid(format!("prometheus line {}: {e}", n + 1)))?);
     }
     Ok(out)
 }
 
 fn sample(line: &str, ctx: &Context) -> Result<MetricRow, String> {
-    let name_end = line
-        .find(|c: char| c == '{' || c.is_whitespace())
-        .ok_or("no value")?;
+    let name_end = line.find(|c: char| c == '{' || c.is_whitespace()).ok_or("no value")?;
     let name = &line[..name_end];
     if name.is_empty() {
         return Err("empty metric name".into());
@@ -58,9 +53,7 @@ fn sample(line: &str, ctx: &Context) -> Result<MetricRow, String> {
         _ => v.parse::<f64>().map_err(|_| format!("bad value {v:?}"))?,
     };
     let ts = match parts.next() {
-        Some(t) => t
-            .parse::<i64>()
-            .map_err(|_| format!("bad timestamp {t:?}"))?,
+        Some(t) => t.parse::<i64>().map_err(|_| format!("bad timestamp {t:?}"))?,
         None => ctx.fallback_ts().map_err(|e| e.to_string())?,
     };
     if parts.next().is_some() {
@@ -82,10 +75,7 @@ fn parse_labels(s: &str) -> Result<(Vec<(String, String)>, &str), String> {
     let mut out = Vec::new();
     let mut chars = s.char_indices().peekable();
     loop {
-        while chars
-            .peek()
-            .is_some_and(|(_, c)| c.is_whitespace() || *c == ',')
-        {
+        while chars.peek().is_some_and(|(_, c)| c.is_whitespace() || *c == ',') {
             chars.next();
         }
         match chars.peek() {
@@ -136,7 +126,8 @@ mod tests {
 
     #[test]
     fn samples_with_and_without_labels() {
-        let s = "# HELP x y\n# TYPE up gauge\nup{job=\"cart\",instance=\"cart-1:9100\"} 1 1741106004801\nqueue_depth 17\n";
+        let s =
+            "# HELP x y\n# TYPE up gauge\nup{job=\"cart\",instance=\"cart-1:9100\"} 1 1741106004801\nqueue_depth 17\n";
         assert!(looks_like(s));
         let rows = decode(s, &ctx()).unwrap();
         assert_eq!(rows.len(), 2);

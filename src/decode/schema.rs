@@ -7,17 +7,13 @@
 
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{
-    ArrayRef, Float64Builder, MapBuilder, MapFieldNames, StringBuilder, TimestampMillisecondBuilder,
-};
+use arrow::array::{ArrayRef, Float64Builder, MapBuilder, MapFieldNames, StringBuilder, TimestampMillisecondBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
 /// Which of the three input streams a record belongs to.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
     Logs,
@@ -167,9 +163,7 @@ impl Level {
             "INFO" | "INF" | "INFORMATION" | "NOTICE" | "I" => Level::Info,
             "WARN" | "WARNING" | "WRN" | "W" => Level::Warn,
             "ERROR" | "ERR" | "E" | "SEVERE" => Level::Error,
-            "FATAL" | "CRITICAL" | "CRIT" | "PANIC" | "EMERG" | "EMERGENCY" | "ALERT" | "F" => {
-                Level::Fatal
-            }
+            "FATAL" | "CRITICAL" | "CRIT" | "PANIC" | "EMERG" | "EMERGENCY" | "ALERT" | "F" => Level::Fatal,
             _ => return None,
         })
     }
@@ -261,14 +255,12 @@ impl EventKind {
 impl Severity {
     pub fn parse(s: &str) -> Option<Severity> {
         Some(match s.trim().to_ascii_lowercase().as_str() {
-            "critical" | "crit" | "fatal" | "page" | "p1" | "sev1" | "high" | "disaster"
-            | "emergency" => Severity::Critical,
-            "error" | "err" | "major" | "p2" | "sev2" => Severity::Error,
-            "warning" | "warn" | "minor" | "medium" | "p3" | "sev3" | "average" => {
-                Severity::Warning
+            "critical" | "crit" | "fatal" | "page" | "p1" | "sev1" | "high" | "disaster" | "emergency" => {
+                Severity::Critical
             }
-            "info" | "information" | "informational" | "low" | "none" | "ok" | "p4" | "p5"
-            | "debug" => Severity::Info,
+            "error" | "err" | "major" | "p2" | "sev2" => Severity::Error,
+            "warning" | "warn" | "minor" | "medium" | "p3" | "sev3" | "average" => Severity::Warning,
+            "info" | "information" | "informational" | "low" | "none" | "ok" | "p4" | "p5" | "debug" => Severity::Info,
             _ => return None,
         })
     }
@@ -277,11 +269,8 @@ impl Severity {
 impl Status {
     pub fn parse(s: &str) -> Option<Status> {
         Some(match s.trim().to_ascii_lowercase().as_str() {
-            "firing" | "fire" | "trigger" | "triggered" | "active" | "open" | "problem"
-            | "alerting" => Status::Firing,
-            "resolved" | "resolve" | "ok" | "closed" | "recovery" | "inactive" | "normal" => {
-                Status::Resolved
-            }
+            "firing" | "fire" | "trigger" | "triggered" | "active" | "open" | "problem" | "alerting" => Status::Firing,
+            "resolved" | "resolve" | "ok" | "closed" | "recovery" | "inactive" | "normal" => Status::Resolved,
             _ => return None,
         })
     }
@@ -290,11 +279,7 @@ impl Status {
 type LabelMap = MapBuilder<StringBuilder, StringBuilder>;
 
 fn label_map() -> LabelMap {
-    MapBuilder::new(
-        Some(map_names()),
-        StringBuilder::new(),
-        StringBuilder::new(),
-    )
+    MapBuilder::new(Some(map_names()), StringBuilder::new(), StringBuilder::new())
 }
 
 fn push_labels(b: &mut LabelMap, labels: &[(String, String)]) -> Result<(), ArrowError> {

@@ -70,9 +70,7 @@ pub struct Processor {
 
 impl Processor {
     pub async fn build(cfg: &PipelineConfig) -> Result<Processor, BuildError> {
-        let sql = SqlEngine::load(&cfg.dir, &cfg.catalog)
-            .await
-            .map_err(BuildError::Sql)?;
+        let sql = SqlEngine::load(&cfg.dir, &cfg.catalog).await.map_err(BuildError::Sql)?;
         Ok(Processor {
             decoder: Decoder::new(cfg.decode.clone()),
             sql,
@@ -105,9 +103,7 @@ impl Processor {
             }
         }
         let mut alerts = if d.rows() > 0 {
-            self.sql
-                .run(&d.logs, &d.metrics, &d.events, self.watermark)
-                .await?
+            self.sql.run(&d.logs, &d.metrics, &d.events, self.watermark).await?
         } else {
             Vec::new()
         };
@@ -202,12 +198,7 @@ pub fn describe_incident(m: &Message) -> Option<String> {
     let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
     let list = |k: &str| {
         v[k].as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
+            .map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(","))
             .unwrap_or_default()
     };
     let root = v["root_cause"][0]["service"].as_str().unwrap_or("?");

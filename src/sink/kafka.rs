@@ -23,11 +23,7 @@ pub struct KafkaSink {
 }
 
 impl KafkaSink {
-    pub fn new(
-        client: &ClientConfig,
-        topics: Sinks,
-        cancel: CancellationToken,
-    ) -> Result<KafkaSink, SinkError> {
+    pub fn new(client: &ClientConfig, topics: Sinks, cancel: CancellationToken) -> Result<KafkaSink, SinkError> {
         let mut cfg = client.clone();
         cfg.set("enable.idempotence", "true")
             .set("acks", "all")
@@ -63,10 +59,7 @@ impl KafkaSink {
             for m in &pending {
                 let mut headers = OwnedHeaders::new();
                 for (k, v) in &m.headers {
-                    headers = headers.insert(Header {
-                        key: k,
-                        value: Some(v),
-                    });
+                    headers = headers.insert(Header { key: k, value: Some(v) });
                 }
                 let mut rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(self.topic(m.topic))
                     .payload(m.payload.as_slice())
@@ -88,7 +81,7 @@ impl KafkaSink {
             let Some((topic, error)) = last_error else {
                 return Ok(());
             };
-            if self.cancel.is_cancelled() {
+            if self.cancel.is_cancelled() || permanent(&error) {
                 return Err(SinkError::Kafka { topic, error });
             }
             tracing::warn!(%topic, %error, failed = failed.len(), "delivery failed; retrying");
@@ -114,4 +107,13 @@ impl KafkaSink {
             })?;
         Ok(())
     }
+}
+
+/// Errors that no retry can fix; the pipeline stops without acknowledging the input.
+fn permanent(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(C::MessageSizeTooLarge | C::InvalidMessageSize | C::TopicAuthorizationFailed | C::InvalidTopic)
+    )
 }

@@ -57,11 +57,7 @@ impl Message {
     pub fn dead_letter(d: &DeadLetter) -> Message {
         Message {
             topic: Topic::DeadLetters,
-            key: d
-                .meta
-                .key
-                .as_ref()
-                .map(|k| String::from_utf8_lossy(k).into_owned()),
+            key: d.meta.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
             payload: d.payload.clone(),
             headers: d.headers(),
         }

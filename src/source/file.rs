@@ -78,11 +78,7 @@ pub struct FileSource {
 
 impl FileSource {
     /// Opens the inputs. `stream` forces the stream of plain files and stdin.
-    pub fn open(
-        paths: &[PathBuf],
-        stream: Option<Stream>,
-        max_records: usize,
-    ) -> Result<FileSource, SourceError> {
+    pub fn open(paths: &[PathBuf], stream: Option<Stream>, max_records: usize) -> Result<FileSource, SourceError> {
         let mut inputs = Vec::new();
         for p in paths {
             if p == Path::new("-") {
@@ -199,20 +195,12 @@ mod tests {
             "{\"ts\":1000,\"message\":\"a\"}\n{\"ts\":3000,\"message\":\"c\"}\nnot json\n",
         )
         .unwrap();
-        std::fs::write(
-            dir.path().join("events.jsonl"),
-            "{\"ts\":2000,\"title\":\"b\"}\n\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("events.jsonl"), "{\"ts\":2000,\"title\":\"b\"}\n\n").unwrap();
         let mut s = FileSource::open(&[dir.path().to_path_buf()], None, 2).unwrap();
         let first = s.next_batch().unwrap().unwrap();
         let second = s.next_batch().unwrap().unwrap();
         assert!(s.next_batch().unwrap().is_none());
-        let order: Vec<_> = first
-            .iter()
-            .chain(&second)
-            .map(|r| (r.stream, r.meta.offset))
-            .collect();
+        let order: Vec<_> = first.iter().chain(&second).map(|r| (r.stream, r.meta.offset)).collect();
         assert_eq!(
             order,
             vec![
@@ -226,10 +214,7 @@ mod tests {
 
     #[test]
     fn names_tell_streams() {
-        assert_eq!(
-            guess_stream(Path::new("x/metrics-2025.jsonl")),
-            Stream::Metrics
-        );
+        assert_eq!(guess_stream(Path::new("x/metrics-2025.jsonl")), Stream::Metrics);
         assert_eq!(guess_stream(Path::new("alerts.json")), Stream::Events);
         assert_eq!(guess_stream(Path::new("app.log")), Stream::Logs);
     }

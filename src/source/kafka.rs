@@ -52,10 +52,7 @@ impl KafkaSource {
 
     /// The next batch: up to `max_records`, closed `max_wait_ms` after its first
     /// record. `None` once `cancel` fires.
-    pub async fn next_batch(
-        &mut self,
-        cancel: &CancellationToken,
-    ) -> Result<Option<Vec<RawRecord>>, SourceError> {
+    pub async fn next_batch(&mut self, cancel: &CancellationToken) -> Result<Option<Vec<RawRecord>>, SourceError> {
         let mut out = Vec::new();
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
@@ -84,12 +81,7 @@ impl KafkaSource {
                         .headers()
                         .map(|h| {
                             h.iter()
-                                .map(|h| {
-                                    (
-                                        h.key.to_string(),
-                                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                                    )
-                                })
+                                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
                                 .collect()
                         })
                         .unwrap_or_default();
@@ -106,10 +98,7 @@ impl KafkaSource {
                         },
                     });
                     if deadline.is_none() {
-                        deadline = Some(
-                            tokio::time::Instant::now()
-                                + Duration::from_millis(self.batch.max_wait_ms),
-                        );
+                        deadline = Some(tokio::time::Instant::now() + Duration::from_millis(self.batch.max_wait_ms));
                     }
                     if out.len() >= self.batch.max_records {
                         return Ok(Some(out));

@@ -56,16 +56,10 @@ impl DeadLetter {
         h.push(("error".into(), self.error.clone().into_bytes()));
         h.push(("stage".into(), self.stage.as_bytes().to_vec()));
         h.push(("topic".into(), self.meta.topic.clone().into_bytes()));
-        h.push((
-            "partition".into(),
-            self.meta.partition.to_string().into_bytes(),
-        ));
+        h.push(("partition".into(), self.meta.partition.to_string().into_bytes()));
         h.push(("offset".into(), self.meta.offset.to_string().into_bytes()));
         if self.original_len > self.payload.len() {
-            h.push((
-                "truncated_from".into(),
-                self.original_len.to_string().into_bytes(),
-            ));
+            h.push(("truncated_from".into(), self.original_len.to_string().into_bytes()));
         }
         h
     }

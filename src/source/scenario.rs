@@ -198,13 +198,7 @@ impl Scenario {
         }
 
         // alerts: notified every 2 minutes while active, resolved once after
-        let am = |name: &str,
-                  svc: &str,
-                  host: Option<&str>,
-                  sev: &str,
-                  firing: bool,
-                  summary: &str,
-                  ts: i64| {
+        let am = |name: &str, svc: &str, host: Option<&str>, sev: &str, firing: bool, summary: &str, ts: i64| {
             alertmanager_record(name, svc, host, sev, firing, summary, ts, cycle)
         };
         if (6..15).contains(&cm) && cm % 2 == 0 {
@@ -370,10 +364,7 @@ fn metric_record(svc: &str, host: &str, ts: i64, values: &[(&str, f64)]) -> Gene
 }
 
 fn deploy(ts: i64, svc: &str, version: &str, cycle: i64, rollback: bool) -> Generated {
-    let id = format!(
-        "argocd-{svc}-{cycle}-{}",
-        if rollback { "rb" } else { "rel" }
-    );
+    let id = format!("argocd-{svc}-{cycle}-{}", if rollback { "rb" } else { "rel" });
     let payload = json!({"specversion": "1.0", "type": "dev.cdevents.service.deployed.0.1.0", "source": "argocd",
         "id": format!("deploy-{id}"), "time": format_ms(ts), "subject": svc,
         "data": {"version": version, "deploy_id": id, "rollback": rollback.to_string(), "author": "ci-bot"}});
@@ -395,7 +386,8 @@ fn alertmanager_record(
     ts: i64,
     cycle: i64,
 ) -> Generated {
-    let mut labels = json!({"alertname": name, "severity": sev, "job": svc, "namespace": "shop-prod", "cluster": "demo"});
+    let mut labels =
+        json!({"alertname": name, "severity": sev, "job": svc, "namespace": "shop-prod", "cluster": "demo"});
     if let Some(h) = host {
         labels["instance"] = json!(format!("{h}:9100"));
     }
@@ -436,16 +428,8 @@ mod tests {
             })
             .collect();
         let out = d.decode(&recs).unwrap();
-        assert!(
-            out.dead_letters.is_empty(),
-            "{:?}",
-            out.dead_letters.first()
-        );
-        assert!(
-            out.logs.num_rows() > 1000
-                && out.metrics.num_rows() > 1000
-                && out.events.num_rows() > 20
-        );
+        assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters.first());
+        assert!(out.logs.num_rows() > 1000 && out.metrics.num_rows() > 1000 && out.events.num_rows() > 20);
         assert_eq!(
             s.minute(3),
             Scenario::new(7, 1_741_046_400_000).minute(3),

@@ -114,10 +114,7 @@ impl SqlFile {
         }
         let header: Header = toml::from_str(&header).map_err(|e| {
             let line = e.span().map_or(header_lines[0], |s| {
-                header_lines[header[..s.start]
-                    .matches('\n')
-                    .count()
-                    .min(header_lines.len() - 1)]
+                header_lines[header[..s.start].matches('\n').count().min(header_lines.len() - 1)]
             });
             err(
                 line,
@@ -126,17 +123,9 @@ impl SqlFile {
             )
         })?;
         if sql_line == 0 {
-            return Err(err(
-                header_lines[0],
-                "no SQL statement after the header".into(),
-                None,
-            ));
+            return Err(err(header_lines[0], "no SQL statement after the header".into(), None));
         }
-        let sql: String = text
-            .lines()
-            .skip(sql_line - 1)
-            .collect::<Vec<_>>()
-            .join("\n");
+        let sql: String = text.lines().skip(sql_line - 1).collect::<Vec<_>>().join("\n");
         let name = path
             .file_stem()
             .and_then(|s| s.to_str())
@@ -168,13 +157,7 @@ impl SqlFile {
     }
 
     /// Makes an error located at a line / column of the SQL statement.
-    pub fn error_at(
-        &self,
-        sql_line: usize,
-        column: usize,
-        message: String,
-        hint: Option<String>,
-    ) -> FileError {
+    pub fn error_at(&self, sql_line: usize, column: usize, message: String, hint: Option<String>) -> FileError {
         FileError {
             file: self.path.display().to_string(),
             line: self.sql_line + sql_line.max(1) - 1,

@@ -89,12 +89,8 @@ impl SqlEngine {
         let ctx = SessionContext::new();
         let mut inputs = Vec::new();
         for s in Stream::ALL {
-            let t = Arc::new(
-                MemTable::try_new(s.schema(), vec![vec![]])
-                    .expect("schema with one empty partition"),
-            );
-            ctx.register_table(s.name(), t.clone())
-                .expect("fresh context");
+            let t = Arc::new(MemTable::try_new(s.schema(), vec![vec![]]).expect("schema with one empty partition"));
+            ctx.register_table(s.name(), t.clone()).expect("fresh context");
             inputs.push((s, t));
         }
         ctx.register_table("catalog", catalog_table(catalog))
@@ -104,15 +100,8 @@ impl SqlEngine {
         let mut parsed = Vec::new();
         let mut names = BTreeSet::new();
         for f in files {
-            if !names.insert(f.name.clone())
-                || ["logs", "metrics", "events", "catalog"].contains(&f.name.as_str())
-            {
-                errors.push(f.error_at(
-                    1,
-                    1,
-                    format!("the name {} is already taken", f.name),
-                    None,
-                ));
+            if !names.insert(f.name.clone()) || ["logs", "metrics", "events", "catalog"].contains(&f.name.as_str()) {
+                errors.push(f.error_at(1, 1, format!("the name {} is already taken", f.name), None));
                 continue;
             }
             match parse_statement(&ctx, &f) {
@@ -151,10 +140,7 @@ impl SqlEngine {
                         errors.push(e);
                         continue;
                     }
-                    rules.push(Rule {
-                        file: f.clone(),
-                        plan,
-                    });
+                    rules.push(Rule { file: f.clone(), plan });
                 }
             }
         }
@@ -190,11 +176,7 @@ impl SqlEngine {
             .clone();
         let df = self.ctx.sql(&format!("EXPLAIN {sql}")).await.ok()?;
         let batches = df.collect().await.ok()?;
-        Some(
-            arrow::util::pretty::pretty_format_batches(&batches)
-                .ok()?
-                .to_string(),
-        )
+        Some(arrow::util::pretty::pretty_format_batches(&batches).ok()?.to_string())
     }
 
     /// Runs every alert rule on one batch of each stream.
@@ -214,11 +196,7 @@ impl SqlEngine {
                 Stream::Metrics => metrics,
                 Stream::Events => events,
             };
-            *table.batches[0].write().await = if b.num_rows() == 0 {
-                vec![]
-            } else {
-                vec![b.clone()]
-            };
+            *table.batches[0].write().await = if b.num_rows() == 0 { vec![] } else { vec![b.clone()] };
         }
         let mut alerts = Vec::new();
         for r in &self.rules {
@@ -226,11 +204,7 @@ impl SqlEngine {
                 rule: r.file.name.clone(),
                 source,
             };
-            let df = self
-                .ctx
-                .execute_logical_plan(r.plan.clone())
-                .await
-                .map_err(err)?;
+            let df = self.ctx.execute_logical_plan(r.plan.clone()).await.map_err(err)?;
             for b in df.collect().await.map_err(err)? {
                 alerts.extend(rows_to_alerts(&r.file, &b, watermark));
             }
@@ -261,9 +235,7 @@ fn parse_statement(ctx: &SessionContext, f: &SqlFile) -> Result<BTreeSet<String>
         ));
     }
     let stmt = statements.into_iter().next().expect("one statement");
-    let refs = state
-        .resolve_table_references(&stmt)
-        .map_err(|e| locate_error(f, &e))?;
+    let refs = state.resolve_table_references(&stmt).map_err(|e| locate_error(f, &e))?;
     Ok(refs.into_iter().map(|r| r.table().to_string()).collect())
 }
 
@@ -291,10 +263,7 @@ fn dependency_order(files: &[(SqlFile, BTreeSet<String>)]) -> Result<Vec<usize>,
                 return Err(files[i].0.error_at(
                     1,
                     1,
-                    format!(
-                        "views depend on each other in a cycle: {}",
-                        stack.join(" -> ")
-                    ),
+                    format!("views depend on each other in a cycle: {}", stack.join(" -> ")),
                     None,
                 ));
             }
@@ -334,16 +303,10 @@ fn locate_error(f: &SqlFile, e: &datafusion::error::DataFusionError) -> FileErro
     if let Some(c) = pos.captures(&msg) {
         let line = c[1].parse().unwrap_or(1);
         let col = c[2].parse().unwrap_or(1);
-        return f.error_at(
-            line,
-            col,
-            msg,
-            Some("check the syntax near this position".into()),
-        );
+        return f.error_at(line, col, msg, Some("check the syntax near this position".into()));
     }
-    let field =
-        regex::Regex::new(r#"(?:No field named|column|table) '?"?([A-Za-z_][A-Za-z0-9_.]*)"?'?"#)
-            .expect("static regex");
+    let field = regex::Regex::new(r#"(?:No field named|column|table) '?"?([A-Za-z_][A-Za-z0-9_.]*)"?'?"#)
+        .expect("static regex");
     let (line, col, hint) = match field.captures(&msg) {
         Some(c) => {
             let name = c[1]
@@ -354,8 +317,7 @@ fn locate_error(f: &SqlFile, e: &datafusion::error::DataFusionError) -> FileErro
                 .to_string();
             let (l, col) = f.locate(&name).unwrap_or((1, 1));
             let hint = if msg.contains("not found") && msg.contains("table") {
-                "tables are logs, metrics, events, catalog and the views of this pipeline"
-                    .to_string()
+                "tables are logs, metrics, events, catalog and the views of this pipeline".to_string()
             } else {
                 "columns: logs(ts, service, host, level, message, trace_id, attrs); metrics(ts, name, value, service, host, labels); events(ts, kind, source, service, host, severity, status, title, fingerprint, labels)".to_string()
             };
@@ -434,9 +396,9 @@ fn rows_to_alerts(f: &SqlFile, b: &RecordBatch, watermark: i64) -> Vec<Alert> {
         let c = b.column_by_name(name)?;
         arrow::compute::cast(c, &DataType::Utf8).ok()
     };
-    let ts = b.column_by_name("ts").and_then(|c| {
-        arrow::compute::cast(c, &DataType::Timestamp(TimeUnit::Millisecond, None)).ok()
-    });
+    let ts = b
+        .column_by_name("ts")
+        .and_then(|c| arrow::compute::cast(c, &DataType::Timestamp(TimeUnit::Millisecond, None)).ok());
     let service = text_col("service");
     let host = text_col("host");
     let severity = text_col("severity");
@@ -518,18 +480,12 @@ fn catalog_table(c: &Catalog) -> Arc<dyn TableProvider> {
     ]));
     let svcs: Vec<_> = c.services().collect();
     let cols: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            svcs.iter().map(|s| s.name.as_str()),
-        )),
-        Arc::new(StringArray::from_iter(
-            svcs.iter().map(|s| s.owner.as_deref()),
-        )),
+        Arc::new(StringArray::from_iter_values(svcs.iter().map(|s| s.name.as_str()))),
+        Arc::new(StringArray::from_iter(svcs.iter().map(|s| s.owner.as_deref()))),
         Arc::new(arrow::array::Int64Array::from_iter_values(
             svcs.iter().map(|s| i64::from(s.tier)),
         )),
-        Arc::new(StringArray::from_iter(
-            svcs.iter().map(|s| s.kind.as_deref()),
-        )),
+        Arc::new(StringArray::from_iter(svcs.iter().map(|s| s.kind.as_deref()))),
         Arc::new(StringArray::from_iter_values(
             svcs.iter().map(|s| s.depends_on.join(",")),
         )),
@@ -572,18 +528,9 @@ mod tests {
         ])
         .await
         .unwrap();
-        let logs = logs_batch(&[
-            log("a", Level::Fatal, "boom"),
-            log("b", Level::Info, "fine"),
-        ])
-        .unwrap();
+        let logs = logs_batch(&[log("a", Level::Fatal, "boom"), log("b", Level::Info, "fine")]).unwrap();
         let alerts = e
-            .run(
-                &logs,
-                &metrics_batch(&[]).unwrap(),
-                &events_batch(&[]).unwrap(),
-                0,
-            )
+            .run(&logs, &metrics_batch(&[]).unwrap(), &events_batch(&[]).unwrap(), 0)
             .await
             .unwrap();
         assert_eq!(alerts.len(), 1);
@@ -592,12 +539,7 @@ mod tests {
         assert_eq!(alerts[0].ts, 5_000);
         // the same key gives the same fingerprint on the next batch
         let again = e
-            .run(
-                &logs,
-                &metrics_batch(&[]).unwrap(),
-                &events_batch(&[]).unwrap(),
-                0,
-            )
+            .run(&logs, &metrics_batch(&[]).unwrap(), &events_batch(&[]).unwrap(), 0)
             .await
             .unwrap();
         assert_eq!(again[0].fingerprint, alerts[0].fingerprint);
@@ -648,28 +590,25 @@ mod tests {
 
     #[tokio::test]
     async fn division_by_zero_is_null_not_a_crash() {
-        let e = plan(vec![file("r", "--! kind = \"alert\"\nSELECT service, CAST(count(*) AS DOUBLE) / 0 AS ratio FROM logs GROUP BY service")]).await.unwrap();
+        let e = plan(vec![file(
+            "r",
+            "--! kind = \"alert\"\nSELECT service, CAST(count(*) AS DOUBLE) / 0 AS ratio FROM logs GROUP BY service",
+        )])
+        .await
+        .unwrap();
         let logs = logs_batch(&[log("a", Level::Error, "x")]).unwrap();
         let alerts = e
-            .run(
-                &logs,
-                &metrics_batch(&[]).unwrap(),
-                &events_batch(&[]).unwrap(),
-                7,
-            )
+            .run(&logs, &metrics_batch(&[]).unwrap(), &events_batch(&[]).unwrap(), 7)
             .await;
         assert!(alerts.is_ok(), "{alerts:?}");
     }
 
     #[tokio::test]
     async fn alert_rule_output_types_are_checked() {
-        let errs = plan(vec![file(
-            "r",
-            "--! kind = \"alert\"\nSELECT 1 AS service FROM logs",
-        )])
-        .await
-        .err()
-        .unwrap();
+        let errs = plan(vec![file("r", "--! kind = \"alert\"\nSELECT 1 AS service FROM logs")])
+            .await
+            .err()
+            .unwrap();
         assert!(errs[0].message.contains("must be text"), "{}", errs[0]);
         let errs = plan(vec![file(
             "r",
