@@ -19,7 +19,9 @@ fn b(s: &str) -> Vec<u8> {
     s.as_bytes().to_vec()
 }
 
-fn inputs() -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+type Payloads = Vec<Vec<u8>>;
+
+fn inputs() -> (Payloads, Payloads, Payloads) {
     let logs = vec![
         b(
             r#"{"ts":"2025-03-04T10:00:00Z","service":"payments","host":"payments-1","level":"ERROR","message":"Payment failed"}"#,
@@ -150,8 +152,7 @@ async fn every_encoding_in_incidents_and_dead_letters_out() {
     let payments = incidents
         .iter()
         .map(Out::json)
-        .filter(|v| v["services"].as_array().unwrap().iter().any(|s| s == "payments"))
-        .last()
+        .rfind(|v| v["services"].as_array().unwrap().iter().any(|s| s == "payments"))
         .unwrap();
     assert_eq!(
         payments["suspected_changes"][0]["fingerprint"], "deploy-pay-1",

@@ -139,7 +139,7 @@ pub fn log(mut o: Obj, ctx: &Context) -> Result<LogRow, DecodeError> {
     let service = take_text(&mut o, &["service", "service.name", "app"])?;
     let host = take_text(&mut o, &["host", "hostname", "host.name"])?;
     let message = take_text(&mut o, &["message", "msg", "log", "body"])?
-        .ok_or_else(|| DecodeError::Missing("message (or msg, log, body)"))?;
+        .ok_or(DecodeError::Missing("message (or msg, log, body)"))?;
     let trace_id = take_text(&mut o, &["trace_id", "traceId", "trace.id"])?;
     let level_raw = take_text(&mut o, &["level", "severity", "lvl"])?;
     let (level, unknown_level) = level_of(level_raw);

@@ -71,7 +71,9 @@ fn sample(line: &str, ctx: &Context) -> Result<MetricRow, String> {
 }
 
 /// Reads `k="v",k2="v2"}` and returns the pairs and the text after `}`.
-fn parse_labels(s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+type Labels = Vec<(String, String)>;
+
+fn parse_labels(s: &str) -> Result<(Labels, &str), String> {
     let mut out = Vec::new();
     let mut chars = s.char_indices().peekable();
     loop {

@@ -218,7 +218,7 @@ fn parse_statement(ctx: &SessionContext, f: &SqlFile) -> Result<BTreeSet<String>
     let dialect = state.config().options().sql_parser.dialect;
     let statements = datafusion::sql::parser::DFParser::parse_sql_with_dialect(
         &f.sql,
-        datafusion::sql::sqlparser::dialect::dialect_from_str(dialect.to_string())
+        datafusion::sql::sqlparser::dialect::dialect_from_str(dialect)
             .expect("the default dialect exists")
             .as_ref(),
     )

@@ -1,0 +1,160 @@
+//! The `lookout` binary as users run it: the embedded default, replay of a recorded
+//! scenario scored by the shared scorer, validate / explain, exit codes, and SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{repo, shared};
+
+fn lookout() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lookout"));
+    c.current_dir(repo());
+    c
+}
+
+#[test]
+fn embedded_default_shows_incidents_within_30_seconds() {
+    let mut child = lookout()
+        .args(["run", "--duration", "40"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut broker_line = None;
+    let mut first_incident = None;
+    while let Some(Ok(line)) = lines.next() {
+        if line.contains("Kafka-protocol broker on") {
+            broker_line = Some(line.clone());
+        }
+        if line.starts_with("[open]") {
+            first_incident = Some((line, started.elapsed()));
+            break;
+        }
+    }
+    // SIGTERM: stops cleanly and exits 0
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let status = child.wait().unwrap();
+    let broker_line = broker_line.expect("the broker address is printed");
+    assert!(broker_line.contains("127.0.0.1:"), "{broker_line}");
+    let (line, after) = first_incident.expect("an incident is printed");
+    assert!(after < Duration::from_secs(30), "first incident after {after:?}");
+    assert!(line.contains("inc-"), "{line}");
+    assert!(status.success(), "SIGTERM exit: {status:?}");
+}
+
+#[test]
+fn replay_of_a_scenario_is_read_by_the_scorer() {
+    let Some(shared) = shared() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("incidents.jsonl");
+    let status = lookout()
+        .args(["replay", "--input"])
+        .arg(shared.join("data/scenarios/public-1"))
+        .arg("--output")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let score = Command::new("python3")
+        .arg(shared.join("tools/score_incidents.py"))
+        .arg("--truth")
+        .arg(shared.join("data/scenarios/public-1/truth.json"))
+        .arg("--incidents")
+        .arg(&out)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    assert!(score.status.success(), "{}", String::from_utf8_lossy(&score.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&score.stdout).unwrap();
+    let input = &v["input"];
+    assert!(input["messages"].as_u64().unwrap() > 0, "{input}");
+    for problem in [
+        "bad_json_lines",
+        "messages_without_incident_id",
+        "messages_with_other_schema",
+        "incidents_missing_alerts",
+        "incidents_missing_root_cause",
+        "incidents_missing_opened_at",
+    ] {
+        assert_eq!(input[problem].as_u64(), Some(0), "scorer reports {problem}: {input}");
+    }
+    assert!(v["grouping"]["pairwise_f1"].as_f64().is_some(), "{v}");
+}
+
+#[test]
+fn replay_reads_stdin_and_is_deterministic() {
+    let input = (0..30)
+        .map(|i| format!(r#"{{"ts":"2025-03-04T10:{i:02}:00Z","kind":"alert","source":"t","service":"s{}","severity":"warning","status":"firing","title":"a{i}","fingerprint":"f{i}"}}"#, i % 3))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let run = || {
+        let mut child = lookout()
+            .args(["replay", "--input", "-", "--stream", "events", "--output", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let a = run();
+    assert!(a.lines().count() >= 3, "{a}");
+    assert_eq!(a, run(), "same input, byte-identical incidents");
+}
+
+#[test]
+fn validate_passes_on_shipped_pipelines_and_locates_errors() {
+    let ok = lookout().arg("validate").output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("ok    pipelines/default"));
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pipeline.toml"), "name = \"broken\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("bad.sql"),
+        "--! kind = \"alert\"\nSELECT service,\n       nosuch\nFROM logs\n",
+    )
+    .unwrap();
+    let bad = lookout().arg("validate").arg(dir.path()).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&bad.stdout);
+    assert!(text.contains("bad.sql:3:8"), "{text}");
+    assert!(text.contains("nosuch"), "{text}");
+
+    std::fs::write(
+        dir.path().join("bad.sql"),
+        "--! kind = \"alert\"\nSELECT ts FROM logs\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("pipeline.toml"), "name = \"broken\"\nbatch = 3\n").unwrap();
+    let bad = lookout().args(["run", "--pipeline"]).arg(dir.path()).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2), "invalid config fails at start");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("pipeline.toml:2"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
+
+#[test]
+fn explain_prints_the_plan() {
+    let out = lookout()
+        .args(["explain", "pipelines/default/high_error_ratio.sql"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("logical_plan") && text.contains("physical_plan"),
+        "{text}"
+    );
+}

@@ -1,0 +1,90 @@
+//! Every pipeline in pipelines/ is planned and run on a fixed input (30 minutes of the
+//! built-in scenario, seed 42) and its published messages are compared with a golden
+//! file in tests/golden/. After an intended change, regenerate with
+//! `UPDATE_GOLDEN=1 cargo test --test pipelines` and review the diff.
+
+mod common;
+
+use std::path::Path;
+
+use common::repo;
+use lookout::config::{Catalog, PipelineConfig};
+use lookout::pipeline::Processor;
+use lookout::source::scenario::{catalog_json, Scenario, CYCLE_MINUTES};
+use lookout::source::{RawRecord, RecordMeta};
+
+const START_MS: i64 = 1_741_046_400_000; // 2025-03-04T00:00:00Z
+
+async fn run(dir: &Path) -> String {
+    let mut cfg = PipelineConfig::load(dir, None).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    cfg.catalog = Catalog::parse(&catalog_json().to_string(), "scenario").unwrap();
+    let mut p = Processor::build(&cfg)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let scenario = Scenario::new(42, START_MS);
+    let mut out = String::new();
+    for minute in 0..CYCLE_MINUTES + 5 {
+        let batch: Vec<RawRecord> = scenario
+            .minute(minute)
+            .into_iter()
+            .enumerate()
+            .map(|(i, g)| RawRecord {
+                stream: g.stream,
+                payload: g.payload,
+                meta: RecordMeta {
+                    topic: g.stream.name().into(),
+                    offset: minute * 10_000 + i as i64,
+                    kafka_ts: Some(g.ts),
+                    ..Default::default()
+                },
+            })
+            .collect();
+        for m in p.process(&batch).await.unwrap() {
+            out.push_str(m.topic.name());
+            out.push('\t');
+            out.push_str(&String::from_utf8_lossy(&m.payload));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_pipeline_matches_its_golden_output() {
+    let mut dirs: Vec<_> = std::fs::read_dir(repo().join("pipelines"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("pipeline.toml").exists())
+        .collect();
+    dirs.sort();
+    assert!(!dirs.is_empty());
+    for dir in dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let got = run(&dir).await;
+        assert!(
+            got.lines().any(|l| l.starts_with("incidents\t")),
+            "{name} publishes no incident on the scenario"
+        );
+        let golden = repo().join("tests/golden").join(format!("{name}.tsv"));
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&golden, &got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&golden)
+            .unwrap_or_else(|_| panic!("no golden output {}; run with UPDATE_GOLDEN=1", golden.display()));
+        if got != want {
+            let first = got
+                .lines()
+                .zip(want.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(got.lines().count().min(want.lines().count()));
+            panic!(
+                "{name}: output differs from {} at line {}\n got: {}\nwant: {}",
+                golden.display(),
+                first + 1,
+                got.lines().nth(first).unwrap_or("<end>"),
+                want.lines().nth(first).unwrap_or("<end>")
+            );
+        }
+    }
+}
