@@ -8,6 +8,8 @@
 //!        ▼
 //! analyst SQL on DataFusion                       sql/       views and alert rules from pipelines/<name>/*.sql
 //!        ▼
+//! anomaly detection on metrics and log errors     model/     streaming detectors, one per series
+//!        ▼
 //! alerts + changes → incidents                    correlate/ dedup, grouping, lifecycle, explanations
 //!        ▼
 //! incidents · anomalies · dead letters            sink/      Kafka producer, JSON-lines files, stdout
@@ -22,6 +24,7 @@
 pub mod config;
 pub mod correlate;
 pub mod decode;
+pub mod model;
 pub mod pipeline;
 pub mod sink;
 pub mod source;

@@ -75,7 +75,7 @@ struct RunArgs {
     #[arg(long)]
     duration: Option<f64>,
     /// Embedded mode: simulated minutes of scenario per real second.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 2.0)]
     speed: f64,
     /// Embedded mode: scenario seed.
     #[arg(long, default_value_t = 1)]
@@ -252,7 +252,7 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
             cfg.spec.sinks.incidents,
             cfg.spec.sinks.dead_letters
         );
-        println!("  scenario: 7 services, a bad deploy and a cache saturation every 30 simulated minutes, at {} simulated min/s; Ctrl-C stops", a.speed);
+        println!("  scenario: 7 services, a bad deploy and a cache saturation every simulated hour, at {} simulated min/s; Ctrl-C stops", a.speed);
         let start = chrono::Utc::now().timestamp_millis();
         Some(tokio::spawn(pipeline::embedded::produce_scenario(
             bootstrap.clone(),

@@ -90,7 +90,7 @@ fn replay_of_a_scenario_is_read_by_the_scorer() {
 #[test]
 fn replay_reads_stdin_and_is_deterministic() {
     let input = (0..30)
-        .map(|i| format!(r#"{{"ts":"2025-03-04T10:{i:02}:00Z","kind":"alert","source":"t","service":"s{}","severity":"warning","status":"firing","title":"a{i}","fingerprint":"f{i}"}}"#, i % 3))
+        .map(|i| format!(r#"{{"ts":"2025-03-04T10:{i:02}:00Z","kind":"alert","source":"t","service":"s{}","severity":"critical","status":"firing","title":"a{i}","fingerprint":"f{i}"}}"#, i % 3))
         .collect::<Vec<_>>()
         .join("\n");
     let run = || {

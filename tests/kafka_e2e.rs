@@ -72,7 +72,10 @@ async fn start(
     group: &str,
     cancel: CancellationToken,
 ) -> tokio::task::JoinHandle<lookout::pipeline::Stats> {
-    let cfg = PipelineConfig::load(&repo().join("pipelines/default"), None).unwrap();
+    let mut cfg = PipelineConfig::load(&repo().join("pipelines/default"), None).unwrap();
+    // These tests check transport (every alert reaches the incidents topic), not the
+    // candidate stage that holds back unconfirmed warnings.
+    cfg.spec.correlation.require_confirmation = false;
     let mut processor = Processor::build(&cfg).await.unwrap();
     let client = client(bootstrap);
     let mut source = KafkaSource::new(&client, group, &cfg.topics(), cfg.spec.batch).unwrap();

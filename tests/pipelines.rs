@@ -1,4 +1,4 @@
-//! Every pipeline in pipelines/ is planned and run on a fixed input (30 minutes of the
+//! Every pipeline in pipelines/ is planned and run on a fixed input (65 minutes of the
 //! built-in scenario, seed 42) and its published messages are compared with a golden
 //! file in tests/golden/. After an intended change, regenerate with
 //! `UPDATE_GOLDEN=1 cargo test --test pipelines` and review the diff.
@@ -23,7 +23,7 @@ async fn run(dir: &Path) -> String {
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let scenario = Scenario::new(42, START_MS);
     let mut out = String::new();
-    for minute in 0..CYCLE_MINUTES + 5 {
+    for minute in 0..2 * CYCLE_MINUTES + 5 {
         let batch: Vec<RawRecord> = scenario
             .minute(minute)
             .into_iter()

@@ -56,6 +56,11 @@ pub struct PipelineToml {
     pub correlation: Correlation,
     #[serde(default)]
     pub limits: Limits,
+    /// Metrics to watch for anomalies.
+    #[serde(default)]
+    pub detect: Vec<crate::model::DetectSpec>,
+    #[serde(default)]
+    pub detection: crate::model::DetectionConfig,
 }
 
 /// Input topics and their encodings.
@@ -197,6 +202,13 @@ pub struct Correlation {
     /// Topology grouping follows at most this many dependency edges.
     #[serde(default = "default_max_hops")]
     pub max_hops: usize,
+    /// Hold a new incident as a candidate until it is confirmed (a critical alert, or a
+    /// symptom anomaly with an alert or on a second service); `false` opens on any alert.
+    #[serde(default = "yes")]
+    pub require_confirmation: bool,
+    /// An alert whose service shows symptoms this long confirms a candidate.
+    #[serde(default = "default_persist")]
+    pub persist_s: u64,
 }
 
 impl Default for Correlation {
@@ -207,6 +219,8 @@ impl Default for Correlation {
             reopen_window_s: default_reopen(),
             change_lookback_s: default_change_lookback(),
             max_hops: default_max_hops(),
+            require_confirmation: true,
+            persist_s: default_persist(),
         }
     }
 }
@@ -225,6 +239,12 @@ fn default_change_lookback() -> u64 {
 }
 fn default_max_hops() -> usize {
     1
+}
+fn default_persist() -> u64 {
+    600
+}
+fn yes() -> bool {
+    true
 }
 
 /// Input size limits.

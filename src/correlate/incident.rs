@@ -83,11 +83,15 @@ pub struct Incident {
     pub resolved_at: Option<i64>,
     /// The latest firing notification of any member.
     pub last_firing: i64,
+    /// The latest activity of a significant member (see [`significant`]).
+    pub last_significant: Option<i64>,
     pub members: BTreeMap<String, Member>,
     /// Fingerprints in the order they joined.
     pub order: Vec<String>,
     pub changes: Vec<(Change, String)>,
     pub timeline: Vec<(i64, &'static str, String)>,
+    /// A candidate is not published until it is confirmed (see [`Incident::confirmed`]).
+    pub published: bool,
 }
 
 impl Incident {
@@ -105,10 +109,12 @@ impl Incident {
             updated_at: alert.ts,
             resolved_at: None,
             last_firing: alert.ts,
+            last_significant: None,
             members: BTreeMap::new(),
             order: Vec::new(),
             changes: Vec::new(),
             timeline: Vec::new(),
+            published: false,
         };
         let join = Explanation {
             rule: "opened",
@@ -118,7 +124,7 @@ impl Incident {
             score: 1.0,
         };
         inc.add(alert, join);
-        inc.note(alert.ts, "opened", format!("opened by {}", alert.title));
+        inc.note(alert.ts, "first_alert", alert.title.clone());
         inc
     }
 
@@ -135,6 +141,9 @@ impl Incident {
             },
         );
         self.last_firing = self.last_firing.max(alert.ts);
+        if significant(alert) {
+            self.last_significant = Some(self.last_significant.map_or(alert.ts, |t| t.max(alert.ts)));
+        }
     }
 
     pub fn note(&mut self, ts: i64, event: &'static str, detail: String) {
@@ -169,8 +178,51 @@ impl Incident {
             .unwrap_or(Severity::Info)
     }
 
-    /// Records a transition: bumps `seq` and the update time.
+    /// Is this more than background noise? A critical alert says so by itself; so do
+    /// symptoms (errors, latency, traffic moving) on two services, since trouble spreads
+    /// to callers; and so does an alert from monitoring whose service has shown symptoms
+    /// for `persist_ms`. Warnings alone (blips, flapping checks, disks filling,
+    /// housekeeping) and a short blip on one service never open an incident.
+    pub fn confirmed(&self, now: i64, persist_ms: i64) -> Option<&'static str> {
+        let members = || self.members.values();
+        if members().any(|m| m.alert.severity == Severity::Critical && m.alert.status == Status::Firing) {
+            return Some("a critical alert");
+        }
+        let symptoms: Vec<&Member> = members().filter(|m| is_symptom(&m.alert)).collect();
+        let mut services: Vec<&str> = symptoms.iter().filter_map(|m| m.alert.service.as_deref()).collect();
+        services.sort();
+        services.dedup();
+        if services.len() >= 2 {
+            return Some("symptoms on two services");
+        }
+        let lasting = symptoms
+            .iter()
+            .any(|m| m.alert.status == Status::Firing && now - m.first_seen >= persist_ms);
+        let monitored = members().any(|m| m.alert.source != "anomaly" && m.alert.status == Status::Firing);
+        (lasting && monitored).then_some("an alert with lasting symptoms")
+    }
+
+    /// When the incident was last active: the latest notification of a significant
+    /// member (firing alerts are notified again while they last, anomalies on every
+    /// point of their episode), or for a candidate of warnings its latest firing.
+    pub fn active_at(&self) -> i64 {
+        self.last_significant.unwrap_or(self.last_firing)
+    }
+
+    /// Publishes a confirmed candidate: it opens now.
+    pub fn confirm(&mut self, ts: i64, why: String) {
+        self.published = true;
+        self.opened_at = ts;
+        self.updated_at = ts;
+        self.note(ts, "opened", why);
+        self.transition(Transition::Open, ts);
+    }
+
+    /// Records a transition of a published incident: bumps `seq` and the update time.
     pub fn transition(&mut self, t: Transition, ts: i64) {
+        if !self.published {
+            return;
+        }
         self.seq += 1;
         self.last = t;
         self.updated_at = self.updated_at.max(ts);
@@ -323,4 +375,16 @@ fn change_json(c: &Change, reason: &str) -> Value {
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+/// A symptom anomaly: errors, latency or traffic of a service moving.
+pub fn is_symptom(a: &Alert) -> bool {
+    a.source == "anomaly" && a.label("role") == Some("symptom")
+}
+
+/// Members whose activity keeps an incident alive and open to new members: critical
+/// alerts and symptoms. Warnings join incidents but do not keep them open, so that a
+/// disk filling for hours does not glue unrelated trouble together.
+pub fn significant(a: &Alert) -> bool {
+    a.severity == Severity::Critical || is_symptom(a)
 }

@@ -46,6 +46,8 @@ pub struct CorrelationStats {
     pub alert_messages: u64,
     pub incidents_opened: u64,
     pub resolves_without_firing: u64,
+    /// Candidates that resolved or went quiet without being confirmed.
+    pub candidates_dropped: u64,
 }
 
 pub struct Correlator {
@@ -87,7 +89,10 @@ impl Correlator {
         for a in alerts {
             self.stats.alert_messages += 1;
             self.watermark = self.watermark.max(a.ts);
-            if let Some(id) = self.apply(a) {
+            let (fp, ts, title) = (a.fingerprint.clone(), a.ts, a.title.clone());
+            let changed = self.apply(a);
+            let confirmed = self.maybe_confirm(&fp, ts, &title);
+            for id in [changed, confirmed].into_iter().flatten() {
                 if !touched.contains(&id) {
                     touched.push(id);
                 }
@@ -122,9 +127,7 @@ impl Correlator {
                 id
             }
             None => {
-                let mut inc = Incident::open(&a);
-                inc.transition(Transition::Open, a.ts);
-                self.stats.incidents_opened += 1;
+                let inc = Incident::open(&a);
                 let id = inc.id.clone();
                 self.incidents.insert(id.clone(), inc);
                 id
@@ -133,6 +136,23 @@ impl Correlator {
         self.by_fingerprint.insert(a.fingerprint.clone(), id.clone());
         self.attach_changes(&id);
         Some(id)
+    }
+
+    /// Publishes the candidate holding `fingerprint` once it is confirmed.
+    fn maybe_confirm(&mut self, fingerprint: &str, ts: i64, title: &str) -> Option<String> {
+        let id = self.by_fingerprint.get(fingerprint)?;
+        let inc = self
+            .incidents
+            .get_mut(id)
+            .filter(|i| !i.published && i.phase == Phase::Open)?;
+        let why = if self.cfg.require_confirmation {
+            inc.confirmed(ts, self.cfg.persist_s as i64 * 1000)?
+        } else {
+            "an alert"
+        };
+        inc.confirm(ts, format!("opened on {why}: {title}"));
+        self.stats.incidents_opened += 1;
+        Some(inc.id.clone())
     }
 
     fn update_member(&mut self, id: &str, a: Alert) -> Option<String> {
@@ -149,6 +169,9 @@ impl Correlator {
         m.alert.severity = a.severity;
         if a.status == Status::Firing {
             inc.last_firing = inc.last_firing.max(a.ts);
+        }
+        if incident::significant(&a) {
+            inc.last_significant = Some(inc.last_significant.map_or(a.ts, |t| t.max(a.ts)));
         }
         match (inc.phase, was, a.status) {
             (Phase::Resolved, _, Status::Firing) => {
@@ -194,9 +217,15 @@ impl Correlator {
         for inc in self
             .incidents
             .values()
-            .filter(|i| i.phase == Phase::Open && a.ts - i.last_firing <= window)
+            // A candidate older than the window is background (a disk filling, a job
+            // failing); new trouble starts its own candidate instead of joining it.
+            .filter(|i| {
+                i.phase == Phase::Open
+                    && a.ts - i.active_at() <= window
+                    && (i.published || a.ts - i.opened_at <= window)
+            })
         {
-            let gap = (a.ts - inc.last_firing).max(0) as f64 / 1000.0;
+            let gap = (a.ts - inc.active_at()).max(0) as f64 / 1000.0;
             let mut shared = Vec::new();
             if let Some(s) = a.service.as_ref().filter(|s| inc.services().contains(s)) {
                 shared.push(("service".to_string(), s.clone()));
@@ -245,10 +274,10 @@ impl Correlator {
             if let Some((rank, exp)) = candidate {
                 let better = match &best {
                     None => true,
-                    Some((r, last, _, _)) => rank < *r || (rank == *r && inc.last_firing > *last),
+                    Some((r, last, _, _)) => rank < *r || (rank == *r && inc.active_at() > *last),
                 };
                 if better {
-                    best = Some((rank, inc.last_firing, inc.id.clone(), exp));
+                    best = Some((rank, inc.active_at(), inc.id.clone(), exp));
                 }
             }
         }
@@ -302,9 +331,24 @@ impl Correlator {
         let quiet = self.cfg.quiet_period_s as i64 * 1000;
         let reopen = self.cfg.reopen_window_s as i64 * 1000;
         let mut ids = Vec::new();
+        // Candidates that were never confirmed go quietly.
+        let dropped: Vec<String> = self
+            .incidents
+            .values()
+            .filter(|i| !i.published && (i.phase == Phase::Resolved || now - i.active_at() > quiet))
+            .map(|i| i.id.clone())
+            .collect();
+        for id in dropped {
+            if let Some(inc) = self.incidents.remove(&id) {
+                self.stats.candidates_dropped += 1;
+                for fp in inc.members.keys() {
+                    self.by_fingerprint.remove(fp);
+                }
+            }
+        }
         for inc in self.incidents.values_mut() {
-            if inc.phase == Phase::Open && now - inc.last_firing > quiet {
-                let at = inc.last_firing + quiet;
+            if inc.phase == Phase::Open && inc.published && now - inc.active_at() > quiet {
+                let at = inc.active_at() + quiet;
                 inc.phase = Phase::Resolved;
                 inc.resolved_at = Some(at);
                 inc.note(at, "resolved", format!("quiet for {} s", self.cfg.quiet_period_s));
@@ -334,7 +378,7 @@ impl Correlator {
     }
 
     fn publish(&self, id: &str) -> Option<IncidentUpdate> {
-        let inc = self.incidents.get(id)?;
+        let inc = self.incidents.get(id).filter(|i| i.published)?;
         Some(IncidentUpdate {
             incident_id: inc.id.clone(),
             seq: inc.seq,
@@ -363,6 +407,76 @@ mod tests {
         }
     }
 
+    fn open_on_any_alert() -> Correlation {
+        Correlation {
+            require_confirmation: false,
+            ..Correlation::default()
+        }
+    }
+
+    fn symptom(fp: &str, service: &str, ts_s: i64) -> Alert {
+        let mut a = alert(fp, service, ts_s, Status::Firing);
+        a.source = "anomaly".into();
+        a.labels = vec![("role".into(), "symptom".into())];
+        a
+    }
+
+    #[test]
+    fn candidates_open_only_when_confirmed() {
+        let mut c = Correlator::new(Correlation::default(), catalog());
+        // a warning alone, even repeated: a candidate, nothing published
+        assert!(c
+            .ingest(
+                vec![
+                    alert("w", "db", 0, Status::Firing),
+                    alert("w", "db", 120, Status::Firing)
+                ],
+                vec![]
+            )
+            .is_empty());
+        // a symptom on the same service: not yet (a short blip on one service is noise)
+        assert!(c.ingest(vec![symptom("s1", "db", 130)], vec![]).is_empty());
+        // ... but symptoms on a caller too: confirmed, opened now with everything so far
+        let out = c.ingest(vec![symptom("s2", "api", 190)], vec![]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].json["status"], "open");
+        assert_eq!(out[0].json["alert_count"], 3);
+        assert_eq!(out[0].json["opened_at"], "1970-01-01T00:03:10.000Z");
+        assert!(out[0].json["timeline"].to_string().contains("symptoms on two services"));
+
+        // a critical alert confirms by itself
+        let mut crit = alert("c", "mail", 1000, Status::Firing);
+        crit.severity = Severity::Critical;
+        assert_eq!(c.ingest(vec![crit], vec![]).len(), 1);
+
+        // an alert with symptoms lasting the persistence time confirms
+        let mut c = Correlator::new(Correlation::default(), catalog());
+        assert!(c
+            .ingest(
+                vec![symptom("s", "mail", 0), alert("w", "mail", 30, Status::Firing)],
+                vec![]
+            )
+            .is_empty());
+        assert!(c
+            .ingest(
+                vec![symptom("s", "mail", 300), alert("w", "mail", 330, Status::Firing)],
+                vec![]
+            )
+            .is_empty());
+        let out = c.ingest(
+            vec![symptom("s", "mail", 600), alert("w", "mail", 630, Status::Firing)],
+            vec![],
+        );
+        assert_eq!(out.len(), 1);
+
+        // unconfirmed candidates go quietly
+        let mut c = Correlator::new(Correlation::default(), catalog());
+        c.ingest(vec![alert("w", "db", 0, Status::Firing)], vec![]);
+        assert!(c.advance(4000 * 1000).is_empty());
+        assert_eq!(c.stats.candidates_dropped, 1);
+        assert!(c.incidents.is_empty());
+    }
+
     fn catalog() -> Catalog {
         let s = |n: &str, d: &[&str]| ServiceInfo {
             name: n.into(),
@@ -383,7 +497,7 @@ mod tests {
 
     #[test]
     fn dedup_group_and_resolve() {
-        let mut c = Correlator::new(Correlation::default(), catalog());
+        let mut c = Correlator::new(open_on_any_alert(), catalog());
         let out = c.ingest(vec![alert("a", "db", 0, Status::Firing)], vec![]);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].json["status"], "open");
@@ -416,7 +530,7 @@ mod tests {
 
     #[test]
     fn quiet_incidents_resolve_and_are_forgotten() {
-        let mut c = Correlator::new(Correlation::default(), catalog());
+        let mut c = Correlator::new(open_on_any_alert(), catalog());
         c.ingest(vec![alert("a", "db", 0, Status::Firing)], vec![]);
         let out = c.advance(1801 * 1000);
         assert_eq!(out[0].json["status"], "resolved");
@@ -427,14 +541,14 @@ mod tests {
 
     #[test]
     fn resolve_without_firing_is_counted_not_published() {
-        let mut c = Correlator::new(Correlation::default(), Catalog::default());
+        let mut c = Correlator::new(open_on_any_alert(), Catalog::default());
         assert!(c.ingest(vec![alert("z", "db", 0, Status::Resolved)], vec![]).is_empty());
         assert_eq!(c.stats.resolves_without_firing, 1);
     }
 
     #[test]
     fn changes_before_the_first_symptom_are_suspects() {
-        let mut c = Correlator::new(Correlation::default(), catalog());
+        let mut c = Correlator::new(open_on_any_alert(), catalog());
         let deploy = Change {
             ts: 0,
             kind: EventKind::Deploy,
@@ -453,7 +567,7 @@ mod tests {
     #[test]
     fn same_input_same_ids() {
         let run = || {
-            let mut c = Correlator::new(Correlation::default(), catalog());
+            let mut c = Correlator::new(open_on_any_alert(), catalog());
             c.ingest(
                 vec![
                     alert("b", "api", 5, Status::Firing),

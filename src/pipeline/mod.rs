@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::PipelineConfig;
 use crate::correlate::{self, Correlator};
 use crate::decode::Decoder;
+use crate::model::SignalDetectors;
 use crate::sink::{Message, Sink, SinkError, Topic};
 use crate::source::file::FileSource;
 use crate::source::kafka::KafkaSource;
@@ -56,6 +57,7 @@ pub struct Stats {
     pub events: u64,
     pub dead_letters: u64,
     pub rule_alerts: u64,
+    pub anomalies: u64,
     pub incident_updates: u64,
 }
 
@@ -63,6 +65,7 @@ pub struct Stats {
 pub struct Processor {
     decoder: Decoder,
     sql: SqlEngine,
+    detectors: SignalDetectors,
     correlator: Correlator,
     watermark: i64,
     pub stats: Stats,
@@ -74,6 +77,7 @@ impl Processor {
         Ok(Processor {
             decoder: Decoder::new(cfg.decode.clone()),
             sql,
+            detectors: SignalDetectors::new(&cfg.spec.detect, cfg.spec.detection.clone()),
             correlator: Correlator::new(cfg.spec.correlation, cfg.catalog.clone()),
             watermark: i64::MIN,
             stats: Stats::default(),
@@ -108,6 +112,9 @@ impl Processor {
             Vec::new()
         };
         self.stats.rule_alerts += alerts.len() as u64;
+        let detections = self.detectors.observe(&d.logs, &d.metrics);
+        self.stats.anomalies += detections.anomalies.len() as u64;
+        alerts.extend(detections.alerts);
         let (external, changes) = correlate::alert::from_events(&d.events);
         alerts.extend(external);
         let mut updates = self.correlator.ingest(alerts, changes);
@@ -116,6 +123,12 @@ impl Processor {
         }
         self.stats.incident_updates += updates.len() as u64;
         let mut out: Vec<Message> = d.dead_letters.iter().map(Message::dead_letter).collect();
+        out.extend(
+            detections
+                .anomalies
+                .iter()
+                .map(|a| Message::json(Topic::Anomalies, a["fingerprint"].as_str().map(str::to_string), a)),
+        );
         out.extend(
             updates
                 .iter()

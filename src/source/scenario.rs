@@ -2,11 +2,12 @@
 //! background noise, in every input encoding Lookout reads. `lookout run` writes it into
 //! the embedded broker; tests and benchmarks use it as known input.
 //!
-//! Time is simulated: one cycle is 30 minutes and repeats with new fingerprints.
-//! * minute 4: a bad deploy of `payments` (CloudEvents); from minute 5 payments fails
+//! Time is simulated: one cycle is 60 minutes and repeats with new fingerprints; the
+//! first 15 minutes of a cycle are quiet, so that detectors learn what normal is.
+//! * minute 19: a bad deploy of `payments` (CloudEvents); from minute 20 payments fails
 //!   30% of requests, checkout and frontend feel it; Alertmanager fires HighErrorRate on
-//!   payments and checkout; minute 14 a rollback (CloudEvents) ends it.
-//! * minute 18–26: `redis` CPU saturation; HighCPU on redis-1 and HighLatency on
+//!   payments and checkout; minute 29 a rollback (CloudEvents) ends it.
+//! * minute 33–41: `redis` CPU saturation; HighCPU on redis-1 and HighLatency on
 //!   inventory (via PagerDuty Events v2 for the latter).
 //! * noise: a flapping DiskSpaceLow on a random host, a failed housekeeping job.
 //!
@@ -39,7 +40,9 @@ pub const SERVICES: [(&str, u8, &[&str], bool); 7] = [
     ("redis", 2, &[], false),
 ];
 
-pub const CYCLE_MINUTES: i64 = 30;
+pub const CYCLE_MINUTES: i64 = 60;
+/// Faults start this many minutes into a cycle, after the detectors have learnt normal.
+const FAULT_OFFSET: i64 = 15;
 
 /// The catalog of the built-in scenario, as JSON (`lookout.catalog.v1`).
 pub fn catalog_json() -> serde_json::Value {
@@ -92,10 +95,11 @@ impl Scenario {
         let mut rng = Rng(self.seed ^ (m as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
         let cycle = m.div_euclid(CYCLE_MINUTES);
         let cm = m.rem_euclid(CYCLE_MINUTES);
+        let f = cm - FAULT_OFFSET;
         let t0 = self.start_ms + m * 60_000;
         let mut out = Vec::new();
-        let bad_deploy = (5..14).contains(&cm);
-        let redis_hot = (18..26).contains(&cm);
+        let bad_deploy = (5..14).contains(&f);
+        let redis_hot = (18..26).contains(&f);
 
         for (si, (svc, _, _, go)) in SERVICES.iter().enumerate() {
             for h in 1..=2 {
@@ -166,7 +170,7 @@ impl Scenario {
         }
 
         // changes: the bad deploy and its rollback, a routine config change
-        if cm == 4 {
+        if f == 4 {
             out.push(deploy(
                 t0 + 12_345,
                 "payments",
@@ -175,7 +179,7 @@ impl Scenario {
                 false,
             ));
         }
-        if cm == 14 {
+        if f == 14 {
             out.push(deploy(
                 t0 + 31_000,
                 "payments",
@@ -184,7 +188,7 @@ impl Scenario {
                 true,
             ));
         }
-        if cm == 10 {
+        if f == 10 {
             let ts = t0 + 40_000;
             out.push(Generated {
                 ts,
@@ -201,7 +205,7 @@ impl Scenario {
         let am = |name: &str, svc: &str, host: Option<&str>, sev: &str, firing: bool, summary: &str, ts: i64| {
             alertmanager_record(name, svc, host, sev, firing, summary, ts, cycle)
         };
-        if (6..15).contains(&cm) && cm % 2 == 0 {
+        if (6..15).contains(&f) && f % 2 == 0 {
             out.push(am(
                 "HighErrorRate",
                 "payments",
@@ -212,7 +216,7 @@ impl Scenario {
                 t0 + 20_000,
             ));
         }
-        if cm == 15 {
+        if f == 15 {
             out.push(am(
                 "HighErrorRate",
                 "payments",
@@ -223,7 +227,7 @@ impl Scenario {
                 t0 + 20_000,
             ));
         }
-        if (7..15).contains(&cm) && cm % 2 == 1 {
+        if (7..15).contains(&f) && f % 2 == 1 {
             out.push(am(
                 "HighErrorRate",
                 "checkout",
@@ -234,7 +238,7 @@ impl Scenario {
                 t0 + 25_000,
             ));
         }
-        if cm == 15 {
+        if f == 15 {
             out.push(am(
                 "HighErrorRate",
                 "checkout",
@@ -245,7 +249,7 @@ impl Scenario {
                 t0 + 26_000,
             ));
         }
-        if (19..26).contains(&cm) && cm % 2 == 1 {
+        if (19..26).contains(&f) && f % 2 == 1 {
             out.push(am(
                 "HighCPU",
                 "redis",
@@ -256,7 +260,7 @@ impl Scenario {
                 t0 + 8_000,
             ));
         }
-        if cm == 27 {
+        if f == 27 {
             out.push(am(
                 "HighCPU",
                 "redis",
@@ -267,8 +271,8 @@ impl Scenario {
                 t0 + 8_000,
             ));
         }
-        if cm == 20 || cm == 27 {
-            let trigger = cm == 20;
+        if f == 20 || f == 27 {
+            let trigger = f == 20;
             let ts = t0 + 30_000;
             let mut body = json!({"routing_key": "R0UT1NGKEY", "event_action": if trigger { "trigger" } else { "resolve" },
                 "dedup_key": format!("inventory-latency-{cycle}")});
@@ -296,7 +300,7 @@ impl Scenario {
                 t0 + 50_000,
             ));
         }
-        if cm == 27 {
+        if f == 27 {
             out.push(am(
                 "KubeJobFailed",
                 "postgres",
