@@ -73,25 +73,13 @@ pub enum Verdict {
     End,
 }
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Detector {
     history: VecDeque<f64>,
     run: u32,
     calm: u32,
     in_episode: bool,
     rejected: usize,
-}
-
-impl Default for Detector {
-    fn default() -> Self {
-        Detector {
-            history: VecDeque::new(),
-            run: 0,
-            calm: 0,
-            in_episode: false,
-            rejected: 0,
-        }
-    }
 }
 
 impl Detector {
