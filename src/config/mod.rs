@@ -206,6 +206,10 @@ pub struct Correlation {
     /// symptom anomaly with an alert or on a second service); `false` opens on any alert.
     #[serde(default = "yes")]
     pub require_confirmation: bool,
+    /// Topology groups a new alert with a service whose trouble started at most this
+    /// long before it (trouble spreads to callers within minutes).
+    #[serde(default = "default_spread")]
+    pub spread_window_s: u64,
     /// An alert whose service shows symptoms this long confirms a candidate.
     #[serde(default = "default_persist")]
     pub persist_s: u64,
@@ -221,6 +225,7 @@ impl Default for Correlation {
             max_hops: default_max_hops(),
             require_confirmation: true,
             persist_s: default_persist(),
+            spread_window_s: default_spread(),
         }
     }
 }
@@ -239,6 +244,9 @@ fn default_change_lookback() -> u64 {
 }
 fn default_max_hops() -> usize {
     1
+}
+fn default_spread() -> u64 {
+    300
 }
 fn default_persist() -> u64 {
     600

@@ -163,6 +163,15 @@ impl Incident {
         s
     }
 
+    /// When a service's first member alert started.
+    pub fn onset_of(&self, service: &str) -> Option<i64> {
+        self.members
+            .values()
+            .filter(|m| m.alert.service.as_deref() == Some(service))
+            .map(|m| m.first_seen)
+            .min()
+    }
+
     pub fn hosts(&self) -> Vec<String> {
         let mut h: Vec<String> = self.members.values().filter_map(|m| m.alert.host.clone()).collect();
         h.sort();
@@ -228,9 +237,12 @@ impl Incident {
         self.updated_at = self.updated_at.max(ts);
     }
 
-    /// Services ranked as root-cause candidates, with evidence: earlier onset, being a
-    /// dependency of other affected services (symptoms travel to callers), and a change
-    /// just before the first symptom each raise the score.
+    /// Services ranked as root-cause candidates, with evidence. Symptoms travel from a
+    /// failing dependency to its callers, so the best candidate is the affected service
+    /// whose callers explain the most other affected services and which depends on no
+    /// affected service itself; an earlier onset, cause signals (saturation anomalies, a
+    /// host-level critical alert such as an instance down) and a change just before the
+    /// first symptom raise the score.
     pub fn root_cause(&self, catalog: &Catalog) -> Vec<Value> {
         let services = self.services();
         if services.is_empty() {
@@ -247,16 +259,47 @@ impl Incident {
         let mut by_onset: Vec<(i64, &String)> = services.iter().map(|s| (onset(s), s)).collect();
         by_onset.sort();
         let n = services.len() as f64;
+        let others = (services.len() as f64 - 1.0).max(1.0);
+        let first = by_onset.first().map_or(0, |x| x.0);
         let mut ranked: Vec<(f64, &String, Vec<String>)> = by_onset
             .iter()
             .enumerate()
             .map(|(rank, (t, s))| {
-                let mut evidence = vec![format!("first alert at {}", format_ms(*t))];
-                let mut score = 1.0 - rank as f64 / n;
-                let callers: Vec<&str> = catalog.callers(s).filter(|c| services.iter().any(|x| x == c)).collect();
-                if !callers.is_empty() {
-                    score += 0.5 * callers.len() as f64 / n;
-                    evidence.push(format!("depended on by affected {}", callers.join(", ")));
+                let mut evidence = vec![format!("first symptom at {}", format_ms(*t))];
+                let mut score = 0.5 * (1.0 - rank as f64 / n);
+                // Symptoms travel to callers afterwards; a caller that was hurting before
+                // this service is not explained by it.
+                let explained: Vec<&String> = services
+                    .iter()
+                    .filter(|o| *o != *s && onset(o) >= t - ROOT_SLACK_MS && reaches(catalog, o, s, ROOT_DEPTH))
+                    .collect();
+                if !explained.is_empty() {
+                    score += explained.len() as f64 / others;
+                    let names: Vec<&str> = explained.iter().map(|x| x.as_str()).collect();
+                    evidence.push(format!("affected callers {} depend on it", names.join(", ")));
+                }
+                let victim_of: Vec<&String> = services
+                    .iter()
+                    .filter(|o| *o != *s && onset(o) <= *t + ROOT_SLACK_MS && reaches(catalog, s, o, ROOT_DEPTH))
+                    .collect();
+                if !victim_of.is_empty() {
+                    score -= 0.5;
+                    let names: Vec<&str> = victim_of.iter().map(|x| x.as_str()).collect();
+                    evidence.push(format!("depends on affected {}", names.join(", ")));
+                }
+                if *t > first + ROOT_LATE_MS {
+                    score -= 1.0;
+                    evidence.push(format!("joined {} min after the first symptom", (*t - first) / 60_000));
+                }
+                let external = |a: &Alert| a.source != "anomaly" && !a.source.starts_with("rule:");
+                let cause = self.members.values().find(|m| {
+                    m.alert.service.as_deref() == Some(s.as_str())
+                        && ((m.alert.source == "anomaly" && m.alert.label("role") == Some("cause"))
+                            || (m.alert.host.is_some() && m.alert.severity == Severity::Critical && external(&m.alert)))
+                });
+                if let Some(m) = cause {
+                    score += 0.3;
+                    evidence.push(format!("cause signal: {}", m.alert.title));
                 }
                 if self
                     .changes
@@ -270,7 +313,7 @@ impl Incident {
             })
             .collect();
         ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-        let top = ranked.first().map_or(1.0, |r| r.0).max(f64::MIN_POSITIVE);
+        let top = ranked.first().map_or(1.0, |r| r.0.abs()).max(f64::MIN_POSITIVE);
         ranked
             .into_iter()
             .map(|(score, s, evidence)| json!({ "service": s, "score": round3(score / top), "evidence": evidence }))
@@ -387,4 +430,32 @@ pub fn is_symptom(a: &Alert) -> bool {
 /// disk filling for hours does not glue unrelated trouble together.
 pub fn significant(a: &Alert) -> bool {
     a.severity == Severity::Critical || is_symptom(a)
+}
+
+/// How far root-cause ranking follows dependencies.
+const ROOT_DEPTH: usize = 4;
+/// Onsets this close count as simultaneous (samples are a minute apart).
+const ROOT_SLACK_MS: i64 = 60_000;
+/// A service whose first symptom came this long after the incident's is not where it started.
+const ROOT_LATE_MS: i64 = 300_000;
+
+/// Does `caller` depend on `dep`, directly or through at most `depth` edges?
+fn reaches(catalog: &Catalog, caller: &str, dep: &str, depth: usize) -> bool {
+    let mut frontier = vec![caller.to_string()];
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..depth {
+        let mut next = Vec::new();
+        for s in &frontier {
+            for d in catalog.dependencies(s) {
+                if d == dep {
+                    return true;
+                }
+                if seen.insert(d.to_string()) {
+                    next.push(d.to_string());
+                }
+            }
+        }
+        frontier = next;
+    }
+    false
 }

@@ -213,7 +213,7 @@ impl Correlator {
     /// The open incident an alert should join, with the reason.
     fn best_incident(&self, a: &Alert) -> Option<(String, Explanation)> {
         let window = self.cfg.group_window_s as i64 * 1000;
-        let mut best: Option<(u8, i64, String, Explanation)> = None;
+        let mut best: Option<((u8, bool, i64, String), Explanation)> = None;
         for inc in self
             .incidents
             .values()
@@ -250,9 +250,14 @@ impl Correlator {
                     },
                 ))
             } else {
+                // Trouble spreads along dependencies within minutes: topology links a
+                // new alert only to services whose symptoms started recently, not to
+                // one that has been hurting for an hour (that is a new fault nearby).
+                let spread = self.cfg.spread_window_s as i64 * 1000;
                 a.service.as_deref().and_then(|s| {
                     inc.services()
                         .iter()
+                        .filter(|t| inc.onset_of(t).is_some_and(|o| a.ts - o <= spread))
                         .filter_map(|t| self.catalog.path(s, t, self.cfg.max_hops))
                         .min_by_key(|p| p.len())
                         .map(|path| {
@@ -272,16 +277,15 @@ impl Correlator {
                 })
             };
             if let Some((rank, exp)) = candidate {
-                let better = match &best {
-                    None => true,
-                    Some((r, last, _, _)) => rank < *r || (rank == *r && inc.active_at() > *last),
-                };
-                if better {
-                    best = Some((rank, inc.active_at(), inc.id.clone(), exp));
+                // Closest match first; among equals a published incident before a
+                // candidate, then the one that started first (the likelier origin).
+                let key = (rank, !inc.published, inc.opened_at, inc.id.clone());
+                if best.as_ref().is_none_or(|(k, _)| key < *k) {
+                    best = Some((key, exp));
                 }
             }
         }
-        best.map(|(_, _, id, exp)| (id, exp))
+        best.map(|((_, _, _, id), exp)| (id, exp))
     }
 
     /// Attaches changes on the incident's services or their dependencies that came
