@@ -273,7 +273,17 @@ impl Incident {
                     .iter()
                     .filter(|o| *o != *s && onset(o) >= t - ROOT_SLACK_MS && reaches(catalog, o, s, ROOT_DEPTH))
                     .collect();
-                if !explained.is_empty() {
+                // A service whose only symptom is a drop in traffic is a victim: when a
+                // caller fails, its dependencies see fewer requests.
+                let traffic_drop_only = self
+                    .members
+                    .values()
+                    .filter(|m| m.alert.service.as_deref() == Some(s.as_str()))
+                    .all(|m| m.alert.source == "anomaly" && m.alert.label("direction") == Some("down"));
+                if traffic_drop_only {
+                    score -= 0.5;
+                    evidence.push("only a drop in traffic, which follows a failing caller".into());
+                } else if !explained.is_empty() {
                     score += explained.len() as f64 / others;
                     let names: Vec<&str> = explained.iter().map(|x| x.as_str()).collect();
                     evidence.push(format!("affected callers {} depend on it", names.join(", ")));
@@ -434,8 +444,9 @@ pub fn significant(a: &Alert) -> bool {
 
 /// How far root-cause ranking follows dependencies.
 const ROOT_DEPTH: usize = 4;
-/// Onsets this close count as simultaneous (samples are a minute apart).
-const ROOT_SLACK_MS: i64 = 60_000;
+/// Onsets this close count as simultaneous: samples are a minute apart and monitoring
+/// alerts fire minutes after the trouble they report.
+const ROOT_SLACK_MS: i64 = 180_000;
 /// A service whose first symptom came this long after the incident's is not where it started.
 const ROOT_LATE_MS: i64 = 300_000;
 

@@ -293,6 +293,7 @@ impl SignalDetectors {
                     labels: vec![
                         ("role".into(), role.as_str().into()),
                         ("metric".into(), metric.into()),
+                        ("direction".into(), went(value, expected).into()),
                         ("value".into(), short(value)),
                         ("expected".into(), short(expected)),
                         ("score".into(), format!("{score:.3}")),
@@ -337,6 +338,15 @@ impl SignalDetectors {
             }
             _ => {}
         }
+    }
+}
+
+/// Which way a value departed from normal.
+fn went(value: f64, expected: f64) -> &'static str {
+    if value < expected {
+        "down"
+    } else {
+        "up"
     }
 }
 
