@@ -12,7 +12,7 @@
 //! the new normal; after `history` anomalous points in a row the level is accepted (a
 //! level shift).
 //!
-//! Work per point: O(history log history), bounded; state per series: `history` floats.
+//! Work per point: O(history) (two selections), bounded; state per series: `history` floats.
 
 use std::collections::VecDeque;
 
@@ -151,12 +151,15 @@ impl Detector {
     /// Median, robust scale, min and max of the history.
     fn stats(&self) -> (f64, f64, f64, f64) {
         let mut xs: Vec<f64> = self.history.iter().copied().collect();
-        xs.sort_by(f64::total_cmp);
-        let median = xs[xs.len() / 2];
-        let (lo, hi) = (xs[0], xs[xs.len() - 1]);
-        let mut dev: Vec<f64> = xs.iter().map(|x| (x - median).abs()).collect();
-        dev.sort_by(f64::total_cmp);
-        let mad = dev[dev.len() / 2] * 1.4826;
+        let mid = xs.len() / 2;
+        let median = *xs.select_nth_unstable_by(mid, f64::total_cmp).1;
+        let (lo, hi) = xs
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| (l.min(*x), h.max(*x)));
+        for x in xs.iter_mut() {
+            *x = (*x - median).abs();
+        }
+        let mad = *xs.select_nth_unstable_by(mid, f64::total_cmp).1 * 1.4826;
         let scale = mad.max(median.abs() * 0.05).max((hi - lo) * 0.05).max(1e-9);
         (median, scale, lo, hi)
     }
