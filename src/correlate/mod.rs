@@ -85,20 +85,21 @@ impl Correlator {
             self.changes.push_back(c);
         }
         alerts.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.fingerprint.cmp(&b.fingerprint)));
-        let mut touched: Vec<String> = Vec::new();
+        // Every transition is published as it happens, so a consumer sees each `seq`,
+        // `open` first.
+        let mut out = Vec::new();
         for a in alerts {
             self.stats.alert_messages += 1;
             self.watermark = self.watermark.max(a.ts);
             let (fp, ts, title) = (a.fingerprint.clone(), a.ts, a.title.clone());
             let changed = self.apply(a);
             let confirmed = self.maybe_confirm(&fp, ts, &title);
-            for id in [changed, confirmed].into_iter().flatten() {
-                if !touched.contains(&id) {
-                    touched.push(id);
-                }
+            if confirmed.is_some() {
+                out.extend(confirmed.and_then(|id| self.publish(&id)));
+            } else {
+                out.extend(changed.and_then(|id| self.publish(&id)));
             }
         }
-        let mut out: Vec<IncidentUpdate> = touched.iter().filter_map(|id| self.publish(id)).collect();
         out.extend(self.expire());
         out
     }
@@ -523,9 +524,12 @@ mod tests {
             ],
             vec![],
         );
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].json["status"], "resolved");
-        assert_eq!(out[0].seq, 4);
+        // one message per state change: one alert resolved, then all of them
+        let states: Vec<(&str, u64)> = out
+            .iter()
+            .map(|u| (u.json["status"].as_str().unwrap(), u.seq))
+            .collect();
+        assert_eq!(states, vec![("updated", 3), ("resolved", 4)]);
         // fires again within the reopen window: reopened, same id
         let out = c.ingest(vec![alert("a", "db", 300, Status::Firing)], vec![]);
         assert_eq!(out[0].json["status"], "reopened");
