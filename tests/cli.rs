@@ -51,27 +51,7 @@ fn embedded_default_shows_incidents_within_30_seconds() {
 #[test]
 fn replay_of_a_scenario_is_read_by_the_scorer() {
     let Some(shared) = shared() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("incidents.jsonl");
-    let status = lookout()
-        .args(["replay", "--input"])
-        .arg(shared.join("data/scenarios/public-1"))
-        .arg("--output")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let score = Command::new("python3")
-        .arg(shared.join("tools/score_incidents.py"))
-        .arg("--truth")
-        .arg(shared.join("data/scenarios/public-1/truth.json"))
-        .arg("--incidents")
-        .arg(&out)
-        .arg("--quiet")
-        .output()
-        .unwrap();
-    assert!(score.status.success(), "{}", String::from_utf8_lossy(&score.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&score.stdout).unwrap();
+    let v = common::replay_and_score(&shared, "public-1");
     let input = &v["input"];
     assert!(input["messages"].as_u64().unwrap() > 0, "{input}");
     for problem in [

@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{repo, shared};
+use common::{replay_and_score, shared};
 
 struct Floor {
     f1: f64,
@@ -17,38 +15,9 @@ struct Floor {
     median_delay_s: f64,
 }
 
-fn score(name: &str) -> serde_json::Value {
-    let shared = shared().expect("checked by the caller");
-    let dir = shared.join("data/scenarios").join(name);
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("incidents.jsonl");
-    let status = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .current_dir(repo())
-        .args(["replay", "--input"])
-        .arg(&dir)
-        .arg("--output")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let s = Command::new("python3")
-        .arg(shared.join("tools/score_incidents.py"))
-        .arg("--truth")
-        .arg(dir.join("truth.json"))
-        .arg("--incidents")
-        .arg(&out)
-        .arg("--quiet")
-        .output()
-        .unwrap();
-    assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
-    serde_json::from_slice(&s.stdout).unwrap()
-}
-
 fn check(name: &str, floor: Floor) {
-    if shared().is_none() {
-        return;
-    }
-    let v = score(name);
+    let Some(shared) = shared() else { return };
+    let v = replay_and_score(&shared, name);
     let num = |path: &[&str]| {
         let mut x = &v;
         for p in path {

@@ -255,6 +255,27 @@ impl SignalDetectors {
         });
         let (metric, service, host) = key;
         let target = if host.is_empty() { service } else { host };
+        // One alert per notification of the episode; the role always travels with it.
+        let alert = |fingerprint: String, status: Status, title: String, mut labels: Vec<(String, String)>| {
+            labels.splice(
+                0..0,
+                [
+                    ("role".to_string(), role.as_str().to_string()),
+                    ("metric".to_string(), metric.to_string()),
+                ],
+            );
+            Alert {
+                fingerprint,
+                source: "anomaly".into(),
+                service: (!service.is_empty()).then(|| service.to_string()),
+                host: (!host.is_empty()).then(|| host.to_string()),
+                severity: Severity::Warning,
+                status,
+                title,
+                ts,
+                labels,
+            }
+        };
         match s.detector.observe(value, dir, &self.params) {
             Verdict::Start {
                 score,
@@ -276,64 +297,41 @@ impl SignalDetectors {
                     "model": "robust-envelope",
                     "fingerprint": fp,
                 }));
-                out.alerts.push(Alert {
-                    fingerprint: fp,
-                    source: "anomaly".into(),
-                    service: (!service.is_empty()).then(|| service.to_string()),
-                    host: (!host.is_empty()).then(|| host.to_string()),
-                    severity: Severity::Warning,
-                    status: Status::Firing,
-                    title: format!(
-                        "{metric} anomaly on {target}: {} (normal {} .. {})",
-                        short(value),
-                        short(low),
-                        short(high)
-                    ),
-                    ts,
-                    labels: vec![
-                        ("role".into(), role.as_str().into()),
-                        ("metric".into(), metric.into()),
+                let title = format!(
+                    "{metric} anomaly on {target}: {} (normal {} .. {})",
+                    short(value),
+                    short(low),
+                    short(high)
+                );
+                out.alerts.push(alert(
+                    fp,
+                    Status::Firing,
+                    title,
+                    vec![
                         ("direction".into(), went(value, expected).into()),
                         ("value".into(), short(value)),
                         ("expected".into(), short(expected)),
                         ("score".into(), format!("{score:.3}")),
                     ],
-                });
+                ));
             }
+            // Notified again on every anomalous point, as monitoring re-notifies a firing
+            // alert, so that correlation knows the symptom still lasts.
             Verdict::Ongoing { score } => {
-                // Notified again on every anomalous point, as monitoring re-notifies a
-                // firing alert, so that correlation knows the symptom still lasts.
-                if let Some(fp) = &s.episode {
-                    out.alerts.push(Alert {
-                        fingerprint: fp.clone(),
-                        source: "anomaly".into(),
-                        service: (!service.is_empty()).then(|| service.to_string()),
-                        host: (!host.is_empty()).then(|| host.to_string()),
-                        severity: Severity::Warning,
-                        status: Status::Firing,
-                        title: format!("{metric} anomaly on {target}: {}", short(value)),
-                        ts,
-                        labels: vec![
-                            ("role".into(), role.as_str().into()),
-                            ("metric".into(), metric.into()),
-                            ("score".into(), format!("{score:.3}")),
-                        ],
-                    });
+                if let Some(fp) = s.episode.clone() {
+                    let title = format!("{metric} anomaly on {target}: {}", short(value));
+                    out.alerts.push(alert(
+                        fp,
+                        Status::Firing,
+                        title,
+                        vec![("score".into(), format!("{score:.3}"))],
+                    ));
                 }
             }
             Verdict::End => {
                 if let Some(fp) = s.episode.take() {
-                    out.alerts.push(Alert {
-                        fingerprint: fp,
-                        source: "anomaly".into(),
-                        service: (!service.is_empty()).then(|| service.to_string()),
-                        host: (!host.is_empty()).then(|| host.to_string()),
-                        severity: Severity::Warning,
-                        status: Status::Resolved,
-                        title: format!("{metric} back to normal on {target}: {}", short(value)),
-                        ts,
-                        labels: vec![("role".into(), role.as_str().into()), ("metric".into(), metric.into())],
-                    });
+                    let title = format!("{metric} back to normal on {target}: {}", short(value));
+                    out.alerts.push(alert(fp, Status::Resolved, title, Vec::new()));
                 }
             }
             _ => {}

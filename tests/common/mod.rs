@@ -121,3 +121,32 @@ pub fn shared() -> Option<PathBuf> {
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// Replays `../shared/data/scenarios/<name>` with the `lookout` binary and returns the
+/// shared scorer's JSON for it.
+pub fn replay_and_score(shared: &std::path::Path, name: &str) -> serde_json::Value {
+    use std::process::Command;
+    let dir = shared.join("data/scenarios").join(name);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("incidents.jsonl");
+    let status = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .current_dir(repo())
+        .args(["replay", "--input"])
+        .arg(&dir)
+        .arg("--output")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "replay of {name} failed");
+    let s = Command::new("python3")
+        .arg(shared.join("tools/score_incidents.py"))
+        .arg("--truth")
+        .arg(dir.join("truth.json"))
+        .arg("--incidents")
+        .arg(&out)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
+    serde_json::from_slice(&s.stdout).unwrap()
+}
