@@ -373,10 +373,7 @@ fn check_alert_schema(f: &SqlFile, schema: &Schema) -> Result<(), FileError> {
         }
     }
     if let Some(t) = &f.header.title {
-        for cap in regex::Regex::new(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-            .expect("static regex")
-            .captures_iter(t)
-        {
+        for cap in TITLE_FIELD.captures_iter(t) {
             if schema.field_with_name(&cap[1]).is_err() {
                 return Err(f.error_at(
                     1,
@@ -389,6 +386,10 @@ fn check_alert_schema(f: &SqlFile, schema: &Schema) -> Result<(), FileError> {
     }
     Ok(())
 }
+
+/// `{column}` in an alert title.
+static TITLE_FIELD: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new(r"\{([A-Za-z_][A-Za-z0-9_]*)\}").expect("static regex"));
 
 fn rows_to_alerts(f: &SqlFile, b: &RecordBatch, watermark: i64) -> Vec<Alert> {
     let schema = b.schema();
@@ -419,7 +420,7 @@ fn rows_to_alerts(f: &SqlFile, b: &RecordBatch, watermark: i64) -> Vec<Alert> {
             .and_then(|c| array_value_to_string(c, i).ok())
             .unwrap_or_default()
     };
-    let title_re = regex::Regex::new(r"\{([A-Za-z_][A-Za-z0-9_]*)\}").expect("static regex");
+    let title_re = &*TITLE_FIELD;
     (0..b.num_rows())
         .map(|i| {
             let t = ts
