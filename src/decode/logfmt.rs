@@ -52,25 +52,8 @@ pub fn pairs(s: &str) -> Result<Vec<(String, String)>, DecodeError> {
         if has_value {
             if it.peek().is_some_and(|(_, c)| *c == '"') {
                 it.next();
-                let mut closed = false;
-                while let Some((_, c)) = it.next() {
-                    match c {
-                        '\\' => match it.next() {
-                            Some((_, 'n')) => value.push('\n'),
-                            Some((_, 't')) => value.push('\t'),
-                            Some((_, e)) => value.push(e),
-                            None => break,
-                        },
-                        '"' => {
-                            closed = true;
-                            break;
-                        }
-                        c => value.push(c),
-                    }
-                }
-                if !closed {
-                    return Err(DecodeError::Invalid(format!("logfmt: unterminated quote in {key}")));
-                }
+                value = super::read_quoted(&mut it)
+                    .ok_or_else(|| DecodeError::Invalid(format!("logfmt: unterminated quote in {key}")))?;
             } else {
                 while let Some(&(_, c)) = it.peek() {
                     if c.is_whitespace() {

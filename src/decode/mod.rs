@@ -312,6 +312,24 @@ fn extend<T>(out: &mut Vec<T>, rows: Vec<T>) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// Reads a double-quoted value after its opening quote, with `\n`, `\t` and `\x`
+/// escapes (logfmt and Prometheus label values); `None` when the quote never closes.
+fn read_quoted(it: &mut impl Iterator<Item = (usize, char)>) -> Option<String> {
+    let mut value = String::new();
+    while let Some((_, c)) = it.next() {
+        match c {
+            '\\' => match it.next()?.1 {
+                'n' => value.push('\n'),
+                't' => value.push('\t'),
+                e => value.push(e),
+            },
+            '"' => return Some(value),
+            c => value.push(c),
+        }
+    }
+    None
+}
+
 fn text(p: &[u8]) -> Result<&str, DecodeError> {
     std::str::from_utf8(p).map_err(|e| DecodeError::Utf8(e.valid_up_to()))
 }

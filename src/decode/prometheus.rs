@@ -98,25 +98,7 @@ fn parse_labels(s: &str) -> Result<(Labels, &str), String> {
         if chars.next().map(|(_, c)| c) != Some('"') {
             return Err(format!("label {key} value is not quoted"));
         }
-        let mut value = String::new();
-        let mut closed = false;
-        while let Some((_, c)) = chars.next() {
-            match c {
-                '\\' => match chars.next() {
-                    Some((_, 'n')) => value.push('\n'),
-                    Some((_, e)) => value.push(e),
-                    None => break,
-                },
-                '"' => {
-                    closed = true;
-                    break;
-                }
-                c => value.push(c),
-            }
-        }
-        if !closed {
-            return Err(format!("label {key} value is not closed"));
-        }
+        let value = super::read_quoted(&mut chars).ok_or_else(|| format!("label {key} value is not closed"))?;
         out.push((key, value));
     }
 }
