@@ -258,6 +258,16 @@ impl Incident {
         };
         let mut by_onset: Vec<(i64, &String)> = services.iter().map(|s| (onset(s), s)).collect();
         by_onset.sort();
+        // A service whose early symptoms are only a drop in traffic is a victim: when a
+        // caller fails, its dependencies see fewer requests. It neither explains nor
+        // is explained by the others.
+        let traffic_drop_only = |s: &str| {
+            let start = onset(s);
+            self.members
+                .values()
+                .filter(|m| m.alert.service.as_deref() == Some(s) && m.first_seen <= start + ROOT_LATE_MS)
+                .all(|m| m.alert.source == "anomaly" && m.alert.label("direction") == Some("down"))
+        };
         let n = services.len() as f64;
         let others = (services.len() as f64 - 1.0).max(1.0);
         let first = by_onset.first().map_or(0, |x| x.0);
@@ -271,16 +281,14 @@ impl Incident {
                 // this service is not explained by it.
                 let explained: Vec<&String> = services
                     .iter()
-                    .filter(|o| *o != *s && onset(o) >= t - ROOT_SLACK_MS && reaches(catalog, o, s, ROOT_DEPTH))
+                    .filter(|o| {
+                        *o != *s
+                            && !traffic_drop_only(o)
+                            && onset(o) >= t - ROOT_SLACK_MS
+                            && reaches(catalog, o, s, ROOT_DEPTH)
+                    })
                     .collect();
-                // A service whose only symptom is a drop in traffic is a victim: when a
-                // caller fails, its dependencies see fewer requests.
-                let traffic_drop_only = self
-                    .members
-                    .values()
-                    .filter(|m| m.alert.service.as_deref() == Some(s.as_str()))
-                    .all(|m| m.alert.source == "anomaly" && m.alert.label("direction") == Some("down"));
-                if traffic_drop_only {
+                if traffic_drop_only(s) {
                     score -= 0.5;
                     evidence.push("only a drop in traffic, which follows a failing caller".into());
                 } else if !explained.is_empty() {
@@ -290,7 +298,12 @@ impl Incident {
                 }
                 let victim_of: Vec<&String> = services
                     .iter()
-                    .filter(|o| *o != *s && onset(o) <= *t + ROOT_SLACK_MS && reaches(catalog, s, o, ROOT_DEPTH))
+                    .filter(|o| {
+                        *o != *s
+                            && !traffic_drop_only(o)
+                            && onset(o) <= *t + ROOT_SLACK_MS
+                            && reaches(catalog, s, o, ROOT_DEPTH)
+                    })
                     .collect();
                 if !victim_of.is_empty() {
                     score -= 0.5;

@@ -234,14 +234,23 @@ impl Correlator {
             if let Some(h) = a.host.as_ref().filter(|h| inc.hosts().contains(h)) {
                 shared.push(("host".to_string(), h.clone()));
             }
+            let spread = self.cfg.spread_window_s as i64 * 1000;
             let candidate = if !shared.is_empty() {
                 let rule = if shared[0].0 == "service" {
                     "same_service"
                 } else {
                     "same_host"
                 };
+                // A service that has been in this incident for a while ranks below fresh
+                // trouble next door: a new fault beside an old one is not the old one.
+                let fresh = rule == "same_host"
+                    || a.service
+                        .as_deref()
+                        .and_then(|s| inc.onset_of(s))
+                        .is_some_and(|o| a.ts - o <= spread);
+                let rank = if fresh { 0 } else { self.cfg.max_hops as u8 + 1 };
                 Some((
-                    0u8,
+                    rank,
                     Explanation {
                         rule,
                         shared_keys: shared,
@@ -254,7 +263,6 @@ impl Correlator {
                 // Trouble spreads along dependencies within minutes: topology links a
                 // new alert only to services whose symptoms started recently, not to
                 // one that has been hurting for an hour (that is a new fault nearby).
-                let spread = self.cfg.spread_window_s as i64 * 1000;
                 a.service.as_deref().and_then(|s| {
                     inc.services()
                         .iter()
