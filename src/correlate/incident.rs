@@ -129,7 +129,9 @@ impl Incident {
     }
 
     pub fn add(&mut self, alert: &Alert, join: Explanation) {
-        self.order.push(alert.fingerprint.clone());
+        if !self.members.contains_key(&alert.fingerprint) {
+            self.order.push(alert.fingerprint.clone());
+        }
         self.members.insert(
             alert.fingerprint.clone(),
             Member {
@@ -170,6 +172,16 @@ impl Incident {
             .filter(|m| m.alert.service.as_deref() == Some(service))
             .map(|m| m.first_seen)
             .min()
+    }
+
+    /// The latest notification of any member on `service`.
+    pub fn last_activity_on(&self, service: Option<&str>) -> i64 {
+        self.members
+            .values()
+            .filter(|m| m.alert.service.as_deref() == service)
+            .map(|m| m.last_seen)
+            .max()
+            .unwrap_or(i64::MIN)
     }
 
     pub fn hosts(&self) -> Vec<String> {
@@ -449,10 +461,11 @@ pub fn is_symptom(a: &Alert) -> bool {
 }
 
 /// Members whose activity keeps an incident alive and open to new members: critical
-/// alerts and symptoms. Warnings join incidents but do not keep them open, so that a
-/// disk filling for hours does not glue unrelated trouble together.
+/// alerts and symptoms other than a drop in traffic (which only echoes a failing
+/// caller). Warnings join incidents but do not keep them open, so that a disk filling
+/// for hours does not glue unrelated trouble together.
 pub fn significant(a: &Alert) -> bool {
-    a.severity == Severity::Critical || is_symptom(a)
+    a.severity == Severity::Critical || (is_symptom(a) && a.label("direction") != Some("down"))
 }
 
 /// How far root-cause ranking follows dependencies.

@@ -29,7 +29,7 @@ pub use alert::{Alert, Change};
 pub use incident::{Incident, Phase, Transition};
 
 use crate::config::{Catalog, Correlation};
-use crate::decode::{EventKind, Status};
+use crate::decode::{EventKind, Severity, Status};
 use incident::Explanation;
 
 /// A published incident state.
@@ -48,6 +48,8 @@ pub struct CorrelationStats {
     pub resolves_without_firing: u64,
     /// Candidates that resolved or went quiet without being confirmed.
     pub candidates_dropped: u64,
+    /// Alerts of severity `info`, which correlation leaves out.
+    pub informational: u64,
 }
 
 pub struct Correlator {
@@ -112,8 +114,27 @@ impl Correlator {
 
     /// Applies one alert; returns the incident it changed, if any.
     fn apply(&mut self, a: Alert) -> Option<String> {
+        if a.severity == Severity::Info {
+            // Informational: counted, never paged on, never glued to an incident.
+            self.stats.informational += 1;
+            return None;
+        }
         if let Some(id) = self.by_fingerprint.get(&a.fingerprint).cloned() {
-            return self.update_member(&id, a);
+            // Still firing, but nothing at all happened on its service in this incident
+            // for the group window: a new episode of the same rule on the same target
+            // (SQL rules never resolve), not a repeat.
+            let window = self.cfg.group_window_s as i64 * 1000;
+            let silent = self.incidents.get(&id).is_some_and(|i| {
+                i.members
+                    .get(&a.fingerprint)
+                    .is_some_and(|m| m.alert.status == Status::Firing)
+                    && a.ts - i.last_activity_on(a.service.as_deref()) > window
+            });
+            if a.status == Status::Firing && silent {
+                self.by_fingerprint.remove(&a.fingerprint);
+            } else {
+                return self.update_member(&id, a);
+            }
         }
         if a.status == Status::Resolved {
             self.stats.resolves_without_firing += 1;
@@ -488,6 +509,51 @@ mod tests {
         assert!(c.advance(4000 * 1000).is_empty());
         assert_eq!(c.stats.candidates_dropped, 1);
         assert!(c.incidents.is_empty());
+    }
+
+    #[test]
+    fn info_alerts_are_counted_not_grouped() {
+        let mut c = Correlator::new(open_on_any_alert(), catalog());
+        let mut info = alert("i", "db", 0, Status::Firing);
+        info.severity = Severity::Info;
+        assert!(c.ingest(vec![info], vec![]).is_empty());
+        assert_eq!(c.stats.informational, 1);
+    }
+
+    #[test]
+    fn a_rule_firing_again_after_silence_is_a_new_episode() {
+        let mut c = Correlator::new(open_on_any_alert(), catalog());
+        let first = c.ingest(vec![alert("r", "db", 0, Status::Firing)], vec![]);
+        // the incident is still open (quiet period 30 min) but nothing happened for 16 min
+        let again = c.ingest(vec![alert("r", "db", 1000, Status::Firing)], vec![]);
+        assert_ne!(
+            again[0].incident_id, first[0].incident_id,
+            "{:?}",
+            again[0].json["timeline"]
+        );
+        // ... while a repeat within the window is only a repeat
+        assert!(c
+            .ingest(vec![alert("r", "db", 1060, Status::Firing)], vec![])
+            .is_empty());
+    }
+
+    #[test]
+    fn fresh_trouble_next_door_beats_an_old_same_service_match() {
+        let mut c = Correlator::new(open_on_any_alert(), catalog());
+        let mut old = alert("old", "api", 0, Status::Firing);
+        old.severity = Severity::Critical;
+        let old_id = c.ingest(vec![old.clone()], vec![])[0].incident_id.clone();
+        old.ts = 500 * 1000; // still firing
+        c.ingest(vec![old], vec![]);
+        // new trouble on web (a caller of api) opens its own incident: api's trouble is old
+        let mut web = alert("web", "web", 520, Status::Firing);
+        web.severity = Severity::Critical;
+        let web_id = c.ingest(vec![web], vec![])[0].incident_id.clone();
+        assert_ne!(web_id, old_id);
+        // an api alert now: api is stale in the old incident, fresh next door in web's
+        let out = c.ingest(vec![alert("api2", "api", 560, Status::Firing)], vec![]);
+        assert_eq!(out[0].incident_id, web_id);
+        assert_eq!(out[0].json["explanation"][1]["rule"], "topology");
     }
 
     fn catalog() -> Catalog {
