@@ -128,7 +128,7 @@ impl Correlator {
                 i.members
                     .get(&a.fingerprint)
                     .is_some_and(|m| m.alert.status == Status::Firing)
-                    && a.ts - i.last_activity_on(a.service.as_deref()) > window
+                    && a.ts.saturating_sub(i.last_activity_on(a.service.as_deref())) > window
             });
             if a.status == Status::Firing && silent {
                 self.by_fingerprint.remove(&a.fingerprint);
@@ -531,6 +531,13 @@ mod tests {
             "{:?}",
             again[0].json["timeline"]
         );
+        // an alert with no service at all goes through the same path without trouble
+        let mut bare = alert("bare", "db", 2000, Status::Firing);
+        bare.service = None;
+        bare.severity = Severity::Critical;
+        c.ingest(vec![bare.clone()], vec![]);
+        bare.ts = 4000 * 1000;
+        assert_eq!(c.ingest(vec![bare], vec![]).len(), 1);
         // ... while a repeat within the window is only a repeat
         assert!(c
             .ingest(vec![alert("r", "db", 1060, Status::Firing)], vec![])
