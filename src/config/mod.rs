@@ -184,7 +184,7 @@ fn default_max_wait_ms() -> u64 {
 }
 
 /// Correlation settings (event time, seconds).
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Correlation {
     /// An alert joins an incident whose last alert is at most this old.
@@ -202,6 +202,17 @@ pub struct Correlation {
     /// Topology grouping follows at most this many dependency edges.
     #[serde(default = "default_max_hops")]
     pub max_hops: usize,
+    /// An alert that flips between firing and resolved `flap_threshold` times within
+    /// `flap_window_s` is flapping: its flips stop changing the incident.
+    #[serde(default = "default_flap_window")]
+    pub flap_window_s: u64,
+    #[serde(default = "default_flap_threshold")]
+    pub flap_threshold: usize,
+    /// Maintenance windows: alerts of these services or hosts in this time are
+    /// suppressed or marked. Windows also come from events labelled `maintenance =
+    /// "start"` / `"end"` (scoped by their service and host).
+    #[serde(default)]
+    pub maintenance: Vec<Maintenance>,
     /// Hold a new incident as a candidate until it is confirmed (a critical alert, or a
     /// symptom anomaly with an alert or on a second service); `false` opens on any alert.
     #[serde(default = "yes")]
@@ -223,6 +234,9 @@ impl Default for Correlation {
             reopen_window_s: default_reopen(),
             change_lookback_s: default_change_lookback(),
             max_hops: default_max_hops(),
+            flap_window_s: default_flap_window(),
+            flap_threshold: default_flap_threshold(),
+            maintenance: Vec::new(),
             require_confirmation: true,
             persist_s: default_persist(),
             spread_window_s: default_spread(),
@@ -244,6 +258,38 @@ fn default_change_lookback() -> u64 {
 }
 fn default_max_hops() -> usize {
     1
+}
+fn default_flap_window() -> u64 {
+    1800
+}
+fn default_flap_threshold() -> usize {
+    4
+}
+
+/// What a maintenance window does to the alerts it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaintenanceMode {
+    /// Drop them (counted).
+    Suppress,
+    /// Keep them in incidents, marked; they do not confirm a candidate by themselves.
+    Mark,
+}
+
+/// `[[correlation.maintenance]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Maintenance {
+    #[serde(default)]
+    pub services: Vec<String>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// RFC 3339.
+    pub start: String,
+    pub end: String,
+    pub mode: MaintenanceMode,
+    #[serde(default)]
+    pub reason: String,
 }
 fn default_spread() -> u64 {
     300
@@ -336,6 +382,23 @@ impl PipelineConfig {
             max_record_bytes: spec.limits.max_record_bytes,
             dead_letter_max_bytes: spec.limits.dead_letter_max_bytes,
         };
+        for (i, m) in spec.correlation.maintenance.iter().enumerate() {
+            let (start, end) = (
+                crate::decode::time::parse_str(&m.start),
+                crate::decode::time::parse_str(&m.end),
+            );
+            match (start, end) {
+                (Some(s), Some(e)) if s < e => {}
+                _ => {
+                    return Err(invalid(format!(
+                        "correlation.maintenance[{i}]: start and end must be RFC 3339 times, start first"
+                    )))
+                }
+            }
+            if m.services.is_empty() && m.hosts.is_empty() {
+                return Err(invalid(format!("correlation.maintenance[{i}]: name services or hosts")));
+            }
+        }
         if spec.batch.max_records == 0 {
             return Err(invalid("batch.max_records must be at least 1".into()));
         }
@@ -394,6 +457,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("needs a line_format"), "{err}");
+    }
+
+    #[test]
+    fn maintenance_windows_are_checked() {
+        let ok = "name = \"x\"\n[[correlation.maintenance]]\nservices = [\"db\"]\nstart = \"2025-03-04T00:00:00Z\"\nend = \"2025-03-04T01:00:00Z\"\nmode = \"mark\"\n";
+        assert_eq!(load(ok).unwrap().spec.correlation.maintenance.len(), 1);
+        let backwards = ok
+            .replace("T01:00", "T00:00")
+            .replace("start = \"2025-03-04T00:00:00Z\"", "start = \"2025-03-05T00:00:00Z\"");
+        assert!(load(&backwards).unwrap_err().to_string().contains("maintenance[0]"));
+        let nothing = ok.replace("services = [\"db\"]\n", "");
+        assert!(load(&nothing)
+            .unwrap_err()
+            .to_string()
+            .contains("name services or hosts"));
     }
 
     #[test]

@@ -58,6 +58,26 @@ pub struct Member {
     pub last_seen: i64,
     pub count: u64,
     pub join: Explanation,
+    /// When its status last flipped between firing and resolved (bounded).
+    pub flips: std::collections::VecDeque<i64>,
+    /// Flipping too often: its flips no longer change the incident.
+    pub flapping: bool,
+    /// It arrived during a maintenance window of its service or host.
+    pub maintenance: bool,
+}
+
+impl Member {
+    /// Records a firing / resolved flip; true when this flip makes the alert flapping.
+    pub fn flip(&mut self, ts: i64, window_ms: i64, threshold: usize) -> bool {
+        self.flips.push_back(ts);
+        while self.flips.front().is_some_and(|t| ts - t > window_ms) || self.flips.len() > threshold.max(1) {
+            self.flips.pop_front();
+        }
+        let now_flapping = self.flips.len() >= threshold.max(1);
+        let started = now_flapping && !self.flapping;
+        self.flapping = self.flapping || now_flapping;
+        started
+    }
 }
 
 /// Why an alert joined its incident.
@@ -140,6 +160,9 @@ impl Incident {
                 last_seen: alert.ts,
                 count: 1,
                 join,
+                flips: std::collections::VecDeque::new(),
+                flapping: false,
+                maintenance: alert.label("maintenance").is_some(),
             },
         );
         self.last_firing = self.last_firing.max(alert.ts);
@@ -154,8 +177,12 @@ impl Incident {
         }
     }
 
+    /// Every alert resolved; a flapping alert never counts as resolved, so that it does
+    /// not resolve and reopen the incident over and over (the quiet period ends it).
     pub fn all_resolved(&self) -> bool {
-        self.members.values().all(|m| m.alert.status == Status::Resolved)
+        self.members
+            .values()
+            .all(|m| m.alert.status == Status::Resolved && !m.flapping)
     }
 
     pub fn services(&self) -> Vec<String> {
@@ -205,7 +232,8 @@ impl Incident {
     /// for `persist_ms`. Warnings alone (blips, flapping checks, disks filling,
     /// housekeeping) and a short blip on one service never open an incident.
     pub fn confirmed(&self, now: i64, persist_ms: i64) -> Option<&'static str> {
-        let members = || self.members.values();
+        // Alerts marked by a maintenance window do not page by themselves.
+        let members = || self.members.values().filter(|m| !m.maintenance);
         if members().any(|m| m.alert.severity == Severity::Critical && m.alert.status == Status::Firing) {
             return Some("a critical alert");
         }
@@ -419,6 +447,8 @@ impl Incident {
                 "first_seen": format_ms(m.first_seen),
                 "last_seen": format_ms(m.last_seen),
                 "count": m.count,
+                "flapping": m.flapping,
+                "maintenance": m.maintenance,
             })).collect::<Vec<_>>(),
             "alert_count": members.len(),
             "signals": [],

@@ -28,7 +28,8 @@ use serde_json::Value;
 pub use alert::{Alert, Change};
 pub use incident::{Incident, Phase, Transition};
 
-use crate::config::{Catalog, Correlation};
+use crate::config::{Catalog, Correlation, MaintenanceMode};
+use crate::decode::time;
 use crate::decode::{EventKind, Severity, Status};
 use incident::Explanation;
 
@@ -50,10 +51,32 @@ pub struct CorrelationStats {
     pub candidates_dropped: u64,
     /// Alerts of severity `info`, which correlation leaves out.
     pub informational: u64,
+    /// Alerts dropped by a maintenance window in `suppress` mode.
+    pub suppressed_maintenance: u64,
+}
+
+/// A maintenance window in force (from config or from an announcement event).
+#[derive(Debug, Clone)]
+struct Window {
+    services: Vec<String>,
+    hosts: Vec<String>,
+    start: i64,
+    end: i64,
+    mode: MaintenanceMode,
+    reason: String,
+}
+
+impl Window {
+    fn covers(&self, a: &Alert) -> bool {
+        (self.start..self.end).contains(&a.ts)
+            && (a.service.as_ref().is_some_and(|s| self.services.contains(s))
+                || a.host.as_ref().is_some_and(|h| self.hosts.contains(h)))
+    }
 }
 
 pub struct Correlator {
     cfg: Correlation,
+    windows: Vec<Window>,
     catalog: Catalog,
     incidents: BTreeMap<String, Incident>,
     by_fingerprint: HashMap<String, String>,
@@ -64,7 +87,22 @@ pub struct Correlator {
 
 impl Correlator {
     pub fn new(cfg: Correlation, catalog: Catalog) -> Correlator {
+        let windows = cfg
+            .maintenance
+            .iter()
+            .filter_map(|m| {
+                Some(Window {
+                    services: m.services.clone(),
+                    hosts: m.hosts.clone(),
+                    start: time::parse_str(&m.start)?,
+                    end: time::parse_str(&m.end)?,
+                    mode: m.mode,
+                    reason: m.reason.clone(),
+                })
+            })
+            .collect();
         Correlator {
+            windows,
             cfg,
             catalog,
             incidents: BTreeMap::new(),
@@ -84,7 +122,15 @@ impl Correlator {
         changes.sort_by_key(|c| c.ts);
         for c in changes {
             self.watermark = self.watermark.max(c.ts);
-            self.changes.push_back(c);
+            match c
+                .labels
+                .iter()
+                .find(|(k, _)| k == "maintenance")
+                .map(|(_, v)| v.as_str())
+            {
+                Some(what) => self.announce_maintenance(&c, what),
+                None => self.changes.push_back(c),
+            }
         }
         alerts.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.fingerprint.cmp(&b.fingerprint)));
         // Every transition is published as it happens, so a consumer sees each `seq`,
@@ -112,12 +158,56 @@ impl Correlator {
         self.expire()
     }
 
+    /// Opens or closes a maintenance window announced on the events stream: `start`
+    /// (optionally with `labels.until`, RFC 3339) or `end`, for the event's service, or
+    /// `labels.hosts` (comma-separated); `labels.mode` is `suppress` (default) or `mark`.
+    fn announce_maintenance(&mut self, c: &Change, what: &str) {
+        let label = |k: &str| c.labels.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        let services: Vec<String> = c.service.iter().cloned().collect();
+        let hosts: Vec<String> = label("hosts")
+            .map(|h| h.split(',').map(|x| x.trim().to_string()).collect())
+            .unwrap_or_default();
+        match what {
+            "start" => self.windows.push(Window {
+                services,
+                hosts,
+                start: c.ts,
+                end: label("until").and_then(|u| time::parse_str(&u)).unwrap_or(i64::MAX),
+                mode: if label("mode").as_deref() == Some("mark") {
+                    MaintenanceMode::Mark
+                } else {
+                    MaintenanceMode::Suppress
+                },
+                reason: c.title.clone(),
+            }),
+            "end" => {
+                for w in self
+                    .windows
+                    .iter_mut()
+                    .filter(|w| w.services == services && w.hosts == hosts && w.start <= c.ts)
+                {
+                    w.end = w.end.min(c.ts);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Applies one alert; returns the incident it changed, if any.
-    fn apply(&mut self, a: Alert) -> Option<String> {
+    fn apply(&mut self, mut a: Alert) -> Option<String> {
         if a.severity == Severity::Info {
             // Informational: counted, never paged on, never glued to an incident.
             self.stats.informational += 1;
             return None;
+        }
+        if let Some(w) = self.windows.iter().find(|w| w.covers(&a)) {
+            match w.mode {
+                MaintenanceMode::Suppress => {
+                    self.stats.suppressed_maintenance += 1;
+                    return None;
+                }
+                MaintenanceMode::Mark => a.labels.push(("maintenance".into(), w.reason.clone())),
+            }
         }
         if let Some(id) = self.by_fingerprint.get(&a.fingerprint).cloned() {
             // Still firing, but nothing at all happened on its service in this incident
@@ -186,6 +276,33 @@ impl Correlator {
         let m = inc.members.get_mut(&a.fingerprint)?;
         m.count += 1;
         m.last_seen = m.last_seen.max(a.ts);
+        if was != a.status {
+            let window = self.cfg.flap_window_s as i64 * 1000;
+            if m.flip(a.ts, window, self.cfg.flap_threshold) {
+                m.alert.status = a.status;
+                inc.note(
+                    a.ts,
+                    "alert_flapping",
+                    format!("{} flapping: further flips suppressed", a.title),
+                );
+                if inc.phase == Phase::Resolved && a.status == Status::Firing {
+                    inc.phase = Phase::Open;
+                    inc.resolved_at = None;
+                    inc.transition(Transition::Reopened, a.ts);
+                } else {
+                    inc.transition(Transition::Updated, a.ts);
+                }
+                return Some(id.to_string());
+            }
+        }
+        if m.flapping {
+            m.alert.status = a.status;
+            m.alert.title = a.title.clone();
+            if a.status == Status::Firing {
+                inc.last_firing = inc.last_firing.max(a.ts);
+            }
+            return None;
+        }
         m.alert.title = a.title.clone();
         m.alert.status = a.status;
         m.alert.severity = a.severity;
@@ -404,6 +521,7 @@ impl Correlator {
                 }
             }
         }
+        self.windows.retain(|w| w.end > now);
         let keep_from = now.saturating_sub(self.cfg.change_lookback_s as i64 * 1000 * 2);
         while self.changes.front().is_some_and(|c| c.ts < keep_from) {
             self.changes.pop_front();
@@ -565,6 +683,76 @@ mod tests {
         let out = c.ingest(vec![alert("api2", "api", 560, Status::Firing)], vec![]);
         assert_eq!(out[0].incident_id, web_id);
         assert_eq!(out[0].json["explanation"][1]["rule"], "topology");
+    }
+
+    #[test]
+    fn flapping_alerts_stop_churning_the_incident() {
+        let mut c = Correlator::new(open_on_any_alert(), catalog());
+        let mut statuses = Vec::new();
+        for i in 0..10 {
+            let st = if i % 2 == 0 { Status::Firing } else { Status::Resolved };
+            for u in c.ingest(vec![alert("f", "db", i * 60, st)], vec![]) {
+                statuses.push(u.json["status"].as_str().unwrap().to_string());
+            }
+        }
+        // open, resolved, reopened, resolved; the fourth flip marks it flapping (and reopens
+        // the incident); after that its flips no longer publish anything
+        assert_eq!(
+            statuses,
+            vec!["open", "resolved", "reopened", "resolved", "reopened"],
+            "{statuses:?}"
+        );
+        let inc = c.incidents.values().next().unwrap();
+        assert!(inc.members["f"].flapping && inc.phase == Phase::Open);
+        assert!(inc.timeline.iter().any(|t| t.1 == "alert_flapping"));
+    }
+
+    #[test]
+    fn maintenance_windows_suppress_or_mark() {
+        use crate::config::{Maintenance, MaintenanceMode};
+        let mut cfg = open_on_any_alert();
+        cfg.maintenance = vec![Maintenance {
+            services: vec!["db".into()],
+            hosts: vec![],
+            start: "1970-01-01T00:00:00Z".into(),
+            end: "1970-01-01T01:00:00Z".into(),
+            mode: MaintenanceMode::Suppress,
+            reason: "db upgrade".into(),
+        }];
+        let mut c = Correlator::new(cfg, catalog());
+        assert!(c.ingest(vec![alert("a", "db", 60, Status::Firing)], vec![]).is_empty());
+        assert_eq!(c.stats.suppressed_maintenance, 1);
+        assert_eq!(
+            c.ingest(vec![alert("b", "mail", 60, Status::Firing)], vec![]).len(),
+            1,
+            "other services page"
+        );
+
+        // announced on the events stream, in mark mode: kept, marked, not paging alone
+        let mut c = Correlator::new(Correlation::default(), catalog());
+        let announce = |what: &str, ts: i64| Change {
+            ts,
+            kind: EventKind::Other,
+            source: "ops".into(),
+            service: Some("api".into()),
+            title: "api failover drill".into(),
+            fingerprint: None,
+            labels: vec![("maintenance".into(), what.into()), ("mode".into(), "mark".into())],
+        };
+        c.ingest(vec![], vec![announce("start", 0)]);
+        let mut crit = alert("x", "api", 60, Status::Firing);
+        crit.severity = Severity::Critical;
+        assert!(
+            c.ingest(vec![crit], vec![]).is_empty(),
+            "a marked critical alert does not page by itself"
+        );
+        c.ingest(vec![], vec![announce("end", 120)]);
+        let mut after = alert("y", "api", 180, Status::Firing);
+        after.severity = Severity::Critical;
+        let out = c.ingest(vec![after], vec![]);
+        assert_eq!(out[0].json["status"], "open");
+        assert_eq!(out[0].json["alerts"][0]["maintenance"], true);
+        assert_eq!(out[0].json["alerts"][1]["maintenance"], false);
     }
 
     fn catalog() -> Catalog {

@@ -78,7 +78,7 @@ impl Processor {
             decoder: Decoder::new(cfg.decode.clone()),
             sql,
             detectors: SignalDetectors::new(&cfg.spec.detect, cfg.spec.detection.clone()),
-            correlator: Correlator::new(cfg.spec.correlation, cfg.catalog.clone()),
+            correlator: Correlator::new(cfg.spec.correlation.clone(), cfg.catalog.clone()),
             watermark: i64::MIN,
             stats: Stats::default(),
         })
