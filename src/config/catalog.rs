@@ -124,6 +124,25 @@ impl Catalog {
             .flat_map(|s| s.depends_on.iter().map(String::as_str))
     }
 
+    /// Services at most `max_hops` dependency edges away (either direction).
+    pub fn neighbours(&self, name: &str, max_hops: usize) -> Vec<String> {
+        let mut seen: BTreeSet<String> = BTreeSet::from([name.to_string()]);
+        let mut frontier = vec![name.to_string()];
+        for _ in 0..max_hops {
+            let mut next = Vec::new();
+            for s in &frontier {
+                for n in self.dependencies(s).chain(self.callers(s)) {
+                    if seen.insert(n.to_string()) {
+                        next.push(n.to_string());
+                    }
+                }
+            }
+            frontier = next;
+        }
+        seen.remove(name);
+        seen.into_iter().collect()
+    }
+
     /// The shortest path between two services over dependency edges in either direction,
     /// at most `max_hops` long; cycles in the catalog are harmless here.
     pub fn path(&self, from: &str, to: &str, max_hops: usize) -> Option<Vec<String>> {

@@ -21,7 +21,7 @@
 pub mod alert;
 pub mod incident;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde_json::Value;
 
@@ -80,6 +80,9 @@ pub struct Correlator {
     catalog: Catalog,
     incidents: BTreeMap<String, Incident>,
     by_fingerprint: HashMap<String, String>,
+    /// Incidents by the services and hosts of their members, so that an alert looks
+    /// only at incidents it could join, however many are open.
+    by_key: HashMap<(bool, String), BTreeSet<String>>,
     changes: VecDeque<Change>,
     watermark: i64,
     pub stats: CorrelationStats,
@@ -107,6 +110,7 @@ impl Correlator {
             catalog,
             incidents: BTreeMap::new(),
             by_fingerprint: HashMap::new(),
+            by_key: HashMap::new(),
             changes: VecDeque::new(),
             watermark: i64::MIN,
             stats: CorrelationStats::default(),
@@ -246,6 +250,9 @@ impl Correlator {
             }
         };
         self.by_fingerprint.insert(a.fingerprint.clone(), id.clone());
+        for key in index_keys(&a) {
+            self.by_key.entry(key).or_default().insert(id.clone());
+        }
         self.attach_changes(&id);
         Some(id)
     }
@@ -353,9 +360,21 @@ impl Correlator {
     fn best_incident(&self, a: &Alert) -> Option<(String, Explanation)> {
         let window = self.cfg.group_window_s as i64 * 1000;
         let mut best: Option<((u8, bool, i64, String), Explanation)> = None;
-        for inc in self
-            .incidents
-            .values()
+        // Only incidents sharing the alert's service or host, or holding a service
+        // within `max_hops` of it, can match.
+        let mut keys = index_keys(a);
+        if let Some(s) = &a.service {
+            keys.extend(
+                self.catalog
+                    .neighbours(s, self.cfg.max_hops)
+                    .into_iter()
+                    .map(|n| (false, n)),
+            );
+        }
+        let ids: BTreeSet<&String> = keys.iter().filter_map(|k| self.by_key.get(k)).flatten().collect();
+        for inc in ids
+            .into_iter()
+            .filter_map(|id| self.incidents.get(id))
             // A candidate older than the window is background (a disk filling, a job
             // failing); new trouble starts its own candidate instead of joining it.
             .filter(|i| {
@@ -490,11 +509,8 @@ impl Correlator {
             .map(|i| i.id.clone())
             .collect();
         for id in dropped {
-            if let Some(inc) = self.incidents.remove(&id) {
+            if self.forget(&id) {
                 self.stats.candidates_dropped += 1;
-                for fp in inc.members.keys() {
-                    self.by_fingerprint.remove(fp);
-                }
             }
         }
         for inc in self.incidents.values_mut() {
@@ -515,11 +531,7 @@ impl Correlator {
             .map(|i| i.id.clone())
             .collect();
         for id in forget {
-            if let Some(inc) = self.incidents.remove(&id) {
-                for fp in inc.members.keys() {
-                    self.by_fingerprint.remove(fp);
-                }
-            }
+            self.forget(&id);
         }
         self.windows.retain(|w| w.end > now);
         let keep_from = now.saturating_sub(self.cfg.change_lookback_s as i64 * 1000 * 2);
@@ -527,6 +539,27 @@ impl Correlator {
             self.changes.pop_front();
         }
         out
+    }
+
+    /// Removes an incident and every index entry pointing at it.
+    fn forget(&mut self, id: &str) -> bool {
+        let Some(inc) = self.incidents.remove(id) else {
+            return false;
+        };
+        for m in inc.members.values() {
+            if self.by_fingerprint.get(&m.alert.fingerprint).is_some_and(|i| i == id) {
+                self.by_fingerprint.remove(&m.alert.fingerprint);
+            }
+            for key in index_keys(&m.alert) {
+                if let Some(set) = self.by_key.get_mut(&key) {
+                    set.remove(id);
+                    if set.is_empty() {
+                        self.by_key.remove(&key);
+                    }
+                }
+            }
+        }
+        true
     }
 
     fn publish(&self, id: &str) -> Option<IncidentUpdate> {
@@ -537,6 +570,15 @@ impl Correlator {
             json: inc.to_json(&self.catalog),
         })
     }
+}
+
+/// The index keys of an alert: (false, service) and (true, host).
+fn index_keys(a: &Alert) -> Vec<(bool, String)> {
+    a.service
+        .iter()
+        .map(|s| (false, s.clone()))
+        .chain(a.host.iter().map(|h| (true, h.clone())))
+        .collect()
 }
 
 #[cfg(test)]
