@@ -53,6 +53,8 @@ pub struct CorrelationStats {
     pub informational: u64,
     /// Alerts dropped by a maintenance window in `suppress` mode.
     pub suppressed_maintenance: u64,
+    /// Fingerprints seen on two different targets (kept apart as two alerts).
+    pub fingerprint_clashes: u64,
 }
 
 /// A maintenance window in force (from config or from an announcement event).
@@ -145,7 +147,9 @@ impl Correlator {
             self.watermark = self.watermark.max(a.ts);
             let (fp, ts, title) = (a.fingerprint.clone(), a.ts, a.title.clone());
             let changed = self.apply(a);
-            let confirmed = self.maybe_confirm(&fp, ts, &title);
+            // The incident the alert is in now (it may have moved: a clash, a new episode).
+            let holder = changed.clone().or_else(|| self.by_fingerprint.get(&fp).cloned());
+            let confirmed = holder.and_then(|id| self.maybe_confirm(&id, ts, &title));
             if confirmed.is_some() {
                 out.extend(confirmed.and_then(|id| self.publish(&id)));
             } else {
@@ -214,6 +218,21 @@ impl Correlator {
             }
         }
         if let Some(id) = self.by_fingerprint.get(&a.fingerprint).cloned() {
+            // The same fingerprint on another service is another alert that happens to
+            // share it (a sloppy integration): keep them apart. (Hosts may differ: a
+            // service-level rule reports whichever instance tripped it; and a resolve that
+            // names no service, like PagerDuty's, belongs to its dedup key.)
+            let clash = self
+                .incidents
+                .get(&id)
+                .and_then(|i| i.members.get(&a.fingerprint))
+                .is_some_and(|m| matches!((&m.alert.service, &a.service), (Some(x), Some(y)) if x != y));
+            if clash {
+                self.stats.fingerprint_clashes += 1;
+                let target = [a.service.as_deref().unwrap_or("")];
+                a.fingerprint = format!("{}~{}", a.fingerprint, alert::derived_fingerprint(&target));
+                return self.apply(a);
+            }
             // Still firing, but nothing at all happened on its service in this incident
             // for the group window: a new episode of the same rule on the same target
             // (SQL rules never resolve), not a repeat.
@@ -257,9 +276,8 @@ impl Correlator {
         Some(id)
     }
 
-    /// Publishes the candidate holding `fingerprint` once it is confirmed.
-    fn maybe_confirm(&mut self, fingerprint: &str, ts: i64, title: &str) -> Option<String> {
-        let id = self.by_fingerprint.get(fingerprint)?;
+    /// Publishes candidate `id` once it is confirmed.
+    fn maybe_confirm(&mut self, id: &str, ts: i64, title: &str) -> Option<String> {
         let inc = self
             .incidents
             .get_mut(id)
@@ -795,6 +813,31 @@ mod tests {
         assert_eq!(out[0].json["status"], "open");
         assert_eq!(out[0].json["alerts"][0]["maintenance"], true);
         assert_eq!(out[0].json["alerts"][1]["maintenance"], false);
+    }
+
+    #[test]
+    fn awkward_alerts() {
+        let mut c = Correlator::new(open_on_any_alert(), catalog());
+        // no service at all: still an incident of its own
+        let mut bare = alert("bare", "x", 0, Status::Firing);
+        bare.service = None;
+        bare.host = Some("h-9".into());
+        assert_eq!(c.ingest(vec![bare], vec![]).len(), 1);
+        // a service the catalog does not know still groups by service and time
+        let a = c.ingest(vec![alert("u1", "unknown-svc", 10, Status::Firing)], vec![]);
+        let b = c.ingest(vec![alert("u2", "unknown-svc", 20, Status::Firing)], vec![]);
+        assert_eq!(a[0].incident_id, b[0].incident_id);
+        // clock skew: an alert from a source whose clock is behind still lands
+        let late = c.ingest(vec![alert("u3", "unknown-svc", 5, Status::Firing)], vec![]);
+        assert_eq!(late[0].incident_id, a[0].incident_id);
+        // a fingerprint reused on another service is a different alert
+        let reuse = c.ingest(vec![alert("u1", "mail", 30, Status::Firing)], vec![]);
+        assert_ne!(reuse[0].incident_id, a[0].incident_id);
+        assert_eq!(c.stats.fingerprint_clashes, 1);
+        assert!(reuse[0].json["alerts"][0]["fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with("u1~"));
     }
 
     fn catalog() -> Catalog {
