@@ -88,3 +88,57 @@ async fn every_pipeline_matches_its_golden_output() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_catalog_is_reloaded_when_it_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pipeline.toml"),
+        "name = \"reload\"\ncatalog = \"catalog.json\"\n",
+    )
+    .unwrap();
+    let catalog = |owner: &str| {
+        format!(
+            r#"{{"schema":"lookout.catalog.v1","services":[{{"name":"db","owner":"{owner}","tier":1,"depends_on":[],"hosts":["db-1"]}}]}}"#
+        )
+    };
+    let file = dir.path().join("catalog.json");
+    let touch = |secs: u64| {
+        let f = std::fs::File::options().write(true).open(&file).unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+            .unwrap();
+    };
+    std::fs::write(&file, catalog("team-a")).unwrap();
+    touch(1_000);
+    let cfg = PipelineConfig::load(dir.path(), None).unwrap();
+    let mut p = Processor::build(&cfg).await.unwrap();
+    let alert = |fp: &str, minute: i64| {
+        RawRecord {
+        stream: lookout::decode::Stream::Events,
+        payload: format!(
+            r#"{{"ts":"2025-03-04T10:{minute:02}:00Z","kind":"alert","source":"t","service":"db","severity":"critical","status":"firing","title":"{fp}","fingerprint":"{fp}"}}"#
+        )
+        .into_bytes(),
+        meta: RecordMeta::default(),
+    }
+    };
+    let owner = |msgs: Vec<lookout::sink::Message>| {
+        let m = msgs
+            .iter()
+            .rfind(|m| m.topic == lookout::sink::Topic::Incidents)
+            .expect("an incident update");
+        serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["owner"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(owner(p.process(&[alert("a", 0)]).await.unwrap()), "team-a");
+    std::fs::write(&file, catalog("team-b")).unwrap();
+    touch(2_000);
+    assert_eq!(owner(p.process(&[alert("b", 1)]).await.unwrap()), "team-b");
+    // a broken file keeps the catalog in force
+    std::fs::write(&file, "{ not json").unwrap();
+    touch(3_000);
+    assert_eq!(owner(p.process(&[alert("c", 2)]).await.unwrap()), "team-b");
+    assert_eq!(p.stats.catalog_reloads, 1);
+}

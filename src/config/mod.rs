@@ -335,6 +335,8 @@ pub struct PipelineConfig {
     pub spec: PipelineToml,
     pub decode: DecodeConfig,
     pub catalog: Catalog,
+    /// Where the catalog came from, so that a running pipeline can reload it.
+    pub catalog_path: Option<PathBuf>,
 }
 
 impl PipelineConfig {
@@ -405,8 +407,8 @@ impl PipelineConfig {
         let catalog_path = catalog_override
             .map(Path::to_path_buf)
             .or_else(|| spec.catalog.as_ref().map(|c| dir.join(c)));
-        let catalog = match catalog_path {
-            Some(p) => Catalog::load(&p)?,
+        let catalog = match &catalog_path {
+            Some(p) => Catalog::load(p)?,
             None => Catalog::default(),
         };
         Ok(PipelineConfig {
@@ -414,6 +416,7 @@ impl PipelineConfig {
             spec,
             decode,
             catalog,
+            catalog_path,
         })
     }
 

@@ -119,6 +119,11 @@ impl Correlator {
         }
     }
 
+    /// Uses a reloaded catalog from now on.
+    pub fn set_catalog(&mut self, catalog: Catalog) {
+        self.catalog = catalog;
+    }
+
     pub fn open_incidents(&self) -> usize {
         self.incidents.values().filter(|i| i.phase == Phase::Open).count()
     }

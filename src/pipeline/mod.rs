@@ -10,12 +10,13 @@
 
 pub mod embedded;
 
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
 
 use arrow::array::{Array, RecordBatch, TimestampMillisecondArray};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::PipelineConfig;
+use crate::config::{Catalog, PipelineConfig};
 use crate::correlate::{self, Correlator};
 use crate::decode::Decoder;
 use crate::model::SignalDetectors;
@@ -58,6 +59,7 @@ pub struct Stats {
     pub dead_letters: u64,
     pub rule_alerts: u64,
     pub anomalies: u64,
+    pub catalog_reloads: u64,
     pub incident_updates: u64,
 }
 
@@ -68,6 +70,8 @@ pub struct Processor {
     detectors: SignalDetectors,
     correlator: Correlator,
     watermark: i64,
+    /// The catalog file and its modification time, checked on every batch.
+    catalog_watch: Option<(PathBuf, Option<SystemTime>)>,
     pub stats: Stats,
 }
 
@@ -80,6 +84,10 @@ impl Processor {
             detectors: SignalDetectors::new(&cfg.spec.detect, cfg.spec.detection.clone()),
             correlator: Correlator::new(cfg.spec.correlation.clone(), cfg.catalog.clone()),
             watermark: i64::MIN,
+            catalog_watch: cfg.catalog_path.clone().map(|p| {
+                let t = modified(&p);
+                (p, t)
+            }),
             stats: Stats::default(),
         })
     }
@@ -93,7 +101,30 @@ impl Processor {
     }
 
     /// Processes one batch of records into the messages to publish.
+    /// Reloads the service catalog when its file changed; a bad file keeps the old
+    /// catalog and says why.
+    async fn reload_catalog(&mut self) {
+        let Some((path, seen)) = &mut self.catalog_watch else {
+            return;
+        };
+        let now = modified(path);
+        if now == *seen {
+            return;
+        }
+        *seen = now;
+        match Catalog::load(path) {
+            Ok(c) => {
+                tracing::info!(file = %path.display(), services = c.services().count(), "service catalog reloaded");
+                self.sql.set_catalog(&c).await;
+                self.correlator.set_catalog(c);
+                self.stats.catalog_reloads += 1;
+            }
+            Err(e) => tracing::warn!(error = %e, "service catalog not reloaded; keeping the previous one"),
+        }
+    }
+
     pub async fn process(&mut self, records: &[RawRecord]) -> Result<Vec<Message>, PipelineError> {
+        self.reload_catalog().await;
         let d = self.decoder.decode(records)?;
         self.stats.batches += 1;
         self.stats.records_in += records.len() as u64;
@@ -136,6 +167,10 @@ impl Processor {
         );
         Ok(out)
     }
+}
+
+fn modified(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
 fn max_ts(b: &RecordBatch) -> Option<i64> {

@@ -50,6 +50,7 @@ pub struct SqlEngine {
     inputs: Vec<(Stream, Arc<MemTable>)>,
     rules: Vec<Rule>,
     views: Vec<SqlFile>,
+    catalog: Arc<MemTable>,
 }
 
 impl SqlEngine {
@@ -93,7 +94,10 @@ impl SqlEngine {
             ctx.register_table(s.name(), t.clone()).expect("fresh context");
             inputs.push((s, t));
         }
-        ctx.register_table("catalog", catalog_table(catalog))
+        let catalog_table = Arc::new(
+            MemTable::try_new(CATALOG_SCHEMA.clone(), vec![vec![catalog_batch(catalog)]]).expect("one partition"),
+        );
+        ctx.register_table("catalog", catalog_table.clone())
             .expect("fresh context");
 
         let mut errors = Vec::new();
@@ -150,10 +154,16 @@ impl SqlEngine {
                 inputs,
                 rules,
                 views,
+                catalog: catalog_table,
             })
         } else {
             Err(errors)
         }
+    }
+
+    /// Replaces the contents of the `catalog` table (plans stay valid: same schema).
+    pub async fn set_catalog(&self, c: &Catalog) {
+        *self.catalog.batches[0].write().await = vec![catalog_batch(c)];
     }
 
     pub fn rule_names(&self) -> Vec<&str> {
@@ -471,14 +481,17 @@ fn rows_to_alerts(f: &SqlFile, b: &RecordBatch, watermark: i64) -> Vec<Alert> {
 }
 
 /// The service catalog as a table: name, owner, tier, kind, depends_on (comma list).
-fn catalog_table(c: &Catalog) -> Arc<dyn TableProvider> {
-    let schema = Arc::new(Schema::new(vec![
+static CATALOG_SCHEMA: std::sync::LazyLock<arrow::datatypes::SchemaRef> = std::sync::LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
         Field::new("name", DataType::Utf8, false),
         Field::new("owner", DataType::Utf8, true),
         Field::new("tier", DataType::Int64, false),
         Field::new("kind", DataType::Utf8, true),
         Field::new("depends_on", DataType::Utf8, false),
-    ]));
+    ]))
+});
+
+fn catalog_batch(c: &Catalog) -> RecordBatch {
     let svcs: Vec<_> = c.services().collect();
     let cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(svcs.iter().map(|s| s.name.as_str()))),
@@ -491,8 +504,7 @@ fn catalog_table(c: &Catalog) -> Arc<dyn TableProvider> {
             svcs.iter().map(|s| s.depends_on.join(",")),
         )),
     ];
-    let batch = RecordBatch::try_new(schema.clone(), cols).expect("columns match the schema");
-    Arc::new(MemTable::try_new(schema, vec![vec![batch]]).expect("one partition"))
+    RecordBatch::try_new(CATALOG_SCHEMA.clone(), cols).expect("columns match the schema")
 }
 
 #[cfg(test)]
