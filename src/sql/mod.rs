@@ -17,7 +17,7 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::util::display::array_value_to_string;
 use datafusion::catalog::view::ViewTable;
-use datafusion::catalog::{MemTable, TableProvider};
+use datafusion::catalog::MemTable;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 
