@@ -61,7 +61,7 @@ fn public_1() {
         top1: 0.8,
         compression: 20.0,
         top3: 0.95,
-        noise_attached: 0.06,
+        noise_attached: 0.05,
         median_delay_s: 120.0,
     };
     check("public-1", floor);

@@ -237,7 +237,10 @@ impl Incident {
         if members().any(|m| m.alert.severity == Severity::Critical && m.alert.status == Status::Firing) {
             return Some("a critical alert");
         }
-        let symptoms: Vec<&Member> = members().filter(|m| is_symptom(&m.alert)).collect();
+        // A drop in traffic echoes a failing caller; it does not confirm trouble here.
+        let symptoms: Vec<&Member> = members()
+            .filter(|m| is_symptom(&m.alert) && m.alert.label("direction") != Some("down"))
+            .collect();
         let mut services: Vec<&str> = symptoms.iter().filter_map(|m| m.alert.service.as_deref()).collect();
         services.sort();
         services.dedup();

@@ -428,6 +428,16 @@ impl Correlator {
                         .as_deref()
                         .and_then(|s| inc.onset_of(s))
                         .is_some_and(|o| a.ts - o <= spread);
+                let echo_only = a.service.as_deref().is_some_and(|s| {
+                    !inc.members
+                        .values()
+                        .any(|m| m.alert.service.as_deref() == Some(s) && incident::significant(&m.alert))
+                });
+                if !fresh && rule == "same_service" && echo_only {
+                    // The service is in the incident only as an echo (its traffic fell
+                    // because a caller failed): a later alert of its own is its own.
+                    continue;
+                }
                 let rank = if fresh { 0 } else { self.cfg.max_hops as u8 + 1 };
                 Some((
                     rank,
