@@ -484,7 +484,59 @@ impl Correlator {
                 }
             }
         }
+        if best.is_none() && a.service.as_deref().is_none_or(|s| self.catalog.service(s).is_none()) {
+            return self.similar_incident(a);
+        }
         best.map(|((_, _, _, id), exp)| (id, exp))
+    }
+
+    /// For an alert the catalog cannot place (no service, or one it does not know):
+    /// the open incident, active within the group window, whose alerts share its
+    /// deployment attributes (`cluster`, `region`, `namespace` labels, all that both
+    /// carry) and whose titles are most alike (word Jaccard at least
+    /// [`SIMILAR_TITLES`]). Bounded by the open incidents; such alerts are rare.
+    fn similar_incident(&self, a: &Alert) -> Option<(String, Explanation)> {
+        let window = self.cfg.group_window_s as i64 * 1000;
+        let words = title_words(&a.title);
+        let mut best: Option<(f64, i64, String, Explanation)> = None;
+        for inc in self
+            .incidents
+            .values()
+            .filter(|i| i.phase == Phase::Open && a.ts - i.active_at() <= window)
+        {
+            for m in inc.members.values() {
+                let shared: Vec<(String, String)> = ["cluster", "region", "namespace"]
+                    .iter()
+                    .filter_map(|k| match (a.label(k), m.alert.label(k)) {
+                        (Some(x), Some(y)) if x == y => Some((k.to_string(), x.to_string())),
+                        _ => None,
+                    })
+                    .collect();
+                let disagree = ["cluster", "region", "namespace"]
+                    .iter()
+                    .any(|k| matches!((a.label(k), m.alert.label(k)), (Some(x), Some(y)) if x != y));
+                if shared.is_empty() || disagree {
+                    continue;
+                }
+                let sim = jaccard(&words, &title_words(&m.alert.title));
+                if sim < SIMILAR_TITLES {
+                    continue;
+                }
+                let key = (sim, -inc.opened_at, inc.id.clone());
+                if best.as_ref().is_none_or(|(s, o, id, _)| key > (*s, *o, id.clone())) {
+                    let gap = (a.ts - inc.active_at()).max(0) as f64 / 1000.0;
+                    let exp = Explanation {
+                        rule: "similar_title",
+                        shared_keys: shared,
+                        time_gap_s: gap,
+                        topology_path: Vec::new(),
+                        score: sim,
+                    };
+                    best = Some((sim, -inc.opened_at, inc.id.clone(), exp));
+                }
+            }
+        }
+        best.map(|(_, _, id, exp)| (id, exp))
     }
 
     /// Attaches changes on the incident's services or their dependencies that came
@@ -602,6 +654,26 @@ impl Correlator {
             seq: inc.seq,
             json: inc.to_json(&self.catalog),
         })
+    }
+}
+
+/// How alike two titles must be (word Jaccard) to group alerts the catalog cannot place.
+const SIMILAR_TITLES: f64 = 0.5;
+
+/// The words of a title, without numbers and values that change between notifications.
+fn title_words(t: &str) -> BTreeSet<String> {
+    t.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() > 2 && !w.chars().any(|c| c.is_ascii_digit()))
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+fn jaccard(a: &BTreeSet<String>, b: &BTreeSet<String>) -> f64 {
+    let union = a.union(b).count();
+    if union == 0 {
+        0.0
+    } else {
+        a.intersection(b).count() as f64 / union as f64
     }
 }
 
@@ -853,6 +925,37 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("u1~"));
+    }
+
+    #[test]
+    fn alerts_the_catalog_cannot_place_group_by_attributes_and_similar_titles() {
+        let mut c = Correlator::new(open_on_any_alert(), catalog());
+        let mk = |fp: &str, title: &str, cluster: &str, ts: i64| {
+            let mut a = alert(fp, "x", ts, Status::Firing);
+            a.service = None;
+            a.title = title.into();
+            a.labels = vec![("cluster".into(), cluster.into())];
+            a
+        };
+        let first = c.ingest(
+            vec![mk("a", "Disk pressure on node ip-10-0-1-7: 91% used", "eu-1", 0)],
+            vec![],
+        );
+        let same = c.ingest(
+            vec![mk("b", "Disk pressure on node ip-10-0-3-9: 95% used", "eu-1", 60)],
+            vec![],
+        );
+        assert_eq!(same[0].incident_id, first[0].incident_id);
+        assert_eq!(same[0].json["explanation"][1]["rule"], "similar_title");
+        assert_eq!(same[0].json["explanation"][1]["shared_keys"][0]["value"], "eu-1");
+        // another cluster, or another kind of trouble: apart
+        let other_cluster = c.ingest(
+            vec![mk("c", "Disk pressure on node ip-10-0-3-9: 95% used", "us-2", 70)],
+            vec![],
+        );
+        assert_ne!(other_cluster[0].incident_id, first[0].incident_id);
+        let other_title = c.ingest(vec![mk("d", "Certificate expires in 3 days", "eu-1", 80)], vec![]);
+        assert_ne!(other_title[0].incident_id, first[0].incident_id);
     }
 
     fn catalog() -> Catalog {
