@@ -84,7 +84,7 @@ pub struct Correlator {
     by_fingerprint: HashMap<String, String>,
     /// Incidents by the services and hosts of their members, so that an alert looks
     /// only at incidents it could join, however many are open.
-    by_key: HashMap<(bool, String), BTreeSet<String>>,
+    by_key: HashMap<(IndexKind, String), BTreeSet<String>>,
     changes: VecDeque<Change>,
     watermark: i64,
     pub stats: CorrelationStats,
@@ -385,13 +385,16 @@ impl Correlator {
         let mut best: Option<((u8, bool, i64, String), Explanation)> = None;
         // Only incidents sharing the alert's service or host, or holding a service
         // within `max_hops` of it, can match.
-        let mut keys = index_keys(a);
+        let mut keys: Vec<(IndexKind, String)> = index_keys(a)
+            .into_iter()
+            .filter(|(k, _)| *k != IndexKind::Attribute)
+            .collect();
         if let Some(s) = &a.service {
             keys.extend(
                 self.catalog
                     .neighbours(s, self.cfg.max_hops)
                     .into_iter()
-                    .map(|n| (false, n)),
+                    .map(|n| (IndexKind::Service, n)),
             );
         }
         let ids: BTreeSet<&String> = keys.iter().filter_map(|k| self.by_key.get(k)).flatten().collect();
@@ -494,25 +497,30 @@ impl Correlator {
     /// the open incident, active within the group window, whose alerts share its
     /// deployment attributes (`cluster`, `region`, `namespace` labels, all that both
     /// carry) and whose titles are most alike (word Jaccard at least
-    /// [`SIMILAR_TITLES`]). Bounded by the open incidents; such alerts are rare.
+    /// [`SIMILAR_TITLES`]). Only incidents sharing an attribute are looked at.
     fn similar_incident(&self, a: &Alert) -> Option<(String, Explanation)> {
         let window = self.cfg.group_window_s as i64 * 1000;
         let words = title_words(&a.title);
         let mut best: Option<(f64, i64, String, Explanation)> = None;
-        for inc in self
-            .incidents
-            .values()
+        let keys: Vec<(IndexKind, String)> = index_keys(a)
+            .into_iter()
+            .filter(|(k, _)| *k == IndexKind::Attribute)
+            .collect();
+        let ids: BTreeSet<&String> = keys.iter().filter_map(|k| self.by_key.get(k)).flatten().collect();
+        for inc in ids
+            .into_iter()
+            .filter_map(|id| self.incidents.get(id))
             .filter(|i| i.phase == Phase::Open && a.ts - i.active_at() <= window)
         {
             for m in inc.members.values() {
-                let shared: Vec<(String, String)> = ["cluster", "region", "namespace"]
+                let shared: Vec<(String, String)> = ATTRIBUTES
                     .iter()
                     .filter_map(|k| match (a.label(k), m.alert.label(k)) {
                         (Some(x), Some(y)) if x == y => Some((k.to_string(), x.to_string())),
                         _ => None,
                     })
                     .collect();
-                let disagree = ["cluster", "region", "namespace"]
+                let disagree = ATTRIBUTES
                     .iter()
                     .any(|k| matches!((a.label(k), m.alert.label(k)), (Some(x), Some(y)) if x != y));
                 if shared.is_empty() || disagree {
@@ -677,13 +685,32 @@ fn jaccard(a: &BTreeSet<String>, b: &BTreeSet<String>) -> f64 {
     }
 }
 
-/// The index keys of an alert: (false, service) and (true, host).
-fn index_keys(a: &Alert) -> Vec<(bool, String)> {
-    a.service
+/// What an index key is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum IndexKind {
+    Service,
+    Host,
+    /// `cluster=…`, `region=…`, `namespace=…`
+    Attribute,
+}
+
+/// The deployment labels that alerts the catalog cannot place are grouped by.
+const ATTRIBUTES: [&str; 3] = ["cluster", "region", "namespace"];
+
+/// The index keys of an alert: its service, host and deployment attributes.
+fn index_keys(a: &Alert) -> Vec<(IndexKind, String)> {
+    let mut keys: Vec<(IndexKind, String)> = a
+        .service
         .iter()
-        .map(|s| (false, s.clone()))
-        .chain(a.host.iter().map(|h| (true, h.clone())))
-        .collect()
+        .map(|s| (IndexKind::Service, s.clone()))
+        .chain(a.host.iter().map(|h| (IndexKind::Host, h.clone())))
+        .collect();
+    keys.extend(
+        ATTRIBUTES
+            .iter()
+            .filter_map(|k| a.label(k).map(|v| (IndexKind::Attribute, format!("{k}={v}")))),
+    );
+    keys
 }
 
 #[cfg(test)]
