@@ -221,6 +221,10 @@ pub struct Correlation {
     /// long before it (trouble spreads to callers within minutes).
     #[serde(default = "default_spread")]
     pub spread_window_s: u64,
+    /// A candidate with this many distinct alerts (not anomalies) is confirmed whatever
+    /// their severity; 0 turns the rule off.
+    #[serde(default)]
+    pub confirm_after_alerts: usize,
     /// An alert whose service shows symptoms this long confirms a candidate.
     #[serde(default = "default_persist")]
     pub persist_s: u64,
@@ -239,6 +243,7 @@ impl Default for Correlation {
             maintenance: Vec::new(),
             require_confirmation: true,
             persist_s: default_persist(),
+            confirm_after_alerts: 0,
             spread_window_s: default_spread(),
         }
     }

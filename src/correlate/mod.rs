@@ -288,7 +288,17 @@ impl Correlator {
             .get_mut(id)
             .filter(|i| !i.published && i.phase == Phase::Open)?;
         let why = if self.cfg.require_confirmation {
-            inc.confirmed(ts, self.cfg.persist_s as i64 * 1000)?
+            let many = self.cfg.confirm_after_alerts;
+            let alerts = inc
+                .members
+                .values()
+                .filter(|m| m.alert.source != "anomaly" && !m.maintenance)
+                .count();
+            if many > 0 && alerts >= many {
+                "enough alerts"
+            } else {
+                inc.confirmed(ts, self.cfg.persist_s as i64 * 1000)?
+            }
         } else {
             "an alert"
         };
@@ -794,6 +804,16 @@ mod tests {
             vec![],
         );
         assert_eq!(out.len(), 1);
+
+        // N alerts confirm when configured so
+        let cfg = Correlation {
+            confirm_after_alerts: 2,
+            ..Correlation::default()
+        };
+        let mut c2 = Correlator::new(cfg, catalog());
+        assert!(c2.ingest(vec![alert("w1", "db", 0, Status::Firing)], vec![]).is_empty());
+        let out = c2.ingest(vec![alert("w2", "db", 10, Status::Firing)], vec![]);
+        assert!(out[0].json["timeline"].to_string().contains("enough alerts"));
 
         // unconfirmed candidates go quietly
         let mut c = Correlator::new(Correlation::default(), catalog());
