@@ -1,0 +1,388 @@
+//! Tests of correlation: lifecycle, grouping rules, confirmation, maintenance, awkward input.
+use super::*;
+use crate::config::ServiceInfo;
+use crate::decode::Severity;
+
+fn alert(fp: &str, service: &str, ts_s: i64, status: Status) -> Alert {
+    Alert {
+        fingerprint: fp.into(),
+        source: "test".into(),
+        service: Some(service.into()),
+        host: None,
+        severity: Severity::Warning,
+        status,
+        title: format!("{fp} on {service}"),
+        ts: ts_s * 1000,
+        labels: Vec::new(),
+    }
+}
+
+fn open_on_any_alert() -> Correlation {
+    Correlation {
+        require_confirmation: false,
+        ..Correlation::default()
+    }
+}
+
+fn symptom(fp: &str, service: &str, ts_s: i64) -> Alert {
+    let mut a = alert(fp, service, ts_s, Status::Firing);
+    a.source = "anomaly".into();
+    a.labels = vec![("role".into(), "symptom".into())];
+    a
+}
+
+#[test]
+fn candidates_open_only_when_confirmed() {
+    let mut c = Correlator::new(Correlation::default(), catalog());
+    // a warning alone, even repeated: a candidate, nothing published
+    assert!(c
+        .ingest(
+            vec![
+                alert("w", "db", 0, Status::Firing),
+                alert("w", "db", 120, Status::Firing)
+            ],
+            vec![]
+        )
+        .is_empty());
+    // a symptom on the same service: not yet (a short blip on one service is noise)
+    assert!(c.ingest(vec![symptom("s1", "db", 130)], vec![]).is_empty());
+    // ... but symptoms on a caller too: confirmed, opened now with everything so far
+    let out = c.ingest(vec![symptom("s2", "api", 190)], vec![]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].json["status"], "open");
+    assert_eq!(out[0].json["alert_count"], 3);
+    assert_eq!(out[0].json["opened_at"], "1970-01-01T00:03:10.000Z");
+    assert!(out[0].json["timeline"].to_string().contains("symptoms on two services"));
+
+    // a critical alert confirms by itself
+    let mut crit = alert("c", "mail", 1000, Status::Firing);
+    crit.severity = Severity::Critical;
+    assert_eq!(c.ingest(vec![crit], vec![]).len(), 1);
+
+    // an alert with symptoms lasting the persistence time confirms
+    let mut c = Correlator::new(Correlation::default(), catalog());
+    assert!(c
+        .ingest(
+            vec![symptom("s", "mail", 0), alert("w", "mail", 30, Status::Firing)],
+            vec![]
+        )
+        .is_empty());
+    assert!(c
+        .ingest(
+            vec![symptom("s", "mail", 300), alert("w", "mail", 330, Status::Firing)],
+            vec![]
+        )
+        .is_empty());
+    let out = c.ingest(
+        vec![symptom("s", "mail", 600), alert("w", "mail", 630, Status::Firing)],
+        vec![],
+    );
+    assert_eq!(out.len(), 1);
+
+    // N alerts confirm when configured so
+    let cfg = Correlation {
+        confirm_after_alerts: 2,
+        ..Correlation::default()
+    };
+    let mut c2 = Correlator::new(cfg, catalog());
+    assert!(c2.ingest(vec![alert("w1", "db", 0, Status::Firing)], vec![]).is_empty());
+    let out = c2.ingest(vec![alert("w2", "db", 10, Status::Firing)], vec![]);
+    assert!(out[0].json["timeline"].to_string().contains("enough alerts"));
+
+    // unconfirmed candidates go quietly
+    let mut c = Correlator::new(Correlation::default(), catalog());
+    c.ingest(vec![alert("w", "db", 0, Status::Firing)], vec![]);
+    assert!(c.advance(4000 * 1000).is_empty());
+    assert_eq!(c.stats.candidates_dropped, 1);
+    assert!(c.incidents.is_empty());
+}
+
+#[test]
+fn info_alerts_are_counted_not_grouped() {
+    let mut c = Correlator::new(open_on_any_alert(), catalog());
+    let mut info = alert("i", "db", 0, Status::Firing);
+    info.severity = Severity::Info;
+    assert!(c.ingest(vec![info], vec![]).is_empty());
+    assert_eq!(c.stats.informational, 1);
+}
+
+#[test]
+fn a_rule_firing_again_after_silence_is_a_new_episode() {
+    let mut c = Correlator::new(open_on_any_alert(), catalog());
+    let first = c.ingest(vec![alert("r", "db", 0, Status::Firing)], vec![]);
+    // the incident is still open (quiet period 30 min) but nothing happened for 16 min
+    let again = c.ingest(vec![alert("r", "db", 1000, Status::Firing)], vec![]);
+    assert_ne!(
+        again[0].incident_id, first[0].incident_id,
+        "{:?}",
+        again[0].json["timeline"]
+    );
+    // ... while a repeat within the window is only a repeat
+    assert!(c
+        .ingest(vec![alert("r", "db", 1060, Status::Firing)], vec![])
+        .is_empty());
+    // an alert with no service at all goes through the same path without trouble
+    let mut bare = alert("bare", "db", 2000, Status::Firing);
+    bare.service = None;
+    bare.severity = Severity::Critical;
+    c.ingest(vec![bare.clone()], vec![]);
+    bare.ts = 4000 * 1000;
+    let out = c.ingest(vec![bare], vec![]);
+    assert!(
+        out.iter().any(|u| u.json["alerts"].to_string().contains("\"bare\"")),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn fresh_trouble_next_door_beats_an_old_same_service_match() {
+    let mut c = Correlator::new(open_on_any_alert(), catalog());
+    let mut old = alert("old", "api", 0, Status::Firing);
+    old.severity = Severity::Critical;
+    let old_id = c.ingest(vec![old.clone()], vec![])[0].incident_id.clone();
+    old.ts = 500 * 1000; // still firing
+    c.ingest(vec![old], vec![]);
+    // new trouble on web (a caller of api) opens its own incident: api's trouble is old
+    let mut web = alert("web", "web", 520, Status::Firing);
+    web.severity = Severity::Critical;
+    let web_id = c.ingest(vec![web], vec![])[0].incident_id.clone();
+    assert_ne!(web_id, old_id);
+    // an api alert now: api is stale in the old incident, fresh next door in web's
+    let out = c.ingest(vec![alert("api2", "api", 560, Status::Firing)], vec![]);
+    assert_eq!(out[0].incident_id, web_id);
+    assert_eq!(out[0].json["explanation"][1]["rule"], "topology");
+}
+
+#[test]
+fn flapping_alerts_stop_churning_the_incident() {
+    let mut c = Correlator::new(open_on_any_alert(), catalog());
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        let st = if i % 2 == 0 { Status::Firing } else { Status::Resolved };
+        for u in c.ingest(vec![alert("f", "db", i * 60, st)], vec![]) {
+            statuses.push(u.json["status"].as_str().unwrap().to_string());
+        }
+    }
+    // open, resolved, reopened, resolved; the fourth flip marks it flapping (and reopens
+    // the incident); after that its flips no longer publish anything
+    assert_eq!(
+        statuses,
+        vec!["open", "resolved", "reopened", "resolved", "reopened"],
+        "{statuses:?}"
+    );
+    let inc = c.incidents.values().next().unwrap();
+    assert!(inc.members["f"].flapping && inc.phase == Phase::Open);
+    assert!(inc.timeline.iter().any(|t| t.1 == "alert_flapping"));
+}
+
+#[test]
+fn maintenance_windows_suppress_or_mark() {
+    use crate::config::{Maintenance, MaintenanceMode};
+    let mut cfg = open_on_any_alert();
+    cfg.maintenance = vec![Maintenance {
+        services: vec!["db".into()],
+        hosts: vec![],
+        start: "1970-01-01T00:00:00Z".into(),
+        end: "1970-01-01T01:00:00Z".into(),
+        mode: MaintenanceMode::Suppress,
+        reason: "db upgrade".into(),
+    }];
+    let mut c = Correlator::new(cfg, catalog());
+    assert!(c.ingest(vec![alert("a", "db", 60, Status::Firing)], vec![]).is_empty());
+    assert_eq!(c.stats.suppressed_maintenance, 1);
+    assert_eq!(
+        c.ingest(vec![alert("b", "mail", 60, Status::Firing)], vec![]).len(),
+        1,
+        "other services page"
+    );
+
+    // announced on the events stream, in mark mode: kept, marked, not paging alone
+    let mut c = Correlator::new(Correlation::default(), catalog());
+    let announce = |what: &str, ts: i64| Change {
+        ts,
+        kind: EventKind::Other,
+        source: "ops".into(),
+        service: Some("api".into()),
+        title: "api failover drill".into(),
+        fingerprint: None,
+        labels: vec![("maintenance".into(), what.into()), ("mode".into(), "mark".into())],
+    };
+    c.ingest(vec![], vec![announce("start", 0)]);
+    let mut crit = alert("x", "api", 60, Status::Firing);
+    crit.severity = Severity::Critical;
+    assert!(
+        c.ingest(vec![crit], vec![]).is_empty(),
+        "a marked critical alert does not page by itself"
+    );
+    c.ingest(vec![], vec![announce("end", 120)]);
+    let mut after = alert("y", "api", 180, Status::Firing);
+    after.severity = Severity::Critical;
+    let out = c.ingest(vec![after], vec![]);
+    assert_eq!(out[0].json["status"], "open");
+    assert_eq!(out[0].json["alerts"][0]["maintenance"], true);
+    assert_eq!(out[0].json["alerts"][1]["maintenance"], false);
+}
+
+#[test]
+fn awkward_alerts() {
+    let mut c = Correlator::new(open_on_any_alert(), catalog());
+    // no service at all: still an incident of its own
+    let mut bare = alert("bare", "x", 0, Status::Firing);
+    bare.service = None;
+    bare.host = Some("h-9".into());
+    assert_eq!(c.ingest(vec![bare], vec![]).len(), 1);
+    // a service the catalog does not know still groups by service and time
+    let a = c.ingest(vec![alert("u1", "unknown-svc", 10, Status::Firing)], vec![]);
+    let b = c.ingest(vec![alert("u2", "unknown-svc", 20, Status::Firing)], vec![]);
+    assert_eq!(a[0].incident_id, b[0].incident_id);
+    // clock skew: an alert from a source whose clock is behind still lands
+    let late = c.ingest(vec![alert("u3", "unknown-svc", 5, Status::Firing)], vec![]);
+    assert_eq!(late[0].incident_id, a[0].incident_id);
+    // a fingerprint reused on another service is a different alert
+    let reuse = c.ingest(vec![alert("u1", "mail", 30, Status::Firing)], vec![]);
+    assert_ne!(reuse[0].incident_id, a[0].incident_id);
+    assert_eq!(c.stats.fingerprint_clashes, 1);
+    assert!(reuse[0].json["alerts"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .starts_with("u1~"));
+}
+
+#[test]
+fn alerts_the_catalog_cannot_place_group_by_attributes_and_similar_titles() {
+    let mut c = Correlator::new(open_on_any_alert(), catalog());
+    let mk = |fp: &str, title: &str, cluster: &str, ts: i64| {
+        let mut a = alert(fp, "x", ts, Status::Firing);
+        a.service = None;
+        a.title = title.into();
+        a.labels = vec![("cluster".into(), cluster.into())];
+        a
+    };
+    let first = c.ingest(
+        vec![mk("a", "Disk pressure on node ip-10-0-1-7: 91% used", "eu-1", 0)],
+        vec![],
+    );
+    let same = c.ingest(
+        vec![mk("b", "Disk pressure on node ip-10-0-3-9: 95% used", "eu-1", 60)],
+        vec![],
+    );
+    assert_eq!(same[0].incident_id, first[0].incident_id);
+    assert_eq!(same[0].json["explanation"][1]["rule"], "similar_title");
+    assert_eq!(same[0].json["explanation"][1]["shared_keys"][0]["value"], "eu-1");
+    // another cluster, or another kind of trouble: apart
+    let other_cluster = c.ingest(
+        vec![mk("c", "Disk pressure on node ip-10-0-3-9: 95% used", "us-2", 70)],
+        vec![],
+    );
+    assert_ne!(other_cluster[0].incident_id, first[0].incident_id);
+    let other_title = c.ingest(vec![mk("d", "Certificate expires in 3 days", "eu-1", 80)], vec![]);
+    assert_ne!(other_title[0].incident_id, first[0].incident_id);
+}
+
+fn catalog() -> Catalog {
+    let s = |n: &str, d: &[&str]| ServiceInfo {
+        name: n.into(),
+        owner: Some(format!("team-{n}")),
+        tier: 1,
+        depends_on: d.iter().map(|x| x.to_string()).collect(),
+        hosts: vec![],
+        kind: None,
+    };
+    Catalog::from_services(vec![
+        s("web", &["api"]),
+        s("api", &["db"]),
+        s("db", &[]),
+        s("mail", &[]),
+    ])
+    .unwrap()
+}
+
+#[test]
+fn dedup_group_and_resolve() {
+    let mut c = Correlator::new(open_on_any_alert(), catalog());
+    let out = c.ingest(vec![alert("a", "db", 0, Status::Firing)], vec![]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].json["status"], "open");
+    // the same fingerprint again: deduplicated, nothing published
+    assert!(c.ingest(vec![alert("a", "db", 60, Status::Firing)], vec![]).is_empty());
+    // a caller of db alerts: joins by topology
+    let out = c.ingest(vec![alert("b", "api", 90, Status::Firing)], vec![]);
+    assert_eq!(out[0].json["alert_count"], 2);
+    assert_eq!(out[0].json["explanation"][1]["rule"], "topology");
+    assert_eq!(out[0].json["root_cause"][0]["service"], "db");
+    // an unrelated service opens its own incident
+    let out = c.ingest(vec![alert("m", "mail", 100, Status::Firing)], vec![]);
+    assert_ne!(out[0].incident_id, c.by_fingerprint["a"]);
+    // every alert resolves: incident resolves, seq keeps counting
+    let out = c.ingest(
+        vec![
+            alert("a", "db", 200, Status::Resolved),
+            alert("b", "api", 210, Status::Resolved),
+        ],
+        vec![],
+    );
+    // one message per state change: one alert resolved, then all of them
+    let states: Vec<(&str, u64)> = out
+        .iter()
+        .map(|u| (u.json["status"].as_str().unwrap(), u.seq))
+        .collect();
+    assert_eq!(states, vec![("updated", 3), ("resolved", 4)]);
+    // fires again within the reopen window: reopened, same id
+    let out = c.ingest(vec![alert("a", "db", 300, Status::Firing)], vec![]);
+    assert_eq!(out[0].json["status"], "reopened");
+    assert_eq!(out[0].json["incident_id"], c.by_fingerprint["a"].as_str());
+}
+
+#[test]
+fn quiet_incidents_resolve_and_are_forgotten() {
+    let mut c = Correlator::new(open_on_any_alert(), catalog());
+    c.ingest(vec![alert("a", "db", 0, Status::Firing)], vec![]);
+    let out = c.advance(1801 * 1000);
+    assert_eq!(out[0].json["status"], "resolved");
+    assert_eq!(out[0].json["resolved_at"], "1970-01-01T00:30:00.000Z");
+    c.advance(1801 * 1000 + 901 * 1000);
+    assert!(c.incidents.is_empty() && c.by_fingerprint.is_empty());
+}
+
+#[test]
+fn resolve_without_firing_is_counted_not_published() {
+    let mut c = Correlator::new(open_on_any_alert(), Catalog::default());
+    assert!(c.ingest(vec![alert("z", "db", 0, Status::Resolved)], vec![]).is_empty());
+    assert_eq!(c.stats.resolves_without_firing, 1);
+}
+
+#[test]
+fn changes_before_the_first_symptom_are_suspects() {
+    let mut c = Correlator::new(open_on_any_alert(), catalog());
+    let deploy = Change {
+        ts: 0,
+        kind: EventKind::Deploy,
+        source: "argocd".into(),
+        service: Some("db".into()),
+        title: "deploy db 1.2".into(),
+        fingerprint: Some("deploy-1".into()),
+        labels: vec![("deploy_id".into(), "d-1".into())],
+    };
+    let out = c.ingest(vec![alert("b", "api", 120, Status::Firing)], vec![deploy]);
+    let sc = &out[0].json["suspected_changes"];
+    assert_eq!(sc[0]["fingerprint"], "deploy-1");
+    assert!(sc[0]["reason"].as_str().unwrap().contains("dependency of affected api"));
+}
+
+#[test]
+fn same_input_same_ids() {
+    let run = || {
+        let mut c = Correlator::new(open_on_any_alert(), catalog());
+        c.ingest(
+            vec![
+                alert("b", "api", 5, Status::Firing),
+                alert("a", "db", 5, Status::Firing),
+            ],
+            vec![],
+        )
+        .into_iter()
+        .map(|u| u.json.to_string())
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(run(), run());
+}
