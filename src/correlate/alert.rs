@@ -108,26 +108,22 @@ pub fn from_events(batch: &RecordBatch) -> (Vec<Alert>, Vec<Change>) {
                     labels,
                 });
             }
-            EventKind::Deploy | EventKind::Change => changes.push(Change {
-                ts: ts.value(i),
-                kind,
-                source: source.value(i).to_string(),
-                service: opt(&service, i),
-                title: title.value(i).to_string(),
-                fingerprint: opt(&fp, i),
-                labels,
-            }),
-            // Maintenance announcements travel as changes too; correlation reads them.
-            EventKind::Other if labels.iter().any(|(k, _)| k == "maintenance") => changes.push(Change {
-                ts: ts.value(i),
-                kind,
-                source: source.value(i).to_string(),
-                service: opt(&service, i),
-                title: title.value(i).to_string(),
-                fingerprint: opt(&fp, i),
-                labels,
-            }),
-            EventKind::Other => {}
+            // Deploys and changes, and maintenance announcements (which correlation
+            // reads from the same place).
+            _ if matches!(kind, EventKind::Deploy | EventKind::Change)
+                || labels.iter().any(|(k, _)| k == "maintenance") =>
+            {
+                changes.push(Change {
+                    ts: ts.value(i),
+                    kind,
+                    source: source.value(i).to_string(),
+                    service: opt(&service, i),
+                    title: title.value(i).to_string(),
+                    fingerprint: opt(&fp, i),
+                    labels,
+                })
+            }
+            _ => {}
         }
     }
     (alerts, changes)
