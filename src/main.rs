@@ -227,10 +227,9 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
     } else {
         None
     };
-    let bootstrap = match (&a.brokers, &broker) {
-        (Some(b), _) => b.clone(),
-        (None, Some(b)) => b.bootstrap_servers().to_string(),
-        (None, None) => unreachable!("embedded mode starts a broker"),
+    let bootstrap = match &broker {
+        Some(b) => b.bootstrap_servers().to_string(),
+        None => a.brokers.clone().unwrap_or_default(),
     };
     let mut client = ClientConfig::new();
     client

@@ -54,41 +54,29 @@ fn check(name: &str, floor: Floor) {
     );
 }
 
-#[test]
-fn public_1() {
-    let floor = Floor {
-        f1: 0.95,
+/// The targets; public-3, whose neighbouring faults overlap, has a lower F1 floor.
+fn targets(f1: f64) -> Floor {
+    Floor {
+        f1,
         top1: 0.8,
         compression: 20.0,
         top3: 0.95,
         noise_attached: 0.05,
         median_delay_s: 120.0,
-    };
-    check("public-1", floor);
+    }
+}
+
+#[test]
+fn public_1() {
+    check("public-1", targets(0.95));
 }
 
 #[test]
 fn public_2() {
-    let floor = Floor {
-        f1: 0.95,
-        top1: 0.8,
-        compression: 20.0,
-        top3: 0.95,
-        noise_attached: 0.05,
-        median_delay_s: 120.0,
-    };
-    check("public-2", floor);
+    check("public-2", targets(0.95));
 }
 
 #[test]
 fn public_3() {
-    let floor = Floor {
-        f1: 0.92,
-        top1: 0.8,
-        compression: 20.0,
-        top3: 0.95,
-        noise_attached: 0.05,
-        median_delay_s: 120.0,
-    };
-    check("public-3", floor);
+    check("public-3", targets(0.92));
 }

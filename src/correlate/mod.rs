@@ -421,7 +421,9 @@ impl Correlator {
         {
             let gap = (a.ts - inc.active_at()).max(0) as f64 / 1000.0;
             let mut shared = Vec::new();
-            if let Some(s) = a.service.as_ref().filter(|s| inc.services().contains(s)) {
+            // Computed once per incident: each call collects and sorts its members.
+            let services = inc.services();
+            if let Some(s) = a.service.as_ref().filter(|s| services.contains(s)) {
                 shared.push(("service".to_string(), s.clone()));
             }
             if let Some(h) = a.host.as_ref().filter(|h| inc.hosts().contains(h)) {
@@ -467,7 +469,7 @@ impl Correlator {
                 // new alert only to services whose symptoms started recently, not to
                 // one that has been hurting for an hour (that is a new fault nearby).
                 a.service.as_deref().and_then(|s| {
-                    inc.services()
+                    services
                         .iter()
                         .filter(|t| inc.onset_of(t).is_some_and(|o| a.ts - o <= spread))
                         .filter_map(|t| self.catalog.path(s, t, self.cfg.max_hops))
