@@ -24,6 +24,7 @@
 pub mod config;
 pub mod correlate;
 pub mod decode;
+pub mod logs;
 pub mod model;
 pub mod pipeline;
 pub mod sink;

@@ -52,6 +52,44 @@ enum Command {
         /// A `.sql` file inside a pipeline directory.
         file: PathBuf,
     },
+    /// Mine the templates of one log file: a structured CSV (Loghub's shape) and a summary;
+    /// or, with --loghub, score the miner on the Loghub benchmark.
+    Templates(TemplatesArgs),
+}
+
+#[derive(clap::Args)]
+struct TemplatesArgs {
+    /// The log file.
+    #[arg(long, required_unless_present = "loghub")]
+    input: Option<PathBuf>,
+    /// Line format, e.g. '<Date> <Time> <Level> <Component>: <Content>' (default: the
+    /// whole line is the message).
+    #[arg(long)]
+    format: Option<String>,
+    /// A regular expression whose matches are parameters (repeatable).
+    #[arg(long = "mask", value_name = "REGEX")]
+    masks: Vec<String>,
+    /// Where the structured CSV goes: LineId, the format's fields, EventId, EventTemplate,
+    /// ParameterList.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Template state to start from, if it exists, and to save to.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Mine the file this many times, reporting new templates per pass (a replay check).
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// How many templates the summary lists.
+    #[arg(long, default_value_t = 20)]
+    top: usize,
+    /// Distinct words at one position before it becomes a parameter.
+    #[arg(long, default_value_t = 4)]
+    word_threshold: usize,
+    /// Score against the Loghub benchmark in DIR (its settings.json) instead: a table of
+    /// grouping and parsing accuracy per system, with the benchmark's settings and with
+    /// the default configuration.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["input", "output", "state"])]
+    loghub: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -171,7 +209,77 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
         Command::Replay(a) => replay(a).await,
         Command::Validate { dirs } => validate(dirs).await,
         Command::Explain { file } => explain(&file).await,
+        Command::Templates(a) => templates(a),
     }
+}
+
+fn templates(a: TemplatesArgs) -> Result<(), Failure> {
+    use lookout::logs::{file, loghub, Miner, MinerConfig};
+    if let Some(dir) = &a.loghub {
+        let mut rows = Vec::new();
+        for system in loghub::systems(dir).map_err(usage)? {
+            let benchmark = loghub::score(&system, true)?;
+            let default = loghub::score(&system, false)?;
+            rows.push((system.name.clone(), benchmark, default));
+        }
+        if rows.is_empty() {
+            return Err(usage(format!("{}: no Loghub systems found", dir.display())));
+        }
+        print!("{}", loghub::table(&rows));
+        return Ok(());
+    }
+    let input = a.input.as_deref().ok_or_else(|| usage("--input is required"))?;
+    let config = MinerConfig {
+        masks: a
+            .masks
+            .iter()
+            .map(|m| regex::Regex::new(m).map_err(|e| usage(format!("--mask {m:?}: {e}"))))
+            .collect::<Result<_, _>>()?,
+        word_threshold: a.word_threshold.max(2),
+        ..MinerConfig::default()
+    };
+    let options = file::FileOptions {
+        format: a
+            .format
+            .as_deref()
+            .map(lookout::decode::line::LineFormat::parse)
+            .transpose()
+            .map_err(|e| usage(format!("--format: {e}")))?,
+        ..file::FileOptions::default()
+    };
+    let mut miner = match &a.state {
+        Some(p) if p.exists() => Miner::load(config, p).map_err(usage)?,
+        _ => Miner::new(config),
+    };
+    let mut mined = file::mine(input, &options, &mut miner).map_err(|e| usage(format!("{}: {e}", input.display())))?;
+    let after_first = miner.len();
+    for pass in 2..=a.repeat {
+        let before = miner.len();
+        mined = file::mine(input, &options, &mut miner)?;
+        if miner.len() != before || pass == a.repeat {
+            println!(
+                "pass {pass}: {} templates ({:+})",
+                miner.len(),
+                miner.len() as i64 - before as i64
+            );
+        }
+    }
+    if a.repeat > 1 {
+        println!(
+            "{} passes: {} templates after the first, {} after the last",
+            a.repeat,
+            after_first,
+            miner.len()
+        );
+    }
+    if let Some(out) = &a.output {
+        file::write_csv(input, &options, &miner, &mined, out).map_err(|e| format!("{}: {e}", out.display()))?;
+    }
+    if let Some(p) = &a.state {
+        miner.save(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    print!("{}", file::summary(&miner, &mined.counts, a.top));
+    Ok(())
 }
 
 /// Fires on Ctrl-C, SIGTERM, or after `duration`.

@@ -54,6 +54,11 @@ impl LineFormat {
         &self.source
     }
 
+    /// The names of the format's fields, in order.
+    pub fn fields(&self) -> &[String] {
+        &self.fields
+    }
+
     /// The named fields of a line, or `None` when it does not match.
     pub fn split<'a>(&self, line: &'a str) -> Option<Vec<(&str, &'a str)>> {
         let caps = self.regex.captures(line.trim())?;

@@ -3,7 +3,9 @@
 //!
 //! Every stream has an event-time column `ts` (Timestamp, ms, UTC). Fields that a decoder
 //! does not map to a column are kept in `attrs` (logs) or `labels` (metrics, events), a
-//! `Map<Utf8, Utf8>`, so that SQL can read them as `attrs['logger']`.
+//! `Map<Utf8, Utf8>`, so that SQL can read them as `attrs['logger']`. The logs stream's
+//! `template_id`, `template` and `params` are null after decoding and filled by template
+//! mining (`logs::enrich`) before SQL runs.
 
 use std::sync::{Arc, LazyLock};
 
@@ -91,8 +93,20 @@ pub static LOGS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         utf8("message", false),
         utf8("trace_id", true),
         map_field("attrs"),
+        utf8("template_id", true),
+        utf8("template", true),
+        params_field(),
     ]))
 });
+
+/// `params`: a log message's parameters, in order, once its template is mined.
+pub fn params_field() -> Field {
+    Field::new(
+        "params",
+        DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+        true,
+    )
+}
 
 pub static METRICS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
@@ -340,6 +354,9 @@ pub fn logs_batch(rows: &[LogRow]) -> Result<RecordBatch, ArrowError> {
         Arc::new(message.finish()),
         Arc::new(trace.finish()),
         Arc::new(attrs.finish()),
+        arrow::array::new_null_array(&DataType::Utf8, n),
+        arrow::array::new_null_array(&DataType::Utf8, n),
+        arrow::array::new_null_array(params_field().data_type(), n),
     ];
     RecordBatch::try_new(LOGS_SCHEMA.clone(), cols)
 }
