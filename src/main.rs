@@ -121,6 +121,10 @@ struct RunArgs {
     /// Do not print incidents.
     #[arg(long, short)]
     quiet: bool,
+    /// Models and state directory: the log template state is kept in
+    /// MODELS/<pipeline name>/templates.json.
+    #[arg(long, env = "LOOKOUT_MODELS", default_value = "models")]
+    models: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -143,6 +147,10 @@ struct ReplayArgs {
     /// The stream of plain files and stdin (default: guessed from the file name).
     #[arg(long, value_enum)]
     stream: Option<StreamArg>,
+    /// Start from, and save, the log template state in MODELS/<pipeline name>/templates.json
+    /// (default: a fresh miner, nothing saved).
+    #[arg(long)]
+    models: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -314,6 +322,10 @@ fn shutdown_token(duration: Option<f64>) -> CancellationToken {
     token
 }
 
+fn templates_state(models: &Path, cfg: &PipelineConfig) -> PathBuf {
+    models.join(&cfg.spec.name).join("templates.json")
+}
+
 fn load_config(dir: &Path, catalog: Option<&Path>) -> Result<PipelineConfig, Failure> {
     PipelineConfig::load(dir, catalog).map_err(usage)
 }
@@ -329,6 +341,9 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
         .map_err(usage)?;
     }
     let mut processor = Processor::build(&cfg).await.map_err(usage)?;
+    processor
+        .keep_templates_in(&templates_state(&a.models, &cfg))
+        .map_err(usage)?;
     let cancel = shutdown_token(a.duration);
     let broker = if embedded {
         Some(pipeline::embedded::start_broker(&cfg)?)
@@ -412,6 +427,11 @@ async fn replay(a: ReplayArgs) -> Result<(), Failure> {
     });
     let cfg = load_config(&a.pipeline, catalog.as_deref())?;
     let mut processor = Processor::build(&cfg).await.map_err(usage)?;
+    if let Some(models) = &a.models {
+        processor
+            .keep_templates_in(&templates_state(models, &cfg))
+            .map_err(usage)?;
+    }
     let mut source =
         FileSource::open(&a.input, a.stream.map(Stream::from), cfg.spec.batch.max_records).map_err(usage)?;
     let mut paths = BTreeMap::new();

@@ -17,8 +17,10 @@ fn lookout() -> Command {
 
 #[test]
 fn embedded_default_shows_incidents_within_30_seconds() {
+    let models = tempfile::tempdir().unwrap();
     let mut child = lookout()
-        .args(["run", "--duration", "40"])
+        .args(["run", "--duration", "40", "--models"])
+        .arg(models.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -46,6 +48,10 @@ fn embedded_default_shows_incidents_within_30_seconds() {
     assert!(after < Duration::from_secs(30), "first incident after {after:?}");
     assert!(line.contains("inc-"), "{line}");
     assert!(status.success(), "SIGTERM exit: {status:?}");
+    // The log template state is saved on the way out.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(models.path().join("default/templates.json")).unwrap()).unwrap();
+    assert!(!state["templates"].as_array().unwrap().is_empty(), "{state}");
 }
 
 #[test]

@@ -61,6 +61,40 @@ pub struct PipelineToml {
     pub detect: Vec<crate::model::DetectSpec>,
     #[serde(default)]
     pub detection: crate::model::DetectionConfig,
+    #[serde(default)]
+    pub templates: Templates,
+}
+
+/// `[templates]`: log template mining.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Templates {
+    /// Regular expressions whose matches are parameters (a source's known value shapes).
+    #[serde(default)]
+    pub masks: Vec<String>,
+    /// Distinct words at one position before it becomes a parameter.
+    #[serde(default = "default_word_threshold")]
+    pub word_threshold: usize,
+    /// At most this many templates; the least recently seen is evicted past it.
+    #[serde(default = "default_max_templates")]
+    pub max_templates: usize,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Templates {
+            masks: Vec::new(),
+            word_threshold: default_word_threshold(),
+            max_templates: default_max_templates(),
+        }
+    }
+}
+
+fn default_word_threshold() -> usize {
+    4
+}
+fn default_max_templates() -> usize {
+    10_000
 }
 
 /// Input topics and their encodings.
@@ -342,6 +376,7 @@ pub struct PipelineConfig {
     pub catalog: Catalog,
     /// Where the catalog came from, so that a running pipeline can reload it.
     pub catalog_path: Option<PathBuf>,
+    pub miner: crate::logs::MinerConfig,
 }
 
 impl PipelineConfig {
@@ -409,6 +444,23 @@ impl PipelineConfig {
         if spec.batch.max_records == 0 {
             return Err(invalid("batch.max_records must be at least 1".into()));
         }
+        let t = &spec.templates;
+        if t.word_threshold < 2 || t.max_templates == 0 {
+            return Err(invalid(
+                "templates.word_threshold must be at least 2, max_templates at least 1".into(),
+            ));
+        }
+        let miner = crate::logs::MinerConfig {
+            masks: t
+                .masks
+                .iter()
+                .enumerate()
+                .map(|(i, m)| regex::Regex::new(m).map_err(|e| invalid(format!("templates.masks[{i}]: {e}"))))
+                .collect::<Result<_, _>>()?,
+            word_threshold: t.word_threshold,
+            max_templates: t.max_templates,
+            ..crate::logs::MinerConfig::default()
+        };
         let catalog_path = catalog_override
             .map(Path::to_path_buf)
             .or_else(|| spec.catalog.as_ref().map(|c| dir.join(c)));
@@ -422,6 +474,7 @@ impl PipelineConfig {
             decode,
             catalog,
             catalog_path,
+            miner,
         })
     }
 
@@ -480,6 +533,20 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("name services or hosts"));
+    }
+
+    #[test]
+    fn template_masks_are_compiled_at_load() {
+        let err = load("name = \"x\"\n[templates]\nmasks = [\"ok\", \"(\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pipeline.toml") && err.contains("templates.masks[1]"),
+            "{err}"
+        );
+        let c = load("name = \"x\"\n[templates]\nmasks = [\"blk_-?\\\\d+\"]\nword_threshold = 3\n").unwrap();
+        assert_eq!((c.miner.masks.len(), c.miner.word_threshold), (1, 3));
+        assert!(load("name = \"x\"\n[templates]\nword_threshold = 1\n").is_err());
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub(super) struct Scan {
 /// The byte ranges of `text` that the masks match, merged, in order.
 pub(super) fn mask_spans(masks: &[Regex], text: &str, out: &mut Vec<(u32, u32)>) {
     out.clear();
+    if masks.is_empty() {
+        return;
+    }
     for m in masks {
         out.extend(m.find_iter(text).map(|f| (f.start() as u32, f.end() as u32)));
     }
@@ -45,26 +48,35 @@ pub(super) fn mask_spans(masks: &[Regex], text: &str, out: &mut Vec<(u32, u32)>)
 }
 
 /// Punctuation that splits a token into segments.
+const DELIMITERS: &[u8] = b"=:,()[]{}|#@;\"'<>";
+
+/// Byte classes, looked up once per byte on the hot path.
+const DELIMITER: u8 = 1;
+const DIGIT: u8 = 2;
+const SPACE: u8 = 4;
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let spaces = b" \t\n\x0c\r";
+    let mut s = 0;
+    while s < spaces.len() {
+        t[spaces[s] as usize] = SPACE;
+        s += 1;
+    }
+    let mut i = 0;
+    while i < DELIMITERS.len() {
+        t[DELIMITERS[i] as usize] = DELIMITER;
+        i += 1;
+    }
+    let mut d = b'0';
+    while d <= b'9' {
+        t[d as usize] = DIGIT;
+        d += 1;
+    }
+    t
+};
+
 fn is_delimiter(b: u8) -> bool {
-    matches!(
-        b,
-        b'=' | b':'
-            | b','
-            | b'('
-            | b')'
-            | b'['
-            | b']'
-            | b'{'
-            | b'}'
-            | b'|'
-            | b'#'
-            | b'@'
-            | b';'
-            | b'"'
-            | b'\''
-            | b'<'
-            | b'>'
-    )
+    CLASS[b as usize] == DELIMITER
 }
 
 /// Splits `text` into tokens and value segments, and returns the hash of its shape.
@@ -82,7 +94,7 @@ pub(super) fn scan(text: &str, max_tokens: usize, out: &mut Scan) -> u64 {
     let trimmed = text.trim_end().len();
     let mut i = 0;
     while i < trimmed {
-        while bytes[i].is_ascii_whitespace() {
+        while CLASS[bytes[i] as usize] == SPACE {
             i += 1;
         }
         let start = i;
@@ -96,7 +108,7 @@ pub(super) fn scan(text: &str, max_tokens: usize, out: &mut Scan) -> u64 {
                 shape.token(start, i);
             }
         } else {
-            while i < trimmed && !bytes[i].is_ascii_whitespace() {
+            while i < trimmed && CLASS[bytes[i] as usize] != SPACE {
                 i += 1;
             }
             shape.token(start, i);
@@ -158,7 +170,7 @@ impl Shape<'_> {
 
     fn token(&mut self, start: usize, end: usize) {
         let tok = &self.bytes[start..end];
-        if is_hex_address(tok) {
+        if tok.len() >= 7 && is_hex_address(tok) {
             return self.value(start, end);
         }
         let mut i = start;
@@ -175,11 +187,22 @@ impl Shape<'_> {
                 continue;
             }
             let seg_start = i;
-            while i < end && !is_delimiter(self.bytes[i]) {
+            let mut classes = 0;
+            while i < end {
+                let c = CLASS[self.bytes[i] as usize];
+                if c == DELIMITER {
+                    break;
+                }
+                classes |= c;
                 i += 1;
             }
             let seg = &self.bytes[seg_start..i];
             let range = match self.mask_cover(seg_start, i) {
+                // Most segments are words: without a digit only a path or a constant is a
+                // value.
+                Cover::None if classes & DIGIT == 0 => matches!(seg[0], b'/' | b't' | b'f' | b'n' | b'T' | b'F' | b'N')
+                    .then(|| value_range(seg))
+                    .flatten(),
                 Cover::None => value_range(seg),
                 Cover::All => value_range(seg).or(Some((0, seg.len()))),
                 Cover::Part => Some((0, seg.len())),

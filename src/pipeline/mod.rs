@@ -11,14 +11,17 @@
 pub mod embedded;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
 use arrow::array::{Array, RecordBatch, TimestampMillisecondArray};
+use datafusion::logical_expr::ScalarUDF;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Catalog, PipelineConfig};
 use crate::correlate::{self, Correlator};
 use crate::decode::Decoder;
+use crate::logs::{self, LogTemplateUdf, Miner, MinerConfig, SharedMiner};
 use crate::model::SignalDetectors;
 use crate::sink::{Message, Sink, SinkError, Topic};
 use crate::source::file::FileSource;
@@ -44,6 +47,8 @@ pub enum PipelineError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Sql(#[from] SqlError),
+    #[error("saving state: {0}")]
+    State(String),
     #[error("building a batch (a bug): {0}")]
     Arrow(#[from] arrow::error::ArrowError),
 }
@@ -61,11 +66,20 @@ pub struct Stats {
     pub anomalies: u64,
     pub catalog_reloads: u64,
     pub incident_updates: u64,
+    pub template_changes: u64,
 }
+
+/// How often a running pipeline saves its template state.
+const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Decode, SQL and correlation for one pipeline.
 pub struct Processor {
     decoder: Decoder,
+    /// Shared with SQL's `log_template()`; locked by one stage at a time.
+    miner: SharedMiner,
+    miner_config: MinerConfig,
+    /// Where the template state is kept, and when it was last saved.
+    templates_state: Option<(PathBuf, Instant)>,
     sql: SqlEngine,
     detectors: SignalDetectors,
     correlator: Correlator,
@@ -77,9 +91,16 @@ pub struct Processor {
 
 impl Processor {
     pub async fn build(cfg: &PipelineConfig) -> Result<Processor, BuildError> {
-        let sql = SqlEngine::load(&cfg.dir, &cfg.catalog).await.map_err(BuildError::Sql)?;
+        let miner: SharedMiner = Arc::new(Mutex::new(Miner::new(cfg.miner.clone())));
+        let functions = vec![ScalarUDF::new_from_impl(LogTemplateUdf::new(miner.clone()))];
+        let sql = SqlEngine::load(&cfg.dir, &cfg.catalog, functions)
+            .await
+            .map_err(BuildError::Sql)?;
         Ok(Processor {
             decoder: Decoder::new(cfg.decode.clone()),
+            miner,
+            miner_config: cfg.miner.clone(),
+            templates_state: None,
             sql,
             detectors: SignalDetectors::new(&cfg.spec.detect, cfg.spec.detection.clone()),
             correlator: Correlator::new(cfg.spec.correlation.clone(), cfg.catalog.clone()),
@@ -98,6 +119,32 @@ impl Processor {
 
     pub fn correlator(&self) -> &Correlator {
         &self.correlator
+    }
+
+    pub fn miner(&self) -> MutexGuard<'_, Miner> {
+        self.miner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps the template state in `path`: starts from it when it exists (template ids
+    /// carry over restarts), saves it every minute and when the pipeline stops. A file
+    /// that is not a template state fails here, at start.
+    pub fn keep_templates_in(&mut self, path: &Path) -> Result<(), String> {
+        if path.exists() {
+            let restored = Miner::load(self.miner_config.clone(), path)?;
+            tracing::info!(file = %path.display(), templates = restored.len(), "log templates restored");
+            *self.miner() = restored;
+        }
+        self.templates_state = Some((path.to_path_buf(), Instant::now()));
+        Ok(())
+    }
+
+    /// Saves what must outlive the process (the template state).
+    pub fn save_state(&mut self) -> std::io::Result<()> {
+        if let Some((path, saved)) = &mut self.templates_state {
+            self.miner.lock().unwrap_or_else(|e| e.into_inner()).save(path)?;
+            *saved = Instant::now();
+        }
+        Ok(())
     }
 
     /// Processes one batch of records into the messages to publish.
@@ -125,7 +172,24 @@ impl Processor {
 
     pub async fn process(&mut self, records: &[RawRecord]) -> Result<Vec<Message>, PipelineError> {
         self.reload_catalog().await;
-        let d = self.decoder.decode(records)?;
+        let mut d = self.decoder.decode(records)?;
+        if d.logs.num_rows() > 0 {
+            let (logs, changes) = logs::enrich(&mut self.miner(), &d.logs)?;
+            d.logs = logs;
+            self.stats.template_changes += changes.len() as u64;
+            for c in &changes {
+                tracing::debug!(change = ?c, "log templates changed");
+            }
+        }
+        if self
+            .templates_state
+            .as_ref()
+            .is_some_and(|(_, at)| at.elapsed() >= SAVE_EVERY)
+        {
+            if let Err(e) = self.save_state() {
+                tracing::warn!(error = %e, "log template state not saved; will retry");
+            }
+        }
         self.stats.batches += 1;
         self.stats.records_in += records.len() as u64;
         self.stats.logs += d.logs.num_rows() as u64;
@@ -216,6 +280,9 @@ pub async fn run_kafka(
     .await;
     source.commit();
     sink.close().await?;
+    processor
+        .save_state()
+        .map_err(|e| PipelineError::State(e.to_string()))?;
     result.map(|_| processor.stats)
 }
 
@@ -234,6 +301,9 @@ pub async fn replay(
         }
     }
     sink.close().await?;
+    processor
+        .save_state()
+        .map_err(|e| PipelineError::State(e.to_string()))?;
     Ok(processor.stats)
 }
 

@@ -18,7 +18,7 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::util::display::array_value_to_string;
 use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::MemTable;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 pub use file::{FileError, FileKind, Header, SqlFile};
@@ -56,7 +56,8 @@ pub struct SqlEngine {
 impl SqlEngine {
     /// Reads and plans every `*.sql` file in `dir` (sorted by name). Every problem found
     /// is returned, not only the first.
-    pub async fn load(dir: &Path, catalog: &Catalog) -> Result<SqlEngine, Vec<FileError>> {
+    /// `functions` are registered before planning (the pipeline's `log_template`).
+    pub async fn load(dir: &Path, catalog: &Catalog, functions: Vec<ScalarUDF>) -> Result<SqlEngine, Vec<FileError>> {
         let mut paths: Vec<_> = std::fs::read_dir(dir)
             .map_err(|e| {
                 vec![FileError {
@@ -82,12 +83,19 @@ impl SqlEngine {
         if !errors.is_empty() {
             return Err(errors);
         }
-        SqlEngine::plan(files, catalog).await
+        SqlEngine::plan(files, catalog, functions).await
     }
 
     /// Plans parsed files.
-    pub async fn plan(files: Vec<SqlFile>, catalog: &Catalog) -> Result<SqlEngine, Vec<FileError>> {
+    pub async fn plan(
+        files: Vec<SqlFile>,
+        catalog: &Catalog,
+        functions: Vec<ScalarUDF>,
+    ) -> Result<SqlEngine, Vec<FileError>> {
         let ctx = SessionContext::new();
+        for f in functions {
+            ctx.register_udf(f);
+        }
         let mut inputs = Vec::new();
         for s in Stream::ALL {
             let t = Arc::new(MemTable::try_new(s.schema(), vec![vec![]]).expect("schema with one empty partition"));
@@ -518,7 +526,7 @@ mod tests {
     }
 
     async fn plan(files: Vec<SqlFile>) -> Result<SqlEngine, Vec<FileError>> {
-        SqlEngine::plan(files, &Catalog::default()).await
+        SqlEngine::plan(files, &Catalog::default(), Vec::new()).await
     }
 
     fn log(service: &str, level: Level, msg: &str) -> LogRow {
