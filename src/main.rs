@@ -55,6 +55,34 @@ enum Command {
     /// Mine the templates of one log file: a structured CSV (Loghub's shape) and a summary;
     /// or, with --loghub, score the miner on the Loghub benchmark.
     Templates(TemplatesArgs),
+    /// Fit a pipeline's models from recorded input into MODELS/<pipeline name>/: the log
+    /// template state and the log-pattern model (k-means on template counts per minute).
+    Train(TrainArgs),
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Pipeline directory.
+    #[arg(long, default_value = "pipelines/default")]
+    pipeline: PathBuf,
+    /// Files or directories (logs.jsonl, metrics.jsonl, events.jsonl), as for replay.
+    #[arg(long, required = true, num_args = 1..)]
+    input: Vec<PathBuf>,
+    /// Train on event times from this one (RFC 3339 or epoch).
+    #[arg(long)]
+    since: Option<String>,
+    /// Train on event times before this one (RFC 3339 or epoch).
+    #[arg(long)]
+    until: Option<String>,
+    /// Models directory.
+    #[arg(long, env = "LOOKOUT_MODELS", default_value = "models")]
+    models: PathBuf,
+    /// Window of the log-pattern model, seconds.
+    #[arg(long, default_value_t = 60)]
+    window_s: u64,
+    /// Clusters of the log-pattern model, at most.
+    #[arg(long, default_value_t = 4)]
+    clusters: usize,
 }
 
 #[derive(clap::Args)]
@@ -218,7 +246,62 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
         Command::Validate { dirs } => validate(dirs).await,
         Command::Explain { file } => explain(&file).await,
         Command::Templates(a) => templates(a),
+        Command::Train(a) => train(a),
     }
+}
+
+fn train(a: TrainArgs) -> Result<(), Failure> {
+    use lookout::logs::patterns::PatternParams;
+    use lookout::pipeline::train::{self, TrainInput};
+    let cfg = load_config(&a.pipeline, None)?;
+    let time = |t: &Option<String>, flag: &str| -> Result<Option<i64>, Failure> {
+        t.as_deref()
+            .map(|s| lookout::decode::time::parse_str(s).ok_or_else(|| usage(format!("{flag} {s:?} is not a time"))))
+            .transpose()
+    };
+    let input = TrainInput {
+        paths: &a.input,
+        since: time(&a.since, "--since")?,
+        until: time(&a.until, "--until")?,
+    };
+    if a.window_s == 0 || a.clusters == 0 {
+        return Err(usage("--window-s and --clusters must be at least 1"));
+    }
+    let params = PatternParams {
+        window_s: a.window_s,
+        k: a.clusters,
+        ..PatternParams::default()
+    };
+    let dir = a.models.join(&cfg.spec.name);
+    let trained = train::train(&cfg, &input, &dir, params, |records, logs, templates| {
+        eprintln!("read {records} records ({logs} log lines), {templates} templates");
+    })
+    .map_err(usage)?;
+    let m = &trained.model.manifest;
+    println!(
+        "trained on {} records, log lines from {} to {}: {} templates, {} services, {} windows, {:.2}% of training windows over threshold",
+        trained.records,
+        m.data_from,
+        m.data_to,
+        trained.templates,
+        m.evaluation.services,
+        m.evaluation.windows,
+        m.evaluation.train_exceed_rate * 100.0
+    );
+    for (service, s) in &trained.model.services {
+        println!(
+            "  {service:<24} {} windows, {} clusters, threshold {:.2}",
+            s.windows,
+            s.centroids.len(),
+            s.threshold
+        );
+    }
+    println!(
+        "wrote {} and {}",
+        trained.templates_path.display(),
+        trained.model_path.display()
+    );
+    Ok(())
 }
 
 fn templates(a: TemplatesArgs) -> Result<(), Failure> {
@@ -322,10 +405,6 @@ fn shutdown_token(duration: Option<f64>) -> CancellationToken {
     token
 }
 
-fn templates_state(models: &Path, cfg: &PipelineConfig) -> PathBuf {
-    models.join(&cfg.spec.name).join("templates.json")
-}
-
 fn load_config(dir: &Path, catalog: Option<&Path>) -> Result<PipelineConfig, Failure> {
     PipelineConfig::load(dir, catalog).map_err(usage)
 }
@@ -341,9 +420,7 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
         .map_err(usage)?;
     }
     let mut processor = Processor::build(&cfg).await.map_err(usage)?;
-    processor
-        .keep_templates_in(&templates_state(&a.models, &cfg))
-        .map_err(usage)?;
+    processor.use_models(&a.models.join(&cfg.spec.name)).map_err(usage)?;
     let cancel = shutdown_token(a.duration);
     let broker = if embedded {
         Some(pipeline::embedded::start_broker(&cfg)?)
@@ -428,9 +505,7 @@ async fn replay(a: ReplayArgs) -> Result<(), Failure> {
     let cfg = load_config(&a.pipeline, catalog.as_deref())?;
     let mut processor = Processor::build(&cfg).await.map_err(usage)?;
     if let Some(models) = &a.models {
-        processor
-            .keep_templates_in(&templates_state(models, &cfg))
-            .map_err(usage)?;
+        processor.use_models(&models.join(&cfg.spec.name)).map_err(usage)?;
     }
     let mut source =
         FileSource::open(&a.input, a.stream.map(Stream::from), cfg.spec.batch.max_records).map_err(usage)?;
@@ -440,20 +515,24 @@ async fn replay(a: ReplayArgs) -> Result<(), Failure> {
         .dead_letters
         .clone()
         .unwrap_or_else(|| sibling(&a.output, "dead-letters"));
+    let anomalies = sibling(&a.output, "anomalies");
     if a.output != Path::new("-") {
         paths.insert(Topic::DeadLetters, dead.clone());
+        paths.insert(Topic::Anomalies, anomalies.clone());
     }
     let mut sink = Sink::Files(sink::file::FileSink::new(&paths)?);
     let started = std::time::Instant::now();
     let stats = pipeline::replay(&mut processor, &mut source, &mut sink, &mut |_| {}).await?;
     eprintln!(
-        "replayed {} records ({} logs, {} metrics, {} events) in {:.1} s: {} incident updates, {} dead letters ({})",
+        "replayed {} records ({} logs, {} metrics, {} events) in {:.1} s: {} incident updates, {} anomalies ({}), {} dead letters ({})",
         stats.records_in,
         stats.logs,
         stats.metrics,
         stats.events,
         started.elapsed().as_secs_f64(),
         stats.incident_updates,
+        stats.anomalies,
+        anomalies.display(),
         stats.dead_letters,
         dead.display()
     );

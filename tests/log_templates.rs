@@ -81,14 +81,15 @@ async fn sql_sees_templates_and_params() {
 #[tokio::test]
 async fn template_ids_survive_a_restart_through_the_saved_state() {
     let dir = pipeline();
-    let state = dir.path().join("models/templates.json");
+    let models = dir.path().join("models");
+    let state = models.join("templates.json");
     let cfg = PipelineConfig::load(dir.path(), None).unwrap();
     let users = ["ann", "ben", "cid", "dan"];
     let lines: Vec<String> = users.iter().map(|u| format!("login failed for user {u}")).collect();
     let batch: Vec<(&str, &str)> = lines.iter().map(|l| ("auth", l.as_str())).collect();
 
     let mut first = Processor::build(&cfg).await.unwrap();
-    first.keep_templates_in(&state).unwrap();
+    first.use_models(&models).unwrap();
     first.process(&logs(&batch)).await.unwrap();
     first.save_state().unwrap();
     let before: Vec<(u64, String)> = first.miner().templates().map(|t| (t.id, t.text())).collect();
@@ -96,7 +97,7 @@ async fn template_ids_survive_a_restart_through_the_saved_state() {
     assert_eq!(before[0].1, "login failed for user <*>");
 
     let mut second = Processor::build(&cfg).await.unwrap();
-    second.keep_templates_in(&state).unwrap();
+    second.use_models(&models).unwrap();
     second
         .process(&logs(&[("auth", "login failed for user eve")]))
         .await
@@ -106,7 +107,7 @@ async fn template_ids_survive_a_restart_through_the_saved_state() {
 
     std::fs::write(&state, b"garbage").unwrap();
     let mut third = Processor::build(&cfg).await.unwrap();
-    let err = third.keep_templates_in(&state).unwrap_err();
+    let err = third.use_models(&models).unwrap_err();
     assert!(
         err.contains("templates.json"),
         "a corrupt state fails at start and names the file: {err}"

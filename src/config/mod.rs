@@ -63,6 +63,8 @@ pub struct PipelineToml {
     pub detection: crate::model::DetectionConfig,
     #[serde(default)]
     pub templates: Templates,
+    #[serde(default)]
+    pub log_anomalies: crate::logs::LogAnomalyConfig,
 }
 
 /// `[templates]`: log template mining.

@@ -55,6 +55,8 @@ pub struct CorrelationStats {
     pub suppressed_maintenance: u64,
     /// Fingerprints seen on two different targets (kept apart as two alerts).
     pub fingerprint_clashes: u64,
+    /// Evidence (role `evidence`) that found no incident to join.
+    pub evidence_unattached: u64,
 }
 
 /// A maintenance window in force (from config or from an announcement event).
@@ -258,7 +260,13 @@ impl Correlator {
             self.stats.resolves_without_firing += 1;
             return None;
         }
+        let evidence = a.source == "anomaly" && a.label("role") == Some("evidence");
         let id = match self.best_incident(&a) {
+            None if evidence => {
+                // Evidence explains trouble; it does not start any.
+                self.stats.evidence_unattached += 1;
+                return None;
+            }
             Some((id, join)) => {
                 let inc = self.incidents.get_mut(&id)?;
                 inc.note(a.ts, "alert_joined", format!("{} joined ({})", a.title, join.rule));

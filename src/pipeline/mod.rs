@@ -9,7 +9,9 @@
 //! `replay` drive directly; [`run_kafka`] and [`replay`] add sources, sinks, shutdown.
 
 pub mod embedded;
+pub mod train;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
@@ -21,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Catalog, PipelineConfig};
 use crate::correlate::{self, Correlator};
 use crate::decode::Decoder;
-use crate::logs::{self, LogTemplateUdf, Miner, MinerConfig, SharedMiner};
-use crate::model::SignalDetectors;
+use crate::logs::patterns::PatternModel;
+use crate::logs::{self, LogAnomalies, LogTemplateUdf, Miner, MinerConfig, SharedMiner, TemplateChange};
+use crate::model::{Detections, SignalDetectors};
 use crate::sink::{Message, Sink, SinkError, Topic};
 use crate::source::file::FileSource;
 use crate::source::kafka::KafkaSource;
@@ -67,6 +70,7 @@ pub struct Stats {
     pub catalog_reloads: u64,
     pub incident_updates: u64,
     pub template_changes: u64,
+    pub model_reloads: u64,
 }
 
 /// How often a running pipeline saves its template state.
@@ -80,6 +84,9 @@ pub struct Processor {
     miner_config: MinerConfig,
     /// Where the template state is kept, and when it was last saved.
     templates_state: Option<(PathBuf, Instant)>,
+    log_anomalies: LogAnomalies,
+    /// The log-pattern model file and its modification time, checked on every batch.
+    model_watch: Option<(PathBuf, Option<SystemTime>)>,
     sql: SqlEngine,
     detectors: SignalDetectors,
     correlator: Correlator,
@@ -101,6 +108,8 @@ impl Processor {
             miner,
             miner_config: cfg.miner.clone(),
             templates_state: None,
+            log_anomalies: LogAnomalies::new(cfg.spec.log_anomalies.clone()),
+            model_watch: None,
             sql,
             detectors: SignalDetectors::new(&cfg.spec.detect, cfg.spec.detection.clone()),
             correlator: Correlator::new(cfg.spec.correlation.clone(), cfg.catalog.clone()),
@@ -125,17 +134,57 @@ impl Processor {
         self.miner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Keeps the template state in `path`: starts from it when it exists (template ids
-    /// carry over restarts), saves it every minute and when the pipeline stops. A file
-    /// that is not a template state fails here, at start.
-    pub fn keep_templates_in(&mut self, path: &Path) -> Result<(), String> {
-        if path.exists() {
-            let restored = Miner::load(self.miner_config.clone(), path)?;
-            tracing::info!(file = %path.display(), templates = restored.len(), "log templates restored");
+    /// Uses a pipeline's models directory (`models/<pipeline>`): starts template mining
+    /// from `templates.json` when it exists (template ids carry over restarts) and saves
+    /// it every minute and when the pipeline stops; loads the log-pattern model
+    /// `log_patterns.json` when it exists, and reloads it when the file changes (a bad
+    /// replacement keeps the model in use and says why). A file that is not what it
+    /// should be fails here, at start.
+    pub fn use_models(&mut self, dir: &Path) -> Result<(), String> {
+        let state = dir.join("templates.json");
+        if state.exists() {
+            let restored = Miner::load(self.miner_config.clone(), &state)?;
+            tracing::info!(file = %state.display(), templates = restored.len(), "log templates restored");
             *self.miner() = restored;
+            self.log_anomalies.skip_warmup();
         }
-        self.templates_state = Some((path.to_path_buf(), Instant::now()));
+        self.templates_state = Some((state.clone(), Instant::now()));
+        let model = dir.join("log_patterns.json");
+        if model.exists() {
+            if !state.exists() {
+                return Err(format!(
+                    "{}: the model's template ids come from {}, which is missing; run `lookout train` again",
+                    model.display(),
+                    state.display()
+                ));
+            }
+            self.log_anomalies.set_model(Some(PatternModel::load(&model)?));
+        }
+        self.model_watch = Some((model.clone(), modified(&model)));
         Ok(())
+    }
+
+    /// Reloads the log-pattern model when its file changed.
+    fn reload_models(&mut self) {
+        let Some((path, seen)) = &mut self.model_watch else {
+            return;
+        };
+        let now = modified(path);
+        if now == *seen {
+            return;
+        }
+        *seen = now;
+        if !path.exists() {
+            return;
+        }
+        match PatternModel::load(path) {
+            Ok(m) => {
+                tracing::info!(file = %path.display(), services = m.services.len(), "log-pattern model reloaded");
+                self.log_anomalies.set_model(Some(m));
+                self.stats.model_reloads += 1;
+            }
+            Err(e) => tracing::warn!(error = %e, "log-pattern model not reloaded; keeping the one in use"),
+        }
     }
 
     /// Saves what must outlive the process (the template state).
@@ -172,14 +221,21 @@ impl Processor {
 
     pub async fn process(&mut self, records: &[RawRecord]) -> Result<Vec<Message>, PipelineError> {
         self.reload_catalog().await;
+        self.reload_models();
         let mut d = self.decoder.decode(records)?;
+        let mut log_detections = Detections::default();
         if d.logs.num_rows() > 0 {
             let (logs, changes) = logs::enrich(&mut self.miner(), &d.logs)?;
             d.logs = logs;
             self.stats.template_changes += changes.len() as u64;
+            let mut created = HashSet::new();
             for c in &changes {
                 tracing::debug!(change = ?c, "log templates changed");
+                if let TemplateChange::Created { id } = c {
+                    created.insert(format!("{id:016x}"));
+                }
             }
+            log_detections = self.log_anomalies.observe(&d.logs, &created);
         }
         if self
             .templates_state
@@ -207,7 +263,9 @@ impl Processor {
             Vec::new()
         };
         self.stats.rule_alerts += alerts.len() as u64;
-        let detections = self.detectors.observe(&d.logs, &d.metrics);
+        let mut detections = self.detectors.observe(&d.logs, &d.metrics);
+        detections.alerts.append(&mut log_detections.alerts);
+        detections.anomalies.append(&mut log_detections.anomalies);
         self.stats.anomalies += detections.anomalies.len() as u64;
         alerts.extend(detections.alerts);
         let (external, changes) = correlate::alert::from_events(&d.events);

@@ -1,0 +1,437 @@
+//! Log anomalies, from the templates of the logs batch: published to the anomalies topic
+//! and handed to correlation as alerts (source `anomaly`). Their `role` is `evidence` by
+//! default: they join an incident of their service, to say what the logs did, but never
+//! open or confirm one (a new template alone is weak evidence, and in the scenarios
+//! letting it open incidents split real ones); `role = "symptom"` makes them count as
+//! symptoms like metric anomalies.
+//!
+//! - **New template** after warm-up: a message unlike any seen before. Warning when the
+//!   line is WARN or worse, else info (published, but info alerts open no incident). One
+//!   anomaly per template, one alert per service (repeated per new template).
+//! - **Burst of a rare template**: in a closed one-minute window, a (service, template)
+//!   seen at least `burst_min` times and `burst_factor` times its usual rate (an
+//!   exponentially weighted mean over about an hour of windows).
+//! - **Unusual mix** ([`super::patterns`]): a service's window of template counts far
+//!   from every normal mix the trained model knows; an episode fires while it lasts and
+//!   resolves on the first normal window.
+//!
+//! Windows close when event time passes their end plus 30 s. Warm-up is `warmup_s` of
+//! event time, or none when the templates came from a saved state. State is bounded:
+//! at most `max_keys` (service, template) rates; keys past it are counted and ignored.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use arrow::array::{Array, AsArray, RecordBatch, StringArray, TimestampMillisecondArray};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::patterns::PatternModel;
+use crate::correlate::alert::derived_fingerprint;
+use crate::correlate::Alert;
+use crate::decode::time::format_ms;
+use crate::decode::{Severity, Status};
+use crate::model::Detections;
+
+const WINDOW_MS: i64 = 60_000;
+const GRACE_MS: i64 = 30_000;
+/// Weight of the newest window in a template's usual rate: about an hour of memory.
+const ALPHA: f64 = 1.0 / 60.0;
+
+/// `[log_anomalies]` in pipeline.toml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogAnomalyConfig {
+    #[serde(default = "yes")]
+    pub new_templates: bool,
+    #[serde(default = "default_warmup")]
+    pub warmup_s: u64,
+    #[serde(default = "default_burst_min")]
+    pub burst_min: u64,
+    #[serde(default = "default_burst_factor")]
+    pub burst_factor: f64,
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
+    /// `evidence` (default) or `symptom`: what the alerts are to correlation.
+    #[serde(default = "default_role")]
+    pub role: LogAnomalyRole,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogAnomalyRole {
+    Evidence,
+    Symptom,
+}
+
+fn default_role() -> LogAnomalyRole {
+    LogAnomalyRole::Evidence
+}
+
+impl Default for LogAnomalyConfig {
+    fn default() -> Self {
+        LogAnomalyConfig {
+            new_templates: true,
+            warmup_s: default_warmup(),
+            burst_min: default_burst_min(),
+            burst_factor: default_burst_factor(),
+            max_keys: default_max_keys(),
+            role: default_role(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_warmup() -> u64 {
+    3600
+}
+fn default_burst_min() -> u64 {
+    10
+}
+fn default_burst_factor() -> f64 {
+    10.0
+}
+fn default_max_keys() -> usize {
+    100_000
+}
+
+#[derive(Default)]
+struct Seen {
+    count: u64,
+    template: String,
+}
+
+struct Rate {
+    mean: f64,
+    window: i64,
+}
+
+pub struct LogAnomalies {
+    cfg: LogAnomalyConfig,
+    first_ts: Option<i64>,
+    warm: bool,
+    watermark: i64,
+    /// Open windows: start → (service, template id) → count and template.
+    windows: BTreeMap<i64, HashMap<(String, String), Seen>>,
+    rates: HashMap<(String, String), Rate>,
+    model: Option<PatternModel>,
+    /// Open unusual-mix episodes: service → fingerprint.
+    episodes: HashMap<String, String>,
+    pub dropped_keys: u64,
+}
+
+struct Cols<'a> {
+    ts: &'a TimestampMillisecondArray,
+    service: &'a StringArray,
+    host: &'a StringArray,
+    level: &'a StringArray,
+    id: &'a StringArray,
+    template: &'a StringArray,
+}
+
+impl<'a> Cols<'a> {
+    fn of(b: &'a RecordBatch) -> Option<Cols<'a>> {
+        let s = |n: &str| b.column_by_name(n).and_then(|c| c.as_string_opt::<i32>());
+        Some(Cols {
+            ts: b.column_by_name("ts")?.as_any().downcast_ref()?,
+            service: s("service")?,
+            host: s("host")?,
+            level: s("level")?,
+            id: s("template_id")?,
+            template: s("template")?,
+        })
+    }
+}
+
+impl LogAnomalies {
+    pub fn new(cfg: LogAnomalyConfig) -> LogAnomalies {
+        LogAnomalies {
+            cfg,
+            first_ts: None,
+            warm: false,
+            watermark: i64::MIN,
+            windows: BTreeMap::new(),
+            rates: HashMap::new(),
+            model: None,
+            episodes: HashMap::new(),
+            dropped_keys: 0,
+        }
+    }
+
+    /// Templates restored from a saved state: what is new is new now.
+    pub fn skip_warmup(&mut self) {
+        self.warm = true;
+    }
+
+    pub fn set_model(&mut self, model: Option<PatternModel>) {
+        self.model = model;
+    }
+
+    pub fn model(&self) -> Option<&PatternModel> {
+        self.model.as_ref()
+    }
+
+    fn warm_at(&self, ts: i64) -> bool {
+        self.warm || self.first_ts.is_some_and(|f| ts >= f + self.cfg.warmup_s as i64 * 1000)
+    }
+
+    /// Looks at an enriched logs batch; `created` holds the ids (hex) of templates that
+    /// mining it created.
+    pub fn observe(&mut self, logs: &RecordBatch, created: &HashSet<String>) -> Detections {
+        let mut out = Detections::default();
+        let Some(c) = Cols::of(logs) else { return out };
+        let mut reported: HashSet<&str> = HashSet::new();
+        for i in 0..logs.num_rows() {
+            if c.id.is_null(i) {
+                continue;
+            }
+            let (ts, service, id) = (c.ts.value(i), c.service.value(i), c.id.value(i));
+            self.first_ts.get_or_insert(ts);
+            self.watermark = self.watermark.max(ts);
+            let template = c.template.value(i);
+            if self.cfg.new_templates && created.contains(id) && self.warm_at(ts) && reported.insert(id) {
+                let host = (!c.host.is_null(i)).then(|| c.host.value(i));
+                self.new_template(ts, service, host, c.level.value(i), id, template, &mut out);
+            }
+            let start = ts - ts.rem_euclid(WINDOW_MS);
+            if start + WINDOW_MS + GRACE_MS <= self.watermark {
+                continue; // its window has closed
+            }
+            let seen = self
+                .windows
+                .entry(start)
+                .or_default()
+                .entry((service.to_string(), id.to_string()))
+                .or_default();
+            seen.count += 1;
+            if seen.template.is_empty() {
+                seen.template = template.to_string();
+            }
+        }
+        self.close_windows(&mut out);
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_template(
+        &self,
+        ts: i64,
+        service: &str,
+        host: Option<&str>,
+        level: &str,
+        id: &str,
+        template: &str,
+        out: &mut Detections,
+    ) {
+        // One anomaly per template; one alert per service, repeated for each new template
+        // (its count says how many), so that an incident does not fill up with them.
+        let fingerprint = derived_fingerprint(&["log-new-template", service, id]);
+        let alert_fingerprint = derived_fingerprint(&["log-new-template", service]);
+        let severity = if matches!(level, "WARN" | "ERROR" | "FATAL") {
+            Severity::Warning
+        } else {
+            Severity::Info
+        };
+        out.anomalies.push(json!({
+            "schema": "lookout.anomaly.v1",
+            "ts": format_ms(ts),
+            "signal": "log_template",
+            "kind": "new_template",
+            "series": {"service": service, "host": host},
+            "template_id": id,
+            "template": template,
+            "level": level,
+            "value": 1,
+            "score": 1.0,
+            "role": role_name(self.cfg.role),
+            "model": "new-template",
+            "fingerprint": fingerprint,
+        }));
+        out.alerts.push(alert(
+            self.cfg.role,
+            alert_fingerprint,
+            service,
+            severity,
+            Status::Firing,
+            format!("new log template on {service}: {template}"),
+            ts,
+            &[("template_id", id), ("kind", "new_template")],
+        ));
+    }
+
+    fn close_windows(&mut self, out: &mut Detections) {
+        while let Some((&start, _)) = self.windows.first_key_value() {
+            if start + WINDOW_MS + GRACE_MS > self.watermark {
+                break;
+            }
+            let window = self.windows.remove(&start).unwrap_or_default();
+            let end = start + WINDOW_MS;
+            let warm = self.warm_at(end);
+            for ((service, id), seen) in &window {
+                self.burst(start, end, warm, service, id, seen, out);
+            }
+            if self.model.is_some() {
+                self.score_mix(end, &window, out);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn burst(&mut self, start: i64, end: i64, warm: bool, service: &str, id: &str, seen: &Seen, out: &mut Detections) {
+        let key = (service.to_string(), id.to_string());
+        if !self.rates.contains_key(&key) && self.rates.len() >= self.cfg.max_keys {
+            self.dropped_keys += 1;
+            return;
+        }
+        let rate = self.rates.entry(key).or_insert(Rate {
+            mean: 0.0,
+            window: start,
+        });
+        // Windows without the template since the last one count as zeros.
+        let gap = ((start - rate.window) / WINDOW_MS).max(0) as i32;
+        let usual = rate.mean * (1.0 - ALPHA).powi(gap);
+        let n = seen.count as f64;
+        if warm && seen.count >= self.cfg.burst_min && n >= self.cfg.burst_factor * usual.max(0.1) {
+            let fingerprint = derived_fingerprint(&["log-burst", service, id]);
+            out.anomalies.push(json!({
+                "schema": "lookout.anomaly.v1",
+                "ts": format_ms(end),
+                "signal": "log_template_rate",
+                "kind": "burst",
+                "series": {"service": service, "host": null},
+                "template_id": id,
+                "template": seen.template,
+                "value": seen.count,
+                "expected": {"per_minute": (usual * 1000.0).round() / 1000.0},
+                "score": (1.0 - usual / n).clamp(0.0, 1.0),
+                "role": role_name(self.cfg.role),
+                "model": "template-burst",
+                "fingerprint": fingerprint,
+            }));
+            out.alerts.push(alert(
+                self.cfg.role,
+                fingerprint,
+                service,
+                Severity::Warning,
+                Status::Firing,
+                format!(
+                    "burst of a rare log template on {service}: {} x {} in a minute (usually {usual:.1})",
+                    seen.count, seen.template
+                ),
+                end,
+                &[("template_id", id), ("kind", "burst")],
+            ));
+        }
+        rate.mean = ALPHA * n + (1.0 - ALPHA) * usual;
+        rate.window = start;
+    }
+
+    fn score_mix(&mut self, end: i64, window: &HashMap<(String, String), Seen>, out: &mut Detections) {
+        let Some(model) = &self.model else { return };
+        let mut by_service: HashMap<&str, HashMap<String, u64>> = HashMap::new();
+        let mut texts: HashMap<&str, &str> = HashMap::new();
+        for ((service, id), seen) in window {
+            by_service.entry(service).or_default().insert(id.clone(), seen.count);
+            texts.insert(id, &seen.template);
+        }
+        let empty = HashMap::new();
+        for (service, normal) in &model.services {
+            let score = normal.score(by_service.get(service.as_str()).unwrap_or(&empty));
+            let unusual = score.distance > score.threshold;
+            match (unusual, self.episodes.get(service).cloned()) {
+                (true, episode) => {
+                    let fingerprint =
+                        episode.unwrap_or_else(|| derived_fingerprint(&["log-pattern", service, &end.to_string()]));
+                    let moved: Vec<String> = score
+                        .movers
+                        .iter()
+                        .map(|(id, n)| format!("{n} x {}", texts.get(id.as_str()).copied().unwrap_or(id)))
+                        .collect();
+                    if !self.episodes.contains_key(service) {
+                        out.anomalies.push(json!({
+                            "schema": "lookout.anomaly.v1",
+                            "ts": format_ms(end),
+                            "signal": "log_pattern",
+                            "kind": "unusual_mix",
+                            "series": {"service": service, "host": null},
+                            "value": (score.distance * 1000.0).round() / 1000.0,
+                            "expected": {"high": (score.threshold * 1000.0).round() / 1000.0},
+                            "score": (1.0 - score.threshold / score.distance).clamp(0.0, 1.0),
+                            "moved": moved,
+                            "role": role_name(self.cfg.role),
+                            "model": super::patterns::KIND,
+                            "fingerprint": fingerprint,
+                        }));
+                        self.episodes.insert(service.clone(), fingerprint.clone());
+                    }
+                    out.alerts.push(alert(
+                        self.cfg.role,
+                        fingerprint,
+                        service,
+                        Severity::Warning,
+                        Status::Firing,
+                        format!(
+                            "unusual log mix on {service}: distance {:.2} over {:.2}; moved: {}",
+                            score.distance,
+                            score.threshold,
+                            moved.join("; ")
+                        ),
+                        end,
+                        &[("kind", "unusual_mix")],
+                    ));
+                }
+                (false, Some(fingerprint)) => {
+                    self.episodes.remove(service);
+                    out.alerts.push(alert(
+                        self.cfg.role,
+                        fingerprint,
+                        service,
+                        Severity::Warning,
+                        Status::Resolved,
+                        format!("log mix back to normal on {service}"),
+                        end,
+                        &[("kind", "unusual_mix")],
+                    ));
+                }
+                (false, None) => {}
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn alert(
+    role: LogAnomalyRole,
+    fingerprint: String,
+    service: &str,
+    severity: Severity,
+    status: Status,
+    title: String,
+    ts: i64,
+    labels: &[(&str, &str)],
+) -> Alert {
+    let mut all = vec![
+        ("role".to_string(), role_name(role).to_string()),
+        ("metric".to_string(), "log_template".to_string()),
+    ];
+    all.extend(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Alert {
+        fingerprint,
+        source: "anomaly".into(),
+        service: Some(service.to_string()),
+        host: None,
+        severity,
+        status,
+        title,
+        ts,
+        labels: all,
+    }
+}
+
+fn role_name(role: LogAnomalyRole) -> &'static str {
+    match role {
+        LogAnomalyRole::Evidence => "evidence",
+        LogAnomalyRole::Symptom => "symptom",
+    }
+}
