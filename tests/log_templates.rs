@@ -113,3 +113,134 @@ async fn template_ids_survive_a_restart_through_the_saved_state() {
         "a corrupt state fails at start and names the file: {err}"
     );
 }
+
+fn lookout(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn train_writes_models_that_replay_uses_and_bad_models_fail_at_start() {
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/scenarios");
+    if !shared.is_dir() {
+        eprintln!("SKIPPED: ../shared/data is not beside the repository");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let models = tmp.path().join("models");
+    let m = models.to_str().unwrap();
+    let (code, out, err) = lookout(&[
+        "train",
+        "--input",
+        shared.join("public-1").to_str().unwrap(),
+        "--models",
+        m,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("trained on 270666 records"), "{out}");
+    assert!(err.contains("read 270666 records"), "progress is shown: {err}");
+    let model: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(models.join("default/log_patterns.json")).unwrap()).unwrap();
+    let manifest = &model["manifest"];
+    for field in [
+        "kind",
+        "version",
+        "trained_at",
+        "data_from",
+        "data_to",
+        "parameters",
+        "evaluation",
+        "checksum",
+    ] {
+        assert!(!manifest[field].is_null(), "manifest has {field}: {manifest}");
+    }
+    assert_eq!(manifest["data_from"].as_str().unwrap()[..10], *"2025-03-04");
+    assert!(
+        manifest["evaluation"]["train_exceed_rate"].as_f64().unwrap() < 0.01,
+        "{manifest}"
+    );
+
+    let output = tmp.path().join("p2.jsonl");
+    let replay = |models: &str| {
+        lookout(&[
+            "replay",
+            "--input",
+            shared.join("public-2").to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--models",
+            models,
+        ])
+    };
+    let (code, _, err) = replay(m);
+    assert_eq!(code, 0, "{err}");
+    let anomalies = std::fs::read_to_string(tmp.path().join("p2.anomalies.jsonl")).unwrap();
+    assert!(
+        anomalies.contains("\"kind\":\"unusual_mix\""),
+        "the trained model finds unusual mixes in public-2"
+    );
+
+    let model_file = models.join("default/log_patterns.json");
+    let good = std::fs::read(&model_file).unwrap();
+    std::fs::write(&model_file, &good[..good.len() / 3]).unwrap();
+    let (code, _, err) = replay(m);
+    assert_eq!(code, 2, "a corrupt model fails start: {err}");
+    assert!(
+        err.contains("log_patterns.json") && err.contains("not a log-pattern model"),
+        "{err}"
+    );
+    std::fs::write(&model_file, &good).unwrap();
+    std::fs::remove_file(models.join("default/templates.json")).unwrap();
+    let (code, _, err) = replay(m);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("templates.json") && err.contains("lookout train"), "{err}");
+}
+
+#[tokio::test]
+async fn a_replaced_model_is_reloaded_and_a_bad_replacement_keeps_the_old_one() {
+    use lookout::logs::patterns::{self, PatternParams, Windows};
+    let dir = pipeline();
+    let models = dir.path().join("models");
+    let cfg = PipelineConfig::load(dir.path(), None).unwrap();
+    let fitted = |services: &[&str]| {
+        let mut w = Windows::default();
+        for s in services {
+            for m in 0..60 {
+                w.add(s, 1_741_046_400_000 + m * 60_000, "00000000000000aa", "t", 60_000);
+            }
+        }
+        patterns::fit(&w, PatternParams::default(), "now".into()).unwrap()
+    };
+    let mut p = Processor::build(&cfg).await.unwrap();
+    p.use_models(&models).unwrap(); // nothing there yet: no model
+    assert!(p.log_model().is_none());
+    p.miner().save(&models.join("templates.json")).unwrap();
+    fitted(&["a"]).save(&models.join("log_patterns.json")).unwrap();
+    p.process(&logs(&[("a", "x")])).await.unwrap();
+    assert_eq!(
+        p.log_model().unwrap().services.len(),
+        1,
+        "a new model file is picked up"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(models.join("log_patterns.json"), b"{broken").unwrap();
+    p.process(&logs(&[("a", "y")])).await.unwrap();
+    assert_eq!(
+        p.log_model().unwrap().services.len(),
+        1,
+        "a bad replacement keeps the model in use"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fitted(&["a", "b"]).save(&models.join("log_patterns.json")).unwrap();
+    p.process(&logs(&[("a", "z")])).await.unwrap();
+    assert_eq!(p.log_model().unwrap().services.len(), 2, "a good replacement is loaded");
+    assert_eq!(p.stats.model_reloads, 2);
+}

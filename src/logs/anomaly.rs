@@ -182,6 +182,9 @@ impl LogAnomalies {
         let mut out = Detections::default();
         let Some(c) = Cols::of(logs) else { return out };
         let mut reported: HashSet<&str> = HashSet::new();
+        // Windows closed before this batch stay closed; rows within a batch may come in
+        // any order.
+        let closed_before = self.watermark;
         for i in 0..logs.num_rows() {
             if c.id.is_null(i) {
                 continue;
@@ -195,7 +198,7 @@ impl LogAnomalies {
                 self.new_template(ts, service, host, c.level.value(i), id, template, &mut out);
             }
             let start = ts - ts.rem_euclid(WINDOW_MS);
-            if start + WINDOW_MS + GRACE_MS <= self.watermark {
+            if start + WINDOW_MS + GRACE_MS <= closed_before {
                 continue; // its window has closed
             }
             let seen = self
@@ -346,7 +349,10 @@ impl LogAnomalies {
                     let moved: Vec<String> = score
                         .movers
                         .iter()
-                        .map(|(id, n)| format!("{n} x {}", texts.get(id.as_str()).copied().unwrap_or(id)))
+                        .map(|(id, n)| {
+                            let text = texts.get(id.as_str()).copied().or_else(|| normal.template_text(id));
+                            format!("{n} x {}", text.unwrap_or(id))
+                        })
                         .collect();
                     if !self.episodes.contains_key(service) {
                         out.anomalies.push(json!({

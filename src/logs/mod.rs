@@ -23,3 +23,6 @@ pub use miner::{Miner, MinerConfig, Template, TemplateChange, PARAM};
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod anomaly_tests;

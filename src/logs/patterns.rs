@@ -78,6 +78,8 @@ pub struct ServiceModel {
     /// Template ids (16 hex digits) with their own dimension; the last dimension is
     /// every other template.
     pub dims: Vec<String>,
+    /// The templates of `dims` as they read in training (for explanations).
+    pub templates: Vec<String>,
     pub centroids: Vec<Vec<f64>>,
     pub threshold: f64,
     pub windows: usize,
@@ -94,7 +96,8 @@ pub struct PatternModel {
 pub struct Score {
     pub distance: f64,
     pub threshold: f64,
-    /// Template ids that moved most from the nearest centroid, with the counts seen.
+    /// Template ids that moved most from the nearest centroid, with the counts seen (for
+    /// the "other" dimension, its most frequent template and the count of all of them).
     pub movers: Vec<(String, u64)>,
 }
 
@@ -106,6 +109,11 @@ impl ServiceModel {
             v[i] += n as f64;
         }
         v.iter().map(|&x| x.ln_1p()).collect()
+    }
+
+    pub fn template_text(&self, id: &str) -> Option<&str> {
+        let i = self.dims.iter().position(|d| d == id)?;
+        self.templates.get(i).map(String::as_str)
     }
 
     pub fn score(&self, counts: &HashMap<String, u64>) -> Score {
@@ -125,12 +133,10 @@ impl ServiceModel {
             .map(|&(i, _)| match self.dims.get(i) {
                 Some(id) => (id.clone(), counts.get(id).copied().unwrap_or(0)),
                 None => {
-                    let other = counts
-                        .iter()
-                        .filter(|(id, _)| !self.dims.contains(id))
-                        .map(|(_, n)| n)
-                        .sum();
-                    ("other".to_string(), other)
+                    let others = || counts.iter().filter(|(id, _)| !self.dims.contains(id));
+                    let top = others().max_by_key(|(id, n)| (**n, std::cmp::Reverse(id.as_str())));
+                    let total = others().map(|(_, n)| n).sum();
+                    (top.map_or_else(|| "other".to_string(), |(id, _)| id.clone()), total)
                 }
             })
             .collect();
@@ -203,13 +209,18 @@ impl PatternModel {
 pub struct Windows {
     /// service → window start (ms) → template id → count
     counts: BTreeMap<String, BTreeMap<i64, HashMap<String, u64>>>,
+    /// Template id → its text, as last seen.
+    texts: HashMap<String, String>,
     pub from: Option<i64>,
     pub to: Option<i64>,
     pub lines: u64,
 }
 
 impl Windows {
-    pub fn add(&mut self, service: &str, ts: i64, template_id: &str, window_ms: i64) {
+    pub fn add(&mut self, service: &str, ts: i64, template_id: &str, template: &str, window_ms: i64) {
+        if !self.texts.contains_key(template_id) {
+            self.texts.insert(template_id.to_string(), template.to_string());
+        }
         let start = ts - ts.rem_euclid(window_ms);
         *self
             .counts
@@ -248,8 +259,13 @@ pub fn fit(windows: &Windows, params: PatternParams, trained_at: String) -> Resu
         let mut ranked: Vec<(&str, u64)> = totals.into_iter().collect();
         ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         let dims: Vec<String> = ranked.iter().take(params.dims).map(|(id, _)| id.to_string()).collect();
+        let templates = dims
+            .iter()
+            .map(|d| windows.texts.get(d).cloned().unwrap_or_default())
+            .collect();
         let shell = ServiceModel {
             dims,
+            templates,
             centroids: Vec::new(),
             threshold: 0.0,
             windows: n,

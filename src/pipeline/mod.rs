@@ -130,6 +130,11 @@ impl Processor {
         &self.correlator
     }
 
+    /// The log-pattern model in use, if any.
+    pub fn log_model(&self) -> Option<&PatternModel> {
+        self.log_anomalies.model()
+    }
+
     pub fn miner(&self) -> MutexGuard<'_, Miner> {
         self.miner.lock().unwrap_or_else(|e| e.into_inner())
     }

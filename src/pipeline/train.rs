@@ -88,12 +88,13 @@ pub fn train(
 }
 
 fn count(logs: &arrow::array::RecordBatch, input: &TrainInput, window_ms: i64, windows: &mut Windows) {
-    let (Some(ts), Some(service), Some(id)) = (
+    let text = |name: &str| logs.column_by_name(name).and_then(|c| c.as_string_opt::<i32>());
+    let (Some(ts), Some(service), Some(id), Some(template)) = (
         logs.column_by_name("ts")
             .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>()),
-        logs.column_by_name("service").and_then(|c| c.as_string_opt::<i32>()),
-        logs.column_by_name("template_id")
-            .and_then(|c| c.as_string_opt::<i32>()),
+        text("service"),
+        text("template_id"),
+        text("template"),
     ) else {
         return;
     };
@@ -101,7 +102,7 @@ fn count(logs: &arrow::array::RecordBatch, input: &TrainInput, window_ms: i64, w
         let t = ts.value(i);
         let inside = input.since.is_none_or(|s| t >= s) && input.until.is_none_or(|u| t < u);
         if inside && !id.is_null(i) {
-            windows.add(service.value(i), t, id.value(i), window_ms);
+            windows.add(service.value(i), t, id.value(i), template.value(i), window_ms);
         }
     }
 }
