@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""How often Lookout's log anomalies fall inside a labelled incident on their service.
+
+usage: python3 benches/log_anomaly_precision.py TRUTH.json ANOMALIES.jsonl
+An anomaly counts when its service is the incident's root cause or one of its affected
+services and its time is between 2 minutes before the onset and 10 minutes after the end.
+Prints, per kind (new_template, burst, unusual_mix): anomalies, the share inside an
+incident, and how many incidents got at least one.
+"""
+import json, sys
+from datetime import datetime
+
+def t(s):
+    return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+def main():
+    truth = json.load(open(sys.argv[1]))["incidents"]
+    anomalies = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+    for kind in ["new_template", "burst", "unusual_mix"]:
+        n = inside = 0
+        hit = set()
+        for a in anomalies:
+            if a.get("kind") != kind:
+                continue
+            n += 1
+            ts, svc = t(a["ts"]), a["series"]["service"]
+            keys = [i["key"] for i in truth
+                    if svc in set(i["affected_services"]) | {i["root_cause_service"]}
+                    and t(i["onset"]) - 120 <= ts <= t(i["end"]) + 600]
+            if keys:
+                inside += 1
+                hit.update(keys)
+        share = f"{inside / n:.0%}" if n else "-"
+        print(f"{kind:<13} {n:>4} anomalies, {share:>4} inside an incident on their service, incidents with one: {len(hit)}/{len(truth)}")
+
+if __name__ == "__main__":
+    main()
