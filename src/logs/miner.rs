@@ -166,18 +166,22 @@ pub struct MinerStats {
     pub truncated: u64,
 }
 
+/// A place for a template; freed slots (merged, evicted) are reused.
 enum Slot {
     Live(Template),
-    /// Folded into another slot.
-    Merged(usize),
-    Evicted,
+    Free,
 }
 
 pub struct Miner {
     config: MinerConfig,
     slots: Vec<Slot>,
+    free: Vec<usize>,
     by_len: HashMap<usize, Vec<usize>>,
-    cache: HashMap<u64, usize, BuildHasherDefault<Prehashed>>,
+    /// Live templates by id, and where merged ids went (pruned past `MAX_ALIASES`).
+    by_id: HashMap<u64, usize>,
+    merged_into: HashMap<u64, u64>,
+    /// Shape hash → slot and the id of the template it held then.
+    cache: HashMap<u64, (usize, u64), BuildHasherDefault<Prehashed>>,
     /// Words seen as parameters: evidence that the same word elsewhere is one too.
     known_values: HashSet<String>,
     live: usize,
@@ -207,18 +211,26 @@ impl Hasher for Prehashed {
     }
 }
 
-/// What [`Miner::mine`] found for a message.
+/// What [`Miner::mine`] found for a message: a template that may later merge into
+/// another (then [`Miner::current`] follows it) or be evicted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mined {
     slot: usize,
+    id: u64,
 }
+
+/// Merged ids remembered, so that handles and cached shapes find where they went.
+const MAX_ALIASES: usize = 1 << 20;
 
 impl Miner {
     pub fn new(config: MinerConfig) -> Miner {
         Miner {
             config,
             slots: Vec::new(),
+            free: Vec::new(),
             by_len: HashMap::new(),
+            by_id: HashMap::new(),
+            merged_into: HashMap::new(),
             cache: HashMap::default(),
             known_values: HashSet::new(),
             live: 0,
@@ -239,13 +251,23 @@ impl Miner {
         if self.scan.tokens.len() >= self.config.max_tokens {
             self.stats.truncated += 1;
         }
-        if let Some(&slot) = self.cache.get(&hash) {
-            let slot = self.resolve(slot);
-            if let Slot::Live(t) = &mut self.slots[slot] {
+        if let Some(&(slot, id)) = self.cache.get(&hash) {
+            let found = match &self.slots[slot] {
+                Slot::Live(t) if t.id == id => Some(slot),
+                // Merged since: point the cache at where it went.
+                _ => self.resolve(id).inspect(|&to| {
+                    let to_id = self.live_template(to).id;
+                    self.cache.insert(hash, (to, to_id));
+                }),
+            };
+            if let Some(slot) = found {
+                let Slot::Live(t) = &mut self.slots[slot] else {
+                    unreachable!("resolve gives live slots")
+                };
                 self.stats.shape_hits += 1;
                 t.count += 1;
                 t.last_seen = self.clock;
-                return Mined { slot };
+                return Mined { slot, id: t.id };
             }
         }
         let words = shape_words(text, &self.scan);
@@ -253,8 +275,16 @@ impl Miner {
         if self.cache.len() >= self.config.cache_capacity {
             self.cache.clear();
         }
-        self.cache.insert(hash, slot);
-        Mined { slot }
+        let id = self.live_template(slot).id;
+        self.cache.insert(hash, (slot, id));
+        Mined { slot, id }
+    }
+
+    fn live_template(&self, slot: usize) -> &Template {
+        match &self.slots[slot] {
+            Slot::Live(t) => t,
+            Slot::Free => unreachable!("slot {slot} was just placed"),
+        }
     }
 
     /// The template of a message just mined.
@@ -266,7 +296,11 @@ impl Miner {
     /// The template a message mined earlier belongs to now (after merges), if it was not
     /// evicted.
     pub fn current(&self, mined: Mined) -> Option<&Template> {
-        match &self.slots[self.resolve(mined.slot)] {
+        let slot = match &self.slots[mined.slot] {
+            Slot::Live(t) if t.id == mined.id => mined.slot,
+            _ => self.resolve(mined.id)?,
+        };
+        match &self.slots[slot] {
             Slot::Live(t) => Some(t),
             _ => None,
         }
@@ -281,6 +315,12 @@ impl Miner {
 
     pub fn len(&self) -> usize {
         self.live
+    }
+
+    /// Template slots allocated, live or free: at most `max_templates` plus those a
+    /// cascade of merges holds for a moment.
+    pub fn slots_allocated(&self) -> usize {
+        self.slots.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -312,9 +352,9 @@ impl Miner {
         let mut scratch = Scan::default();
         mask_spans(&self.config.masks, message, &mut scratch.masked);
         let hash = scan(message, self.config.max_tokens, &mut scratch);
-        if let Some(&slot) = self.cache.get(&hash) {
-            if let Slot::Live(t) = &self.slots[self.resolve(slot)] {
-                return Some(t);
+        if let Some(&(_, id)) = self.cache.get(&hash) {
+            if let Some(slot) = self.resolve(id) {
+                return Some(self.live_template(slot));
             }
         }
         let words = shape_words(message, &scratch);
@@ -356,6 +396,7 @@ impl Miner {
                 continue;
             }
             miner.by_len.entry(t.tokens.len()).or_default().push(miner.slots.len());
+            miner.by_id.insert(t.id, miner.slots.len());
             miner.slots.push(Slot::Live(t));
             miner.live += 1;
         }
@@ -382,11 +423,28 @@ impl Miner {
         Miner::restore(config, state).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    fn resolve(&self, mut slot: usize) -> usize {
-        while let Slot::Merged(to) = self.slots[slot] {
-            slot = to;
+    /// The live slot of a template id, following merges.
+    fn resolve(&self, mut id: u64) -> Option<usize> {
+        loop {
+            if let Some(&slot) = self.by_id.get(&id) {
+                return Some(slot);
+            }
+            id = *self.merged_into.get(&id)?;
         }
-        slot
+    }
+
+    /// Frees a slot (its template merged or evicted) for reuse.
+    fn release(&mut self, slot: usize) -> Option<Template> {
+        let Slot::Live(t) = std::mem::replace(&mut self.slots[slot], Slot::Free) else {
+            return None;
+        };
+        self.by_id.remove(&t.id);
+        if let Some(v) = self.by_len.get_mut(&t.tokens.len()) {
+            v.retain(|&s| s != slot);
+        }
+        self.free.push(slot);
+        self.live -= 1;
+        Some(t)
     }
 
     /// The cold path: a shape not in the cache.
@@ -545,9 +603,18 @@ impl Miner {
             created: self.clock,
             last_seen: self.clock,
         };
-        let slot = self.slots.len();
-        self.slots.push(Slot::Live(template));
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s] = Slot::Live(template);
+                s
+            }
+            None => {
+                self.slots.push(Slot::Live(template));
+                self.slots.len() - 1
+            }
+        };
         self.by_len.entry(len).or_default().push(slot);
+        self.by_id.insert(id, slot);
         self.live += 1;
         self.stats.created += 1;
         self.changes.push(TemplateChange::Created { id });
@@ -585,17 +652,16 @@ impl Miner {
         for v in &values {
             self.learn_value(v);
         }
-        for &s in &slots[1..] {
-            self.slots[s] = Slot::Merged(into);
-            self.live -= 1;
-            self.stats.merged += 1;
+        let into_id = self.live_template(into).id;
+        if self.merged_into.len() >= MAX_ALIASES {
+            // Only handles and cache entries older than a million merges miss it.
+            self.merged_into.clear();
         }
-        let width = match &self.slots[into] {
-            Slot::Live(t) => t.tokens.len(),
-            _ => 0,
-        };
-        if let Some(v) = self.by_len.get_mut(&width) {
-            v.retain(|s| !slots[1..].contains(s));
+        for &s in &slots[1..] {
+            if let Some(gone) = self.release(s) {
+                self.merged_into.insert(gone.id, into_id);
+                self.stats.merged += 1;
+            }
         }
         let Slot::Live(t) = &mut self.slots[into] else {
             unreachable!("sorted live first")
@@ -659,13 +725,7 @@ impl Miner {
         else {
             return;
         };
-        let Slot::Live(t) = std::mem::replace(&mut self.slots[slot], Slot::Evicted) else {
-            return;
-        };
-        if let Some(v) = self.by_len.get_mut(&t.tokens.len()) {
-            v.retain(|&s| s != slot);
-        }
-        self.live -= 1;
+        let Some(t) = self.release(slot) else { return };
         self.stats.evicted += 1;
         self.changes.push(TemplateChange::Evicted { id: t.id });
     }
