@@ -6,9 +6,12 @@
 //!        ▼
 //! bytes → Arrow RecordBatch per stream            decode/    logs · metrics · events, bad records as values
 //!        ▼
+//! log templates: template_id, template, params    logs/      online mining; `lookout templates`, `train`
+//!        ▼
 //! analyst SQL on DataFusion                       sql/       views and alert rules from pipelines/<name>/*.sql
 //!        ▼
 //! anomaly detection on metrics and log errors     model/     streaming detectors, one per series
+//!                                                 logs/      new templates, bursts, unusual template mixes
 //!        ▼
 //! alerts + changes → incidents                    correlate/ dedup, grouping, lifecycle, explanations
 //!        ▼
