@@ -23,12 +23,13 @@
 //!
 //! Template ids are a hash of the shape that created the template, so the same input
 //! gives the same ids in any run, and the state is saved and loaded ([`Miner::save`]).
-//! Every change to a template is recorded as a [`TemplateChange`]. Memory is bounded: at
+//! Every change to a template is a [`TemplateChange`], handed to the pipeline and kept
+//! in a history of the last thousand that is saved with the state. Memory is bounded: at
 //! most `max_templates` templates (the least recently seen is evicted, and counted), a
 //! shape cache and a set of known parameter words that are cleared when full, and at most
 //! `max_tokens` tokens per message (the rest is one token).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use regex::Regex;
@@ -124,7 +125,23 @@ pub struct MinerState {
     pub clock: u64,
     pub templates: Vec<Template>,
     pub known_values: Vec<String>,
+    /// The last changes, oldest first, with the miner clock (messages mined) at each and
+    /// the template as it read right after.
+    #[serde(default)]
+    pub history: VecDeque<ChangeRecord>,
 }
+
+/// A recorded [`TemplateChange`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    pub at: u64,
+    #[serde(flatten)]
+    pub change: TemplateChange,
+    pub template: String,
+}
+
+/// Changes kept in the history.
+const HISTORY: usize = 1000;
 
 /// Ids are written as 16 hex digits: JSON numbers above 2^53 lose digits in many readers.
 mod hex_id {
@@ -141,7 +158,8 @@ mod hex_id {
 }
 
 /// Something that happened to the set of templates.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "lowercase")]
 pub enum TemplateChange {
     Created {
         id: u64,
@@ -188,6 +206,7 @@ pub struct Miner {
     clock: u64,
     scan: Scan,
     changes: Vec<TemplateChange>,
+    history: VecDeque<ChangeRecord>,
     pub stats: MinerStats,
 }
 
@@ -237,6 +256,7 @@ impl Miner {
             clock: 0,
             scan: Scan::default(),
             changes: Vec::new(),
+            history: VecDeque::new(),
             stats: MinerStats::default(),
         }
     }
@@ -332,6 +352,24 @@ impl Miner {
         std::mem::take(&mut self.changes)
     }
 
+    /// The last changes (at most a thousand), oldest first; saved with the state.
+    pub fn history(&self) -> impl Iterator<Item = &ChangeRecord> {
+        self.history.iter()
+    }
+
+    /// Records a change; `template` is the template as it reads after it.
+    fn record(&mut self, change: TemplateChange, template: String) {
+        if self.history.len() >= HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(ChangeRecord {
+            at: self.clock,
+            change: change.clone(),
+            template,
+        });
+        self.changes.push(change);
+    }
+
     /// The parameters of the message last passed to [`Miner::mine`], in order.
     pub fn params<'a>(&self, message: &'a str, mined: Mined) -> Vec<&'a str> {
         collect_params(message, &self.scan, self.template(mined))
@@ -378,6 +416,7 @@ impl Miner {
             clock: self.clock,
             templates: self.templates().cloned().collect(),
             known_values: known,
+            history: self.history.clone(),
         }
     }
 
@@ -401,6 +440,7 @@ impl Miner {
             miner.live += 1;
         }
         miner.known_values = state.known_values.into_iter().collect();
+        miner.history = state.history;
         Ok(miner)
     }
 
@@ -617,7 +657,8 @@ impl Miner {
         self.by_id.insert(id, slot);
         self.live += 1;
         self.stats.created += 1;
-        self.changes.push(TemplateChange::Created { id });
+        let text = self.live_template(slot).text();
+        self.record(TemplateChange::Created { id }, text);
         slot
     }
 
@@ -679,8 +720,8 @@ impl Miner {
         }
         t.count += count;
         t.last_seen = last_seen;
-        let id = t.id;
-        self.changes.push(TemplateChange::Generalised { into: id, merged });
+        let (id, text) = (t.id, t.text());
+        self.record(TemplateChange::Generalised { into: id, merged }, text);
         into
     }
 
@@ -699,11 +740,14 @@ impl Miner {
             }
         }
         if changed {
-            let id = t.id;
-            self.changes.push(TemplateChange::Generalised {
-                into: id,
-                merged: Vec::new(),
-            });
+            let (id, text) = (t.id, t.text());
+            self.record(
+                TemplateChange::Generalised {
+                    into: id,
+                    merged: Vec::new(),
+                },
+                text,
+            );
         }
     }
 
@@ -727,7 +771,7 @@ impl Miner {
         };
         let Some(t) = self.release(slot) else { return };
         self.stats.evicted += 1;
-        self.changes.push(TemplateChange::Evicted { id: t.id });
+        self.record(TemplateChange::Evicted { id: t.id }, t.text());
     }
 }
 

@@ -88,6 +88,12 @@ fn words_become_a_parameter_at_the_threshold_and_the_oldest_id_stays() {
         })
         .collect();
     assert_eq!(merges, vec![(ids[0], 3)]);
+    let last = m.history().last().expect("changes are recorded");
+    assert_eq!(last.template, "Invalid user <*> from <*>");
+    assert!(
+        matches!(&last.change, TemplateChange::Generalised { into, merged } if *into == ids[0] && merged.len() == 3)
+    );
+    assert_eq!(last.at, 4, "recorded at the fourth message");
     let line = "Invalid user mallory from 10.9.9.9";
     let mined = m.mine(line);
     assert_eq!(m.params(line, mined), vec!["mallory", "10.9.9.9"]);
@@ -198,6 +204,11 @@ fn saved_state_restores_the_same_templates() {
     a.sort();
     b.sort();
     assert_eq!(a, b);
+    assert_eq!(
+        back.history().count(),
+        m.history().count(),
+        "the change history is saved"
+    );
     mine_all(&mut back, &lines);
     mine_all(&mut back, &["Invalid user zed from 9.9.9.9"]);
     assert_eq!(back.len(), m.len(), "a restored miner knows the templates");
