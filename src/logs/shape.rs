@@ -4,7 +4,7 @@
 //! punctuation (`= : , ( ) [ ] { } | # @ ; " ' < >`). A segment is a value when it is a
 //! number, a version or a date (`42`, `-27`, `6.1.26`, `2015-10-18`, `384.0B`), hex
 //! (`0x1f`, a hash, a uuid), an id with a run of three or more digits
-//! (`blk_-1608999687919862906`), a path (`/var/log`), a host name with a number in it
+//! (`blk_-1608999687919862906`), a path (`/var/log`, `\Windows\System32`), a host name with a number in it
 //! (`msra-sa-41`, `node7.example.com`), a MAC or IPv6 address, or `true` / `false` /
 //! `null`; or when a configured mask matches it. A word followed by dashes or dots and a
 //! value keeps the word (`jetty-<*>`, `core.<*>`); `//` after a URL scheme stays.
@@ -200,9 +200,11 @@ impl Shape<'_> {
             let range = match self.mask_cover(seg_start, i) {
                 // Most segments are words: without a digit only a path or a constant is a
                 // value.
-                Cover::None if classes & DIGIT == 0 => matches!(seg[0], b'/' | b't' | b'f' | b'n' | b'T' | b'F' | b'N')
-                    .then(|| value_range(seg))
-                    .flatten(),
+                Cover::None if classes & DIGIT == 0 => {
+                    matches!(seg[0], b'/' | b'\\' | b't' | b'f' | b'n' | b'T' | b'F' | b'N')
+                        .then(|| value_range(seg))
+                        .flatten()
+                }
                 Cover::None => value_range(seg),
                 Cover::All => value_range(seg).or(Some((0, seg.len()))),
                 Cover::Part => Some((0, seg.len())),
@@ -280,9 +282,9 @@ fn is_literal_value(s: &[u8]) -> bool {
     ) {
         return true;
     }
-    // A path.
-    if s[0] == b'/' && s.len() > 1 {
-        return s[1].is_ascii_alphanumeric() || s[1] == b'/';
+    // A path, Unix or Windows (`C:` is split off at the colon).
+    if matches!(s[0], b'/' | b'\\') && s.len() > 1 {
+        return s[1].is_ascii_alphanumeric() || s[1] == s[0];
     }
     let digits = s.iter().filter(|b| b.is_ascii_digit()).count();
     if digits == 0 {

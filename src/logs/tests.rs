@@ -43,6 +43,7 @@ fn values_by_their_look_are_parameters_and_punctuation_stays() {
         ("icache prefetch depth.......0", "icache prefetch depth.......<*>"),
         ("File: hdfs://msra-sa-41:9000/tmp", "File: hdfs://<*>:<*>"),
         ("Thread-12 done", "Thread-<*> done"),
+        (r"Loaded C:\Windows\winsxs\cbscore.dll", "Loaded C:<*>"),
         ("HttpServer2 ssh2 log4j started", "HttpServer2 ssh2 log4j started"),
     ];
     for (line, want) in cases {
