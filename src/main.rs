@@ -523,10 +523,16 @@ async fn replay(a: ReplayArgs) -> Result<(), Failure> {
     let mut sink = Sink::Files(sink::file::FileSink::new(&paths)?);
     let started = std::time::Instant::now();
     let stats = pipeline::replay(&mut processor, &mut source, &mut sink, &mut |_| {}).await?;
+    let (templates, evicted) = {
+        let miner = processor.miner();
+        (miner.len(), miner.stats.evicted)
+    };
     eprintln!(
-        "replayed {} records ({} logs, {} metrics, {} events) in {:.1} s: {} incident updates, {} anomalies ({}), {} dead letters ({})",
+        "replayed {} records ({} logs: {} templates, {} evicted; {} metrics, {} events) in {:.1} s: {} incident updates, {} anomalies ({}), {} dead letters ({})",
         stats.records_in,
         stats.logs,
+        templates,
+        evicted,
         stats.metrics,
         stats.events,
         started.elapsed().as_secs_f64(),
