@@ -14,7 +14,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
 WORKDIR /app
 COPY --from=build /src/target/release/lookout /usr/local/bin/lookout
 COPY pipelines ./pipelines
-COPY models ./models
+COPY --chown=lookout models ./models
 USER lookout
 ENTRYPOINT ["lookout"]
 CMD ["run", "--pipeline", "/app/pipelines/default"]

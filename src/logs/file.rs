@@ -1,11 +1,11 @@
 //! One log file through the miner: what `lookout templates` does.
 //!
 //! Two passes over the file. The first mines every line's message (the `<Content>` of
-//! the line format, or the whole line when it does not match, counted) and keeps only an
-//! 8-byte handle per line; the second reads the file again and writes each line with the
+//! the line format, or the whole line when it does not match, counted) and keeps only a
+//! 16-byte handle per line; the second reads the file again and writes each line with the
 //! template it belongs to once all lines are seen, in the shape of Loghub's
 //! `_structured.csv`: `LineId`, the format's fields, `EventId`, `EventTemplate`,
-//! `ParameterList`. Lines longer than `max_line_bytes` are cut there (counted); bytes
+//! `ParameterList` (a JSON array). Lines longer than `max_line_bytes` are cut there (counted); bytes
 //! that are not UTF-8 are replaced (counted); an empty line is a message with no tokens.
 
 use std::fs::File;
@@ -160,7 +160,7 @@ pub fn write_csv(
             Some(t) => {
                 row.push(t.id_hex());
                 row.push(t.text());
-                row.push(format!("{:?}", miner.params_for(content, t)));
+                row.push(serde_json::to_string(&miner.params_for(content, t)).unwrap_or_default());
             }
             None => row.extend([String::new(), String::new(), String::new()]),
         }

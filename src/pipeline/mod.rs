@@ -135,6 +135,8 @@ impl Processor {
         self.log_anomalies.model()
     }
 
+    /// The template miner, locked: keep the guard short, and take it once per
+    /// expression (a second lock in the same statement waits forever).
     pub fn miner(&self) -> MutexGuard<'_, Miner> {
         self.miner.lock().unwrap_or_else(|e| e.into_inner())
     }
