@@ -263,6 +263,28 @@ impl LogAnomalies {
         ));
     }
 
+    /// A warning alert of this stage's role.
+    fn warning(
+        &self,
+        fingerprint: String,
+        service: &str,
+        status: Status,
+        title: String,
+        ts: i64,
+        labels: &[(&str, &str)],
+    ) -> Alert {
+        alert(
+            self.cfg.role,
+            fingerprint,
+            service,
+            Severity::Warning,
+            status,
+            title,
+            ts,
+            labels,
+        )
+    }
+
     fn close_windows(&mut self, out: &mut Detections) {
         while let Some((&start, _)) = self.windows.first_key_value() {
             if start + WINDOW_MS + GRACE_MS > self.watermark {
@@ -295,6 +317,8 @@ impl LogAnomalies {
         let gap = ((start - rate.window) / WINDOW_MS).max(0) as i32;
         let usual = rate.mean * (1.0 - ALPHA).powi(gap);
         let n = seen.count as f64;
+        rate.mean = ALPHA * n + (1.0 - ALPHA) * usual;
+        rate.window = start;
         if warm && seen.count >= self.cfg.burst_min && n >= self.cfg.burst_factor * usual.max(0.1) {
             let fingerprint = derived_fingerprint(&["log-burst", service, id]);
             out.anomalies.push(json!({
@@ -312,11 +336,9 @@ impl LogAnomalies {
                 "model": "template-burst",
                 "fingerprint": fingerprint,
             }));
-            out.alerts.push(alert(
-                self.cfg.role,
+            let a = self.warning(
                 fingerprint,
                 service,
-                Severity::Warning,
                 Status::Firing,
                 format!(
                     "burst of a rare log template on {service}: {} x {} in a minute (usually {usual:.1})",
@@ -324,10 +346,9 @@ impl LogAnomalies {
                 ),
                 end,
                 &[("template_id", id), ("kind", "burst")],
-            ));
+            );
+            out.alerts.push(a);
         }
-        rate.mean = ALPHA * n + (1.0 - ALPHA) * usual;
-        rate.window = start;
     }
 
     fn score_mix(&mut self, end: i64, window: &HashMap<(String, String), Seen>, out: &mut Detections) {
@@ -371,11 +392,9 @@ impl LogAnomalies {
                         }));
                         self.episodes.insert(service.clone(), fingerprint.clone());
                     }
-                    out.alerts.push(alert(
-                        self.cfg.role,
+                    out.alerts.push(self.warning(
                         fingerprint,
                         service,
-                        Severity::Warning,
                         Status::Firing,
                         format!(
                             "unusual log mix on {service}: distance {:.2} over {:.2}; moved: {}",
@@ -389,11 +408,9 @@ impl LogAnomalies {
                 }
                 (false, Some(fingerprint)) => {
                     self.episodes.remove(service);
-                    out.alerts.push(alert(
-                        self.cfg.role,
+                    out.alerts.push(self.warning(
                         fingerprint,
                         service,
-                        Severity::Warning,
                         Status::Resolved,
                         format!("log mix back to normal on {service}"),
                         end,
