@@ -875,13 +875,8 @@ fn is_affix_mark(b: u8) -> bool {
     )
 }
 
+/// A template's id: the FNV-1a hash of the shape that created it.
 fn shape_id(words: &[String]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for w in words {
-        for b in w.bytes().chain(std::iter::once(0)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
+    let parts: Vec<&str> = words.iter().map(String::as_str).collect();
+    crate::correlate::alert::fnv1a(&parts)
 }
