@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use arrow::array::{Array, AsArray, RecordBatch, StringArray, TimestampMillisecondArray};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::patterns::PatternModel;
 use crate::correlate::alert::derived_fingerprint;
@@ -236,21 +236,13 @@ impl LogAnomalies {
         } else {
             Severity::Info
         };
-        out.anomalies.push(json!({
-            "schema": "lookout.anomaly.v1",
-            "ts": format_ms(ts),
-            "signal": "log_template",
-            "kind": "new_template",
-            "series": {"service": service, "host": host},
-            "template_id": id,
-            "template": template,
-            "level": level,
-            "value": 1,
-            "score": 1.0,
-            "role": role_name(self.cfg.role),
-            "model": "new-template",
-            "fingerprint": fingerprint,
-        }));
+        out.anomalies.push(self.record(
+            ts,
+            ("new_template", "log_template", "new-template"),
+            (service, host),
+            &fingerprint,
+            json!({"template_id": id, "template": template, "level": level, "value": 1, "score": 1.0}),
+        ));
         out.alerts.push(alert(
             self.cfg.role,
             alert_fingerprint,
@@ -261,6 +253,32 @@ impl LogAnomalies {
             ts,
             &[("template_id", id), ("kind", "new_template")],
         ));
+    }
+
+    /// An anomalies-topic record: what every log anomaly says (kind, signal and model;
+    /// service and host), its own fields, then role and fingerprint.
+    fn record(
+        &self,
+        ts: i64,
+        (kind, signal, model): (&str, &str, &str),
+        (service, host): (&str, Option<&str>),
+        fingerprint: &str,
+        own: Value,
+    ) -> Value {
+        let mut record = json!({
+            "schema": "lookout.anomaly.v1",
+            "ts": format_ms(ts),
+            "signal": signal,
+            "kind": kind,
+            "series": {"service": service, "host": host},
+        });
+        if let (Value::Object(r), Value::Object(o)) = (&mut record, own) {
+            r.extend(o);
+            r.insert("role".into(), role_name(self.cfg.role).into());
+            r.insert("model".into(), model.into());
+            r.insert("fingerprint".into(), fingerprint.into());
+        }
+        record
     }
 
     /// A warning alert of this stage's role.
@@ -321,21 +339,19 @@ impl LogAnomalies {
         rate.window = start;
         if warm && seen.count >= self.cfg.burst_min && n >= self.cfg.burst_factor * usual.max(0.1) {
             let fingerprint = derived_fingerprint(&["log-burst", service, id]);
-            out.anomalies.push(json!({
-                "schema": "lookout.anomaly.v1",
-                "ts": format_ms(end),
-                "signal": "log_template_rate",
-                "kind": "burst",
-                "series": {"service": service, "host": null},
-                "template_id": id,
-                "template": seen.template,
-                "value": seen.count,
-                "expected": {"per_minute": (usual * 1000.0).round() / 1000.0},
-                "score": (1.0 - usual / n).clamp(0.0, 1.0),
-                "role": role_name(self.cfg.role),
-                "model": "template-burst",
-                "fingerprint": fingerprint,
-            }));
+            out.anomalies.push(self.record(
+                end,
+                ("burst", "log_template_rate", "template-burst"),
+                (service, None),
+                &fingerprint,
+                json!({
+                    "template_id": id,
+                    "template": seen.template,
+                    "value": seen.count,
+                    "expected": {"per_minute": (usual * 1000.0).round() / 1000.0},
+                    "score": (1.0 - usual / n).clamp(0.0, 1.0),
+                }),
+            ));
             let a = self.warning(
                 fingerprint,
                 service,
@@ -376,20 +392,19 @@ impl LogAnomalies {
                         })
                         .collect();
                     if !self.episodes.contains_key(service) {
-                        out.anomalies.push(json!({
-                            "schema": "lookout.anomaly.v1",
-                            "ts": format_ms(end),
-                            "signal": "log_pattern",
-                            "kind": "unusual_mix",
-                            "series": {"service": service, "host": null},
-                            "value": (score.distance * 1000.0).round() / 1000.0,
-                            "expected": {"high": (score.threshold * 1000.0).round() / 1000.0},
-                            "score": (1.0 - score.threshold / score.distance).clamp(0.0, 1.0),
-                            "moved": moved,
-                            "role": role_name(self.cfg.role),
-                            "model": super::patterns::KIND,
-                            "fingerprint": fingerprint,
-                        }));
+                        let record = self.record(
+                            end,
+                            ("unusual_mix", "log_pattern", super::patterns::KIND),
+                            (service, None),
+                            &fingerprint,
+                            json!({
+                                "value": (score.distance * 1000.0).round() / 1000.0,
+                                "expected": {"high": (score.threshold * 1000.0).round() / 1000.0},
+                                "score": (1.0 - score.threshold / score.distance).clamp(0.0, 1.0),
+                                "moved": moved,
+                            }),
+                        );
+                        out.anomalies.push(record);
                         self.episodes.insert(service.clone(), fingerprint.clone());
                     }
                     out.alerts.push(self.warning(
