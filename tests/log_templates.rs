@@ -244,3 +244,29 @@ async fn a_replaced_model_is_reloaded_and_a_bad_replacement_keeps_the_old_one() 
     assert_eq!(p.log_model().unwrap().services.len(), 2, "a good replacement is loaded");
     assert_eq!(p.stats.model_reloads, 2);
 }
+
+#[test]
+fn a_replay_publishes_the_same_anomalies_and_incidents_every_time() {
+    let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/scenarios/public-3");
+    if !scenario.is_dir() {
+        eprintln!("SKIPPED: ../shared/data is not beside the repository");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let outputs: Vec<(Vec<u8>, Vec<u8>)> = (0..2)
+        .map(|i| {
+            let out = tmp.path().join(format!("r{i}.jsonl"));
+            let (code, _, err) = lookout(&[
+                "replay",
+                "--input",
+                scenario.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+            ]);
+            assert_eq!(code, 0, "{err}");
+            let anomalies = tmp.path().join(format!("r{i}.anomalies.jsonl"));
+            (std::fs::read(&out).unwrap(), std::fs::read(anomalies).unwrap())
+        })
+        .collect();
+    assert!(outputs[0] == outputs[1], "two replays of the same input differ");
+}

@@ -112,8 +112,9 @@ pub struct LogAnomalies {
     first_ts: Option<i64>,
     warm: bool,
     watermark: i64,
-    /// Open windows: start → (service, template id) → count and template.
-    windows: BTreeMap<i64, HashMap<(String, String), Seen>>,
+    /// Open windows: start → (service, template id) → count and template; ordered, so
+    /// that a replay publishes its anomalies in the same order every time.
+    windows: BTreeMap<i64, BTreeMap<(String, String), Seen>>,
     rates: HashMap<(String, String), Rate>,
     model: Option<PatternModel>,
     /// Open unusual-mix episodes: service → fingerprint.
@@ -367,7 +368,7 @@ impl LogAnomalies {
         }
     }
 
-    fn score_mix(&mut self, end: i64, window: &HashMap<(String, String), Seen>, out: &mut Detections) {
+    fn score_mix(&mut self, end: i64, window: &BTreeMap<(String, String), Seen>, out: &mut Detections) {
         let Some(model) = &self.model else { return };
         let mut by_service: HashMap<&str, HashMap<String, u64>> = HashMap::new();
         let mut texts: HashMap<&str, &str> = HashMap::new();

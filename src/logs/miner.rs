@@ -29,7 +29,7 @@
 //! shape cache and a set of known parameter words that are cleared when full, and at most
 //! `max_tokens` tokens per message (the rest is one token).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use regex::Regex;
@@ -524,7 +524,8 @@ impl Miner {
         if tokens.len() < 2 {
             return None;
         }
-        let mut by_position: HashMap<usize, Vec<usize>> = HashMap::new();
+        // Ordered, so that a tie goes to the first position in every run.
+        let mut by_position: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for &other in self.by_len.get(&tokens.len()).into_iter().flatten() {
             let Slot::Live(o) = &self.slots[other] else { continue };
             if other != slot {
