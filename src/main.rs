@@ -55,6 +55,12 @@ enum Command {
     /// Mine the templates of one log file: a structured CSV (Loghub's shape) and a summary;
     /// or, with --loghub, score the miner on the Loghub benchmark.
     Templates(TemplatesArgs),
+    /// Score one series: reads `timestamp,value` CSV rows and writes
+    /// `timestamp,value,anomaly_score` (0..1), the shape NAB's scorer reads.
+    Detect(DetectArgs),
+    /// Score the default detector on the Numenta Anomaly Benchmark: the standard,
+    /// reward-low-FP and reward-low-FN scores with thresholds optimised over the data given.
+    Nab(NabArgs),
     /// Fit a pipeline's models from recorded input into MODELS/<pipeline name>/: the log
     /// template state and the log-pattern model (k-means on template counts per minute).
     Train(TrainArgs),
@@ -83,6 +89,47 @@ struct TrainArgs {
     /// Clusters of the log-pattern model, at most.
     #[arg(long, default_value_t = 4)]
     clusters: usize,
+}
+
+#[derive(clap::Args)]
+struct DetectArgs {
+    /// A CSV file with a header row and `timestamp,value` rows.
+    #[arg(long)]
+    input: PathBuf,
+    /// Where the scored CSV goes (default: standard output).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// A detector model to start from (written by --save-model): its parameters and the
+    /// state it learnt, so scoring starts warm.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// After scoring, save the detector (parameters, learnt state, manifest) here.
+    #[arg(long)]
+    save_model: Option<PathBuf>,
+    /// Points scored 0 at the start while the detector learns (default: NAB's probationary
+    /// period, 15% of the rows up to 750, or none when starting from a model).
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Set a detector parameter, e.g. `--set decay=0.99` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct NabArgs {
+    /// NAB's directory: data/<category>/*.csv and labels/combined_windows.json.
+    #[arg(long, default_value = "../shared/data/nab")]
+    data: PathBuf,
+    /// Also write NAB's results layout here (lookout/<category>/lookout_<file>.csv) for
+    /// NAB's own scorer.
+    #[arg(long)]
+    results: Option<PathBuf>,
+    /// Print each file's part of the standard score.
+    #[arg(long)]
+    files: bool,
+    /// Set a detector parameter, e.g. `--set decay=0.99` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -247,7 +294,124 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
         Command::Explain { file } => explain(&file).await,
         Command::Templates(a) => templates(a),
         Command::Train(a) => train(a),
+        Command::Detect(a) => detect(a),
+        Command::Nab(a) => nab(a),
     }
+}
+
+fn detector_params(set: &[String]) -> Result<lookout::model::surprise::SurpriseParams, Failure> {
+    let mut p = lookout::model::surprise::SurpriseParams::default();
+    for kv in set {
+        p.set(kv).map_err(|e| usage(format!("--set {e}")))?;
+    }
+    Ok(p)
+}
+
+fn detect(a: DetectArgs) -> Result<(), Failure> {
+    use lookout::model::nab::{probation, read_csv};
+    use lookout::model::surprise::{SeriesModel, Surprise};
+    let (ts, vs) = read_csv(&a.input).map_err(usage)?;
+    let (mut params, mut state) = match &a.model {
+        Some(path) => {
+            let m = SeriesModel::load(path).map_err(usage)?;
+            (m.manifest.parameters, m.state)
+        }
+        None => (lookout::model::surprise::SurpriseParams::default(), Surprise::default()),
+    };
+    for kv in &a.set {
+        params.set(kv).map_err(|e| usage(format!("--set {e}")))?;
+    }
+    params.warmup = a
+        .warmup
+        .unwrap_or(if a.model.is_some() { 0 } else { probation(ts.len()) });
+    let mut out = String::from("timestamp,value,anomaly_score\n");
+    let mut flagged = 0;
+    for (t, v) in ts.iter().zip(&vs) {
+        let s = state.observe(*t, *v, &params);
+        flagged += (s.score >= 0.5) as usize;
+        let when = chrono::DateTime::from_timestamp_millis(*t).unwrap_or_default();
+        out.push_str(&format!("{},{v},{}\n", when.format("%Y-%m-%d %H:%M:%S"), s.score));
+    }
+    match &a.output {
+        Some(path) => std::fs::write(path, out).map_err(|e| Failure(1, format!("{}: {e}", path.display())))?,
+        None => print!("{out}"),
+    }
+    if let Some(path) = &a.save_model {
+        params.warmup = 0;
+        let m = SeriesModel::new(params, state, &a.input.display().to_string(), &ts, flagged);
+        m.save(path)
+            .map_err(|e| Failure(1, format!("{}: {e}", path.display())))?;
+        eprintln!("saved the detector after {} points to {}", ts.len(), path.display());
+    }
+    Ok(())
+}
+
+fn nab(a: NabArgs) -> Result<(), Failure> {
+    use lookout::model::nab::{probation, Corpus, PROFILES};
+    use lookout::model::surprise::score_series;
+    let params = detector_params(&a.set)?;
+    let corpus = Corpus::load(&a.data).map_err(usage)?;
+    let started = std::time::Instant::now();
+    let mut points = 0;
+    let scores: Vec<Vec<f64>> = corpus
+        .series
+        .iter()
+        .map(|s| {
+            let p = lookout::model::surprise::SurpriseParams {
+                warmup: probation(s.values.len()),
+                ..params
+            };
+            points += s.values.len();
+            score_series(&s.timestamps, &s.values, &p)
+                .iter()
+                .map(|x| x.score)
+                .collect()
+        })
+        .collect();
+    let took = started.elapsed();
+    let results = corpus.score(&scores);
+    if a.files {
+        let standard = &results[0];
+        for f in corpus.per_file(&scores, standard.threshold, &PROFILES[0]) {
+            println!(
+                "{:<58} {:>7.3}  {}/{} windows  {:>3} FP",
+                f.name, f.raw, f.detected, f.windows, f.false_positives
+            );
+        }
+    }
+    println!(
+        "NAB, {} files, {} windows, {points} points scored in {:.0} ms",
+        corpus.series.len(),
+        results[0].windows,
+        took.as_secs_f64() * 1e3
+    );
+    println!(
+        "{:<20} {:>7} {:>10} {:>9} {:>5}",
+        "profile", "score", "threshold", "detected", "FP"
+    );
+    for r in &results {
+        println!(
+            "{:<20} {:>7.1} {:>10.4} {:>5}/{:<3} {:>5}",
+            r.profile, r.normalised, r.threshold, r.detected, r.windows, r.false_positives
+        );
+    }
+    if let Some(dir) = &a.results {
+        for (s, sc) in corpus.series.iter().zip(&scores) {
+            let (category, file) = s.name.split_once('/').unwrap_or(("", &s.name));
+            let path = dir.join("lookout").join(category).join(format!("lookout_{file}"));
+            let mut out = String::from("timestamp,value,anomaly_score,label\n");
+            for ((t, v), score) in s.timestamps.iter().zip(&s.values).zip(sc) {
+                let label = s.windows.iter().any(|(a, b)| a <= t && t <= b) as u8;
+                let when = chrono::DateTime::from_timestamp_millis(*t).unwrap_or_default();
+                out.push_str(&format!("{},{v},{score},{label}\n", when.format("%Y-%m-%d %H:%M:%S")));
+            }
+            std::fs::create_dir_all(path.parent().unwrap_or(dir))
+                .and_then(|_| std::fs::write(&path, out))
+                .map_err(|e| Failure(1, format!("{}: {e}", path.display())))?;
+        }
+        println!("wrote NAB results under {}", dir.join("lookout").display());
+    }
+    Ok(())
 }
 
 fn train(a: TrainArgs) -> Result<(), Failure> {

@@ -12,6 +12,8 @@
 //! ignored), each holding its detector's history.
 
 pub mod detector;
+pub mod nab;
+pub mod surprise;
 
 use std::collections::{BTreeMap, HashMap};
 

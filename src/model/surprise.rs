@@ -1,0 +1,680 @@
+//! The default streaming detector: an anomaly score in 0..1 for every point of a series,
+//! from the past alone, in constant work and constant memory per point.
+//!
+//! What it assumes, so that users know when it fits:
+//! - **Normal is predictable** by one of three forecasters, whichever has had the smaller
+//!   mean absolute error lately: the recent level (an exponentially weighted mean, for
+//!   series without a cycle), the daily profile (a running mean per quarter hour of the
+//!   day) or the weekly profile (per hour of the week), each profile shifted by the series'
+//!   current offset from it. Daily and weekly seasonality need no configuration; sampling
+//!   may be irregular, since profiles are indexed by time, not by point count.
+//! - **Three kinds of departure** are measured in the series' own units of normal: a point
+//!   far from its forecast (spikes, dips), a forecast that has been wrong in one direction
+//!   for a while (level shifts, slow drifts such as a memory leak), and a value beyond the
+//!   envelope of everything seen lately (a slowly shrinking min/max: a new high or low).
+//! - **Rare is relative to the series' own history.** Each departure is turned into a
+//!   rarity, −log10 of how often departures at least that large happened recently (a
+//!   fading histogram), so a noisy or spiky series whose spikes are routine does not page,
+//!   and one threshold fits every series.
+//! - **An anomaly is news once**: a point scores only when its rarity exceeds the largest
+//!   of the recent past (a decaying maximum), so a long anomaly scores at its start and
+//!   not at every point after it.
+//! - Errors are clipped before they update the error scales, so an anomaly does not teach
+//!   the detector that anomalies are normal; a new level becomes normal as forecasts
+//!   follow it. Flat series are fine (any departure from flat is rare); sparse ones too.
+//!
+//! State per series: [`Surprise::STATE_BYTES`] (fixed-size tables); work per point: about
+//! two hundred arithmetic operations, no allocation.
+
+use serde::{Deserialize, Serialize};
+
+/// Tunable constants. The defaults are what `lookout nab` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SurpriseParams {
+    /// Points scored 0 at the start while the state settles.
+    pub warmup: usize,
+    /// Weight of a new point in the level forecast.
+    pub level_alpha: f64,
+    /// Weight of a new point in a seasonal bin.
+    pub bin_alpha: f64,
+    /// Weight of a new error in the error scales.
+    pub error_alpha: f64,
+    /// Errors are clipped at this many scales before they update a scale.
+    pub clip: f64,
+    /// Weight of a new error in the running bias (mean signed error) of the forecast.
+    pub bias_alpha: f64,
+    /// How much a sustained bias counts against a point departure.
+    pub bias_weight: f64,
+    /// How much a value beyond the envelope counts, and how fast the envelope shrinks.
+    pub beyond_weight: f64,
+    pub envelope_decay: f64,
+    /// Per-point fading of the rarity histograms.
+    pub tail_decay: f64,
+    /// Pseudo-points in every tail of the histograms.
+    pub prior: f64,
+    /// Per-point decay of the recent maximum rarity.
+    pub decay: f64,
+    /// Rarity at which the score is 0.5: the threshold that scores best on NAB's standard
+    /// profile, so that 0.5 is where an anomaly is reported.
+    pub half: f64,
+}
+
+impl Default for SurpriseParams {
+    fn default() -> Self {
+        SurpriseParams {
+            warmup: 0,
+            level_alpha: 0.1,
+            bin_alpha: 0.3,
+            error_alpha: 0.003,
+            clip: 10.0,
+            bias_alpha: 0.05,
+            bias_weight: 1.0,
+            beyond_weight: 1.0,
+            envelope_decay: 0.001,
+            tail_decay: 0.999,
+            prior: 0.1,
+            decay: 0.995,
+            half: 2.4,
+        }
+    }
+}
+
+impl SurpriseParams {
+    /// Sets one parameter by name (`key=value`), for tuning from the command line.
+    pub fn set(&mut self, kv: &str) -> Result<(), String> {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("{kv:?}: expected key=value"))?;
+        let x: f64 = v.parse().map_err(|_| format!("{kv:?}: not a number"))?;
+        if !x.is_finite() || x < 0.0 {
+            return Err(format!("{kv:?}: must be a finite number ≥ 0"));
+        }
+        let slot = match k {
+            "warmup" => {
+                self.warmup = x as usize;
+                return Ok(());
+            }
+            "level_alpha" => &mut self.level_alpha,
+            "bin_alpha" => &mut self.bin_alpha,
+            "error_alpha" => &mut self.error_alpha,
+            "clip" => &mut self.clip,
+            "bias_alpha" => &mut self.bias_alpha,
+            "bias_weight" => &mut self.bias_weight,
+            "beyond_weight" => &mut self.beyond_weight,
+            "envelope_decay" => &mut self.envelope_decay,
+            "tail_decay" => &mut self.tail_decay,
+            "prior" => &mut self.prior,
+            "decay" => &mut self.decay,
+            "half" => &mut self.half,
+            _ => return Err(format!("{k:?}: no such parameter")),
+        };
+        *slot = x;
+        Ok(())
+    }
+}
+
+const DAY_BINS: usize = 96;
+const CAP: f64 = 1000.0;
+const WEEK_BINS: usize = 168;
+const DAY_MS: i64 = 86_400_000;
+const WEEK_MS: i64 = 7 * DAY_MS;
+
+/// A running mean absolute error. It starts as a plain mean over its first 1/α errors,
+/// then weights new errors by α and clips them at `clip` scales so that an anomaly does
+/// not widen what counts as normal.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Scale {
+    mae: f64,
+    n: u32,
+}
+
+impl Scale {
+    fn update(&mut self, e: f64, p: &SurpriseParams) {
+        let e = e.abs();
+        let settled = self.n as f64 * p.error_alpha >= 1.0;
+        if settled {
+            let e = e.min(p.clip * 1.25 * self.mae);
+            self.mae += p.error_alpha * (e - self.mae);
+        } else {
+            self.n += 1;
+            self.mae += (e - self.mae) / self.n as f64;
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.n >= 10
+    }
+}
+
+const TAIL_BINS: usize = 48;
+
+/// How often a surprise at least this large has happened lately: a histogram of surprises
+/// on a log scale (four bins per doubling) whose old mass fades by `tail_decay` per point.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Tail {
+    #[serde(with = "serde_big_array")]
+    mass: [f64; TAIL_BINS],
+    total: f64,
+    /// The weight of the next point; grows instead of every bin shrinking.
+    weight: f64,
+}
+
+impl Default for Tail {
+    fn default() -> Self {
+        Tail {
+            mass: [0.0; TAIL_BINS],
+            total: 0.0,
+            weight: 1.0,
+        }
+    }
+}
+
+impl Tail {
+    fn bin(z: f64) -> usize {
+        (((1.0 + z).log2() * 4.0) as usize).min(TAIL_BINS - 1)
+    }
+
+    /// −log10 of the share of recent surprises at least as large as `z`, with a prior of
+    /// `p.prior` points spread as P(Z ≥ z) = 1/(1+z), so that beyond everything seen the
+    /// rarity still grows with `z`.
+    fn rarity(&self, z: f64, p: &SurpriseParams) -> f64 {
+        let tail: f64 = self.mass[Tail::bin(z)..].iter().sum();
+        let prior = p.prior * self.weight;
+        -((tail + prior / (1.0 + z)) / (self.total + prior)).log10()
+    }
+
+    fn add(&mut self, z: f64, p: &SurpriseParams) {
+        self.weight /= p.tail_decay;
+        self.mass[Tail::bin(z)] += self.weight;
+        self.total += self.weight;
+        if self.weight > 1e100 {
+            for m in self.mass.iter_mut() {
+                *m /= self.weight;
+            }
+            self.total /= self.weight;
+            self.weight = 1.0;
+        }
+    }
+}
+
+/// A seasonal profile: one running mean per bin of a period.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Profile<const N: usize> {
+    #[serde(with = "serde_big_array")]
+    mean: [f64; N],
+    #[serde(with = "serde_big_array")]
+    seen: [bool; N],
+    /// Current offset of the series from the profile.
+    offset: f64,
+    error: Scale,
+}
+
+impl<const N: usize> Default for Profile<N> {
+    fn default() -> Self {
+        Profile {
+            mean: [0.0; N],
+            seen: [false; N],
+            offset: 0.0,
+            error: Scale::default(),
+        }
+    }
+}
+
+impl<const N: usize> Profile<N> {
+    fn forecast(&self, bin: usize) -> Option<f64> {
+        self.seen[bin].then(|| self.mean[bin] + self.offset)
+    }
+
+    fn update(&mut self, bin: usize, x: f64, p: &SurpriseParams) {
+        if self.seen[bin] {
+            self.offset += p.bias_alpha * ((x - self.mean[bin]) - self.offset);
+            self.mean[bin] += p.bin_alpha * (x - self.offset - self.mean[bin]);
+        } else {
+            self.mean[bin] = x - self.offset;
+            self.seen[bin] = true;
+        }
+    }
+}
+
+/// Serde for arrays longer than 32 (serde's own impls stop there).
+mod serde_big_array {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer, T: Serialize, const N: usize>(a: &[T; N], s: S) -> Result<S::Ok, S::Error> {
+        a.as_slice().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>, const N: usize>(
+        d: D,
+    ) -> Result<[T; N], D::Error> {
+        let v = Vec::<T>::deserialize(d)?;
+        let n = v.len();
+        v.try_into()
+            .map_err(|_| serde::de::Error::custom(format!("expected {N} values, found {n}")))
+    }
+}
+
+/// What one point scored, with the range the detector expected it in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    /// 0..1; 0 while learning.
+    pub score: f64,
+    /// The rarity of the point's largest departure (−log10 of a frequency).
+    pub surprise: f64,
+    /// The forecast, and the range within three error scales of it.
+    pub expected: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// One series' detector state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Surprise {
+    n: u64,
+    first_ms: i64,
+    level: f64,
+    level_error: Scale,
+    day: Profile<DAY_BINS>,
+    week: Profile<WEEK_BINS>,
+    /// Running mean of signed forecast errors.
+    bias: f64,
+    /// The envelope: a min and max that shrink slowly towards each other.
+    lo: f64,
+    hi: f64,
+    point_tail: Tail,
+    bias_tail: Tail,
+    beyond_tail: Tail,
+    recent_max: f64,
+}
+
+impl Surprise {
+    pub const STATE_BYTES: usize = std::mem::size_of::<Surprise>();
+
+    /// Scores one point. Non-finite values are ignored (score 0, state unchanged).
+    pub fn observe(&mut self, t_ms: i64, x: f64, p: &SurpriseParams) -> Scored {
+        if !x.is_finite() {
+            return Scored {
+                score: 0.0,
+                surprise: 0.0,
+                expected: self.level,
+                low: self.lo,
+                high: self.hi,
+            };
+        }
+        if self.n == 0 {
+            self.first_ms = t_ms;
+            self.level = x;
+            (self.lo, self.hi) = (x, x);
+        }
+        let tiny = 1e-9 + 1e-6 * self.level.abs();
+        let day_bin = (t_ms.rem_euclid(DAY_MS) * DAY_BINS as i64 / DAY_MS) as usize;
+        let week_bin = (t_ms.rem_euclid(WEEK_MS) * WEEK_BINS as i64 / WEEK_MS) as usize;
+        let age = t_ms.saturating_sub(self.first_ms);
+
+        // The forecaster with the smallest error lately.
+        let mut expected = self.level;
+        let mut mae = self.level_error.mae;
+        for (f, err, old_enough) in [
+            (self.day.forecast(day_bin), &self.day.error, age > DAY_MS),
+            (self.week.forecast(week_bin), &self.week.error, age > WEEK_MS),
+        ] {
+            if let Some(f) = f.filter(|_| old_enough && err.ready() && err.mae < mae) {
+                expected = f;
+                mae = err.mae;
+            }
+        }
+
+        // The three departures, in units of normal, and their rarity.
+        let scale = 1.25 * mae + tiny;
+        let e = x - expected;
+        let point = e.abs() / scale;
+        let bias = self.bias + p.bias_alpha * (e - self.bias);
+        let sustained = bias.abs() / scale;
+        let beyond = (x - self.hi).max(self.lo - x).max(0.0) / (self.hi - self.lo).max(tiny);
+        let surprise = self
+            .point_tail
+            .rarity(point, p)
+            .max(p.bias_weight * self.bias_tail.rarity(sustained, p))
+            .max(p.beyond_weight * self.beyond_tail.rarity(beyond, p))
+            .min(CAP);
+
+        // Learn from the point.
+        self.point_tail.add(point, p);
+        self.bias_tail.add(sustained, p);
+        self.beyond_tail.add(beyond, p);
+        self.bias = bias;
+        let mid = (self.hi + self.lo) / 2.0;
+        self.hi = x.max(self.hi - p.envelope_decay * (self.hi - mid));
+        self.lo = x.min(self.lo + p.envelope_decay * (mid - self.lo));
+        if let Some(f) = self.day.forecast(day_bin) {
+            self.day.error.update(x - f, p);
+        }
+        if let Some(f) = self.week.forecast(week_bin) {
+            self.week.error.update(x - f, p);
+        }
+        self.day.update(day_bin, x, p);
+        self.week.update(week_bin, x, p);
+        self.level_error.update(x - self.level, p);
+        self.level += p.level_alpha * (x - self.level);
+        self.n += 1;
+
+        // News once: only a rarity above the recent maximum scores.
+        let learning = (self.n as usize) <= p.warmup;
+        let news = if surprise > self.recent_max { surprise } else { 0.0 };
+        if !learning {
+            self.recent_max = (self.recent_max * p.decay).max(surprise);
+        }
+        Scored {
+            score: if learning { 0.0 } else { news / (news + p.half) },
+            surprise,
+            expected,
+            low: expected - 3.0 * scale,
+            high: expected + 3.0 * scale,
+        }
+    }
+}
+
+/// Scores a whole series, in order.
+pub fn score_series(timestamps: &[i64], values: &[f64], p: &SurpriseParams) -> Vec<Scored> {
+    let mut d = Surprise::default();
+    timestamps
+        .iter()
+        .zip(values)
+        .map(|(t, x)| d.observe(*t, *x, p))
+        .collect()
+}
+
+const KIND: &str = "series-detector";
+const VERSION: u32 = 1;
+
+/// A detector saved with what it learnt: `lookout detect --save-model` writes it and
+/// `--model` starts from it, so scoring a new export starts warm.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesModel {
+    pub manifest: SeriesManifest,
+    pub state: Surprise,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesManifest {
+    pub kind: String,
+    pub version: u32,
+    pub trained_at: String,
+    /// Where the training points came from, their time range and count.
+    pub source: String,
+    pub data_from: String,
+    pub data_to: String,
+    pub points: usize,
+    pub parameters: SurpriseParams,
+    pub evaluation: SeriesEvaluation,
+    /// FNV-1a 64 of the state's JSON, as 16 hex digits.
+    pub checksum: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesEvaluation {
+    /// Training points scored at least 0.5, and their share.
+    pub flagged: usize,
+    pub flagged_share: f64,
+}
+
+/// The checksum of a state as it reads back from JSON (floats parse the same way on save
+/// and on load, so the figure holds across a round trip).
+fn state_checksum(state: &Surprise) -> String {
+    let json = serde_json::to_string(state).unwrap_or_default();
+    let back: Surprise = serde_json::from_str(&json).unwrap_or_default();
+    let json = serde_json::to_string(&back).unwrap_or_default();
+    format!("{:016x}", crate::correlate::alert::fnv1a(&[&json]))
+}
+
+impl SeriesModel {
+    pub fn new(
+        parameters: SurpriseParams,
+        state: Surprise,
+        source: &str,
+        timestamps: &[i64],
+        flagged: usize,
+    ) -> SeriesModel {
+        let fmt = |t: Option<&i64>| t.map(|t| crate::decode::time::format_ms(*t)).unwrap_or_default();
+        let checksum = state_checksum(&state);
+        SeriesModel {
+            manifest: SeriesManifest {
+                kind: KIND.into(),
+                version: VERSION,
+                trained_at: crate::decode::time::format_ms(chrono::Utc::now().timestamp_millis()),
+                source: source.into(),
+                data_from: fmt(timestamps.first()),
+                data_to: fmt(timestamps.last()),
+                points: timestamps.len(),
+                parameters,
+                evaluation: SeriesEvaluation {
+                    flagged,
+                    flagged_share: flagged as f64 / timestamps.len().max(1) as f64,
+                },
+                checksum,
+            },
+            state,
+        }
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<SeriesModel, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let model: SeriesModel = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{}: not a series-detector model: {e}", path.display()))?;
+        let m = &model.manifest;
+        if m.kind != KIND || m.version != VERSION {
+            return Err(format!(
+                "{}: model kind {:?} version {}, expected {KIND:?} version {VERSION}",
+                path.display(),
+                m.kind,
+                m.version
+            ));
+        }
+        let json = serde_json::to_string(&model.state).unwrap_or_default();
+        if format!("{:016x}", crate::correlate::alert::fnv1a(&[&json])) != m.checksum {
+            return Err(format!(
+                "{}: checksum does not match the model (edited or truncated?)",
+                path.display()
+            ));
+        }
+        Ok(model)
+    }
+
+    pub fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
+        std::fs::rename(tmp, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+
+    /// Deterministic noise in −1..1.
+    fn noise(i: usize) -> f64 {
+        let x = (i as u64)
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((x >> 33) as f64 / (1u64 << 31) as f64) - 1.0
+    }
+
+    fn run(values: &[f64], step_ms: i64) -> Vec<Scored> {
+        let ts: Vec<i64> = (0..values.len() as i64).map(|i| i * step_ms).collect();
+        let p = SurpriseParams {
+            warmup: 200,
+            ..SurpriseParams::default()
+        };
+        score_series(&ts, values, &p)
+    }
+
+    fn max_score(s: &[Scored]) -> f64 {
+        s.iter().map(|x| x.score).fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn a_spike_outscores_every_normal_point() {
+        let mut v: Vec<f64> = (0..3000).map(|i| 50.0 + 5.0 * noise(i)).collect();
+        v[2500] = 120.0;
+        let s = run(&v, 5 * MIN);
+        let normal = max_score(&s[1000..2500]);
+        assert!(s[2500].score > 0.55, "{:?}", s[2500]);
+        assert!(normal < 0.5, "normal max {normal}");
+        assert!(s[2500].low < 60.0 && s[2500].high < 120.0, "{:?}", s[2500]);
+    }
+
+    #[test]
+    fn a_level_shift_is_news_at_its_start_only() {
+        let v: Vec<f64> = (0..4000)
+            .map(|i| if i < 3000 { 20.0 } else { 35.0 } + 2.0 * noise(i))
+            .collect();
+        let s = run(&v, 5 * MIN);
+        let first = s[3000..3010].iter().map(|x| x.score).fold(0.0, f64::max);
+        assert!(first > 0.55, "{:?}", &s[3000..3010]);
+        let later = s[3100..].iter().filter(|x| x.score > 0.5).count();
+        assert!(later <= 2, "{later} more points over 0.5 after the shift");
+    }
+
+    #[test]
+    fn daily_seasonality_is_normal_and_a_missing_peak_is_not() {
+        // Every 5 minutes for 14 days; the peak of day 12 is missing.
+        let step = 5 * MIN;
+        let v: Vec<f64> = (0..14 * 288)
+            .map(|i| {
+                let phase = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+                let wave = 50.0 * phase.sin();
+                let day = i / 288;
+                60.0 + if day == 12 { wave.min(0.0) } else { wave } + noise(i)
+            })
+            .collect();
+        let s = run(&v, step);
+        // Four normal days: the most rare-looking points of a clean cycle come back about
+        // once a day, so a few cross 0.5, none as high as the missing peak.
+        let normal = &s[8 * 288..12 * 288];
+        let over = normal.iter().filter(|x| x.score >= 0.5).count();
+        let missing = max_score(&s[12 * 288..12 * 288 + 144]);
+        assert!(missing > 0.6, "missing peak scored {missing}");
+        assert!(
+            max_score(normal) < missing,
+            "normal days scored up to {}",
+            max_score(normal)
+        );
+        assert!(over <= 4, "{over} normal points over 0.5 in four days");
+    }
+
+    #[test]
+    fn a_slow_leak_is_noticed_before_it_has_doubled() {
+        // A memory gauge: steady with noise for 10 days, then growing by 0.05% a point.
+        let v: Vec<f64> = (0..5000)
+            .map(|i| {
+                let leak = if i > 3000 { (i - 3000) as f64 * 0.5 } else { 0.0 };
+                1000.0 + leak + 10.0 * noise(i)
+            })
+            .collect();
+        let s = run(&v, 5 * MIN);
+        let normal = max_score(&s[1000..3000]);
+        let found = s[3000..]
+            .iter()
+            .position(|x| x.score > normal.max(0.5))
+            .map(|i| i + 3000);
+        assert!(
+            matches!(found, Some(i) if i < 4500),
+            "first over normal: {found:?}, normal max {normal}"
+        );
+    }
+
+    #[test]
+    fn flat_sparse_and_broken_input_is_safe() {
+        // Flat: nothing to report until it moves.
+        let mut v = vec![7.0; 1000];
+        v[900] = 8.0;
+        let s = run(&v, MIN);
+        assert_eq!(max_score(&s[300..900]), 0.0);
+        assert!(s[900].score > 0.5, "{:?}", s[900]);
+        // Non-finite values are ignored and change nothing.
+        let mut d = Surprise::default();
+        let p = SurpriseParams::default();
+        for i in 0..500 {
+            d.observe(i * MIN, 1.0 + noise(i as usize), &p);
+        }
+        let before = serde_json::to_string(&d).unwrap();
+        for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(d.observe(500 * MIN, x, &p).score, 0.0);
+        }
+        assert_eq!(serde_json::to_string(&d).unwrap(), before);
+        // Clocks that jump back or far ahead, and sparse points, do not panic or go NaN.
+        for (t, x) in [(0, 1.0), (-5 * MIN, 2.0), (i64::MAX / 2, 1.0), (i64::MIN / 2, 3.0)] {
+            let s = d.observe(t, x, &p);
+            assert!(s.score.is_finite() && (0.0..=1.0).contains(&s.score), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn state_is_bounded() {
+        let mut d = Surprise::default();
+        let p = SurpriseParams::default();
+        for i in 0..50_000 {
+            d.observe(i * MIN, noise(i as usize), &p);
+        }
+        assert_eq!(std::mem::size_of_val(&d), Surprise::STATE_BYTES);
+        assert!(Surprise::STATE_BYTES < 4096, "{}", Surprise::STATE_BYTES);
+    }
+
+    #[test]
+    fn a_saved_model_resumes_where_it_stopped_and_bad_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = SurpriseParams::default();
+        let ts: Vec<i64> = (0..2000).map(|i| i * MIN).collect();
+        let v: Vec<f64> = (0..2000).map(|i| 5.0 + noise(i)).collect();
+        let mut d = Surprise::default();
+        for (t, x) in ts.iter().zip(&v) {
+            d.observe(*t, *x, &p);
+        }
+        let path = dir.path().join("m.json");
+        SeriesModel::new(p, d.clone(), "test", &ts, 0).save(&path).unwrap();
+        let m = SeriesModel::load(&path).unwrap();
+        assert_eq!(m.manifest.points, 2000);
+        let (mut a, mut b) = (d, m.state);
+        // JSON floats read back within an ulp, so the scores agree to far below what matters.
+        for i in 2000..2100 {
+            let x = 5.0 + noise(i) + if i == 2050 { 30.0 } else { 0.0 };
+            let (sa, sb) = (a.observe(i as i64 * MIN, x, &p), b.observe(i as i64 * MIN, x, &p));
+            assert!((sa.score - sb.score).abs() < 1e-9 && (sa.expected - sb.expected).abs() < 1e-9);
+        }
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        let edited = text.replacen("\"n\": 2000", "\"n\": 2001", 1);
+        assert_ne!(edited, text);
+        std::fs::write(&path, edited).unwrap();
+        assert!(SeriesModel::load(&path).unwrap_err().contains("checksum"));
+        std::fs::write(&path, text.replace("series-detector", "log-pattern-kmeans")).unwrap();
+        assert!(SeriesModel::load(&path)
+            .unwrap_err()
+            .contains("expected \"series-detector\""));
+        std::fs::write(&path, &text[..text.len() / 2]).unwrap();
+        assert!(SeriesModel::load(&path)
+            .unwrap_err()
+            .contains("not a series-detector model"));
+        assert!(SeriesModel::load(&dir.path().join("missing.json")).is_err());
+    }
+
+    #[test]
+    fn parameters_are_set_by_name_and_checked() {
+        let mut p = SurpriseParams::default();
+        p.set("decay=0.99").unwrap();
+        assert_eq!(p.decay, 0.99);
+        assert!(p.set("nope=1").unwrap_err().contains("no such parameter"));
+        assert!(p.set("decay").unwrap_err().contains("key=value"));
+        assert!(p.set("decay=-1").is_err());
+        assert!(p.set("decay=NaN").is_err());
+    }
+}
