@@ -626,7 +626,7 @@ mod tests {
             d.observe(i * MIN, noise(i as usize), &p);
         }
         assert_eq!(std::mem::size_of_val(&d), Surprise::STATE_BYTES);
-        assert!(Surprise::STATE_BYTES < 4096, "{}", Surprise::STATE_BYTES);
+        const { assert!(Surprise::STATE_BYTES < 4096) };
     }
 
     #[test]
