@@ -62,7 +62,9 @@ enum Command {
     /// reward-low-FP and reward-low-FN scores with thresholds optimised over the data given.
     Nab(NabArgs),
     /// Fit a pipeline's models from recorded input into MODELS/<pipeline name>/: the log
-    /// template state and the log-pattern model (k-means on template counts per minute).
+    /// template state, the log-pattern model (k-means on template counts per minute), the
+    /// series detectors warmed on the input, and the service-signals model (k-means on a
+    /// service's signals per minute).
     Train(TrainArgs),
 }
 
@@ -86,7 +88,7 @@ struct TrainArgs {
     /// Window of the log-pattern model, seconds.
     #[arg(long, default_value_t = 60)]
     window_s: u64,
-    /// Clusters of the log-pattern model, at most.
+    /// Clusters of the log-pattern and service-signals models, at most.
     #[arg(long, default_value_t = 4)]
     clusters: usize,
 }
@@ -437,7 +439,11 @@ fn train(a: TrainArgs) -> Result<(), Failure> {
         ..PatternParams::default()
     };
     let dir = a.models.join(&cfg.spec.name);
-    let trained = train::train(&cfg, &input, &dir, params, |records, logs, templates| {
+    let vectors = lookout::model::services::VectorParams {
+        k: a.clusters,
+        ..Default::default()
+    };
+    let trained = train::train(&cfg, &input, &dir, params, vectors, |records, logs, templates| {
         eprintln!("read {records} records ({logs} log lines), {templates} templates");
     })
     .map_err(usage)?;
@@ -460,10 +466,41 @@ fn train(a: TrainArgs) -> Result<(), Failure> {
             s.threshold
         );
     }
+    let e = &trained.series.manifest.evaluation;
     println!(
-        "wrote {} and {}",
+        "series detectors ({}): {} series, {} metric points, {} anomaly episodes in training",
+        trained.series.manifest.detector.name(),
+        e.series,
+        e.points,
+        e.episodes
+    );
+    match &trained.signals {
+        Ok((model, path)) => {
+            let e = &model.manifest.evaluation;
+            println!(
+                "service signals: {} services, {} windows, {:.2}% of training windows over threshold",
+                e.services,
+                e.windows,
+                e.train_exceed_rate * 100.0
+            );
+            for (service, s) in &model.services {
+                println!(
+                    "  {service:<24} {} signals, {} windows, {} clusters, threshold {:.2}",
+                    s.dims.len(),
+                    s.windows,
+                    s.centroids.len(),
+                    s.threshold
+                );
+            }
+            println!("wrote {}", path.display());
+        }
+        Err(why) => println!("no service-signals model: {why}"),
+    }
+    println!(
+        "wrote {}, {} and {}",
         trained.templates_path.display(),
-        trained.model_path.display()
+        trained.model_path.display(),
+        trained.series_path.display()
     );
     Ok(())
 }

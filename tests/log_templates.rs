@@ -168,6 +168,28 @@ fn train_writes_models_that_replay_uses_and_bad_models_fail_at_start() {
         "{manifest}"
     );
 
+    // The series detectors and the service-signals model, each with its manifest.
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(models.join("default").join(f)).unwrap()).unwrap()
+    };
+    let series = read("series.json");
+    assert_eq!(series["manifest"]["kind"], "series-detectors");
+    assert_eq!(series["manifest"]["detector"], "envelope");
+    assert!(
+        series["manifest"]["evaluation"]["series"].as_u64().unwrap() > 100,
+        "{}",
+        series["manifest"]
+    );
+    let signals = read("service_signals.json");
+    assert_eq!(signals["manifest"]["kind"], "service-signals-kmeans");
+    assert_eq!(signals["manifest"]["data_from"].as_str().unwrap()[..10], *"2025-03-04");
+    assert_eq!(
+        signals["services"]["checkout"]["dims"],
+        serde_json::json!(["error_ratio", "latency_p95_ms", "log_errors", "req_rate"]),
+        "symptom signals and log errors, not saturation levels"
+    );
+    assert!(out.contains("service signals: 14 services"), "{out}");
+
     let output = tmp.path().join("p2.jsonl");
     let replay = |models: &str| {
         lookout(&[
@@ -198,6 +220,48 @@ fn train_writes_models_that_replay_uses_and_bad_models_fail_at_start() {
         "{err}"
     );
     std::fs::write(&model_file, &good).unwrap();
+
+    let signals_file = models.join("default/service_signals.json");
+    let good_signals = std::fs::read(&signals_file).unwrap();
+    std::fs::write(&signals_file, b"[]").unwrap();
+    let (code, _, err) = replay(m);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("service_signals.json: not a service-signals model"),
+        "{err}"
+    );
+    std::fs::write(&signals_file, &good_signals).unwrap();
+
+    // Series trained for one detector do not start another.
+    let other = tmp.path().join("surprise");
+    std::fs::create_dir_all(&other).unwrap();
+    for f in std::fs::read_dir("pipelines/default").unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, other.join(f.file_name().unwrap())).unwrap();
+    }
+    let toml = std::fs::read_to_string(other.join("pipeline.toml")).unwrap();
+    std::fs::write(
+        other.join("pipeline.toml"),
+        toml.replace("[detection]\n", "[detection]\nmodel = \"surprise\"\n"),
+    )
+    .unwrap();
+    let (code, _, err) = lookout(&[
+        "replay",
+        "--pipeline",
+        other.to_str().unwrap(),
+        "--input",
+        shared.join("public-2").to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--models",
+        m,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("series.json") && err.contains("trained for another detector"),
+        "{err}"
+    );
+
     std::fs::remove_file(models.join("default/templates.json")).unwrap();
     let (code, _, err) = replay(m);
     assert_eq!(code, 2, "{err}");
@@ -243,6 +307,35 @@ async fn a_replaced_model_is_reloaded_and_a_bad_replacement_keeps_the_old_one() 
     p.process(&logs(&[("a", "z")])).await.unwrap();
     assert_eq!(p.log_model().unwrap().services.len(), 2, "a good replacement is loaded");
     assert_eq!(p.stats.model_reloads, 2);
+
+    // The service-signals model is watched the same way.
+    use lookout::model::services::{self, Window};
+    let signals = |services: &[&str]| {
+        let windows: Vec<Window> = services
+            .iter()
+            .flat_map(|s| {
+                (0..60).map(move |m| Window {
+                    end: m * 60_000,
+                    service: s.to_string(),
+                    values: [("req_rate".to_string(), 10.0 + (m % 5) as f64)].into(),
+                })
+            })
+            .collect();
+        services::fit(&windows, Default::default(), "now".into(), ("a".into(), "b".into())).unwrap()
+    };
+    assert!(p.signal_model().is_none());
+    signals(&["a"]).save(&models.join("service_signals.json")).unwrap();
+    p.process(&logs(&[("a", "x")])).await.unwrap();
+    assert_eq!(p.signal_model().unwrap().services.len(), 1);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(models.join("service_signals.json"), b"{}").unwrap();
+    p.process(&logs(&[("a", "y")])).await.unwrap();
+    assert_eq!(p.signal_model().unwrap().services.len(), 1, "kept");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    signals(&["a", "b"]).save(&models.join("service_signals.json")).unwrap();
+    p.process(&logs(&[("a", "z")])).await.unwrap();
+    assert_eq!(p.signal_model().unwrap().services.len(), 2, "replaced");
+    assert_eq!(p.stats.model_reloads, 4);
 }
 
 #[test]

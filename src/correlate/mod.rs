@@ -261,7 +261,16 @@ impl Correlator {
             return None;
         }
         let evidence = a.source == "anomaly" && a.label("role") == Some("evidence");
-        let id = match self.best_incident(&a) {
+        let best = self.best_incident(&a).filter(|(id, _)| {
+            // Evidence explains what its own service did in an incident; it does not
+            // bring a new service (and a new root-cause candidate) in.
+            !evidence
+                || self
+                    .incidents
+                    .get(id)
+                    .is_some_and(|i| a.service.as_ref().is_some_and(|s| i.services().contains(s)))
+        });
+        let id = match best {
             None if evidence => {
                 // Evidence explains trouble; it does not start any.
                 self.stats.evidence_unattached += 1;

@@ -386,3 +386,22 @@ fn same_input_same_ids() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn evidence_joins_only_incidents_that_already_involve_its_service() {
+    let mut c = Correlator::new(open_on_any_alert(), catalog());
+    let evidence = |fp: &str, service: &str, ts_s: i64| {
+        let mut a = symptom(fp, service, ts_s);
+        a.labels = vec![("role".into(), "evidence".into())];
+        a
+    };
+    // Alone, evidence opens nothing.
+    assert!(c.ingest(vec![evidence("e0", "api", 10)], vec![]).is_empty());
+    let id = c.ingest(vec![symptom("s1", "api", 20)], vec![])[0].incident_id.clone();
+    // api's own evidence joins api's incident.
+    let out = c.ingest(vec![evidence("e1", "api", 30)], vec![]);
+    assert_eq!(out[0].incident_id, id);
+    // db's evidence does not bring db in, though db is api's dependency.
+    assert!(c.ingest(vec![evidence("e2", "db", 40)], vec![]).is_empty());
+    assert_eq!(c.stats.evidence_unattached, 2);
+}

@@ -17,11 +17,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use linfa::traits::Fit;
-use linfa::DatasetBase;
-use linfa_clustering::KMeans;
-use ndarray::Array2;
 use serde::{Deserialize, Serialize};
+
+use crate::model::normal::distance;
 
 pub const KIND: &str = "log-pattern-kmeans";
 pub const VERSION: u32 = 1;
@@ -148,16 +146,6 @@ impl ServiceModel {
     }
 }
 
-/// Rounded to 1e-6: short decimals read back as the very same floats, so the checksum
-/// of a saved model holds when it is loaded.
-fn micro(x: f64) -> f64 {
-    (x * 1e6).round() / 1e6
-}
-
-fn distance(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt()
-}
-
 fn checksum(services: &BTreeMap<String, ServiceModel>) -> String {
     let json = serde_json::to_string(services).unwrap_or_default();
     format!("{:016x}", crate::correlate::alert::fnv1a(&[&json]))
@@ -274,38 +262,18 @@ pub fn fit(windows: &Windows, params: PatternParams, trained_at: String) -> Resu
         let rows: Vec<Vec<f64>> = (0..n)
             .map(|i| shell.vector(by_window.get(&(first + i as i64 * window_ms)).unwrap_or(&empty)))
             .collect();
-        let width = shell.dims.len() + 1;
-        let data = Array2::from_shape_vec((n, width), rows.concat()).map_err(|e| format!("{service}: {e}"))?;
-        let k = params.k.min(n / 10).max(1);
-        let fitted = KMeans::params(k)
-            .n_runs(4)
-            .max_n_iterations(200)
-            .tolerance(1e-6)
-            .fit(&DatasetBase::from(data))
-            .map_err(|e| format!("{service}: k-means: {e}"))?;
-        let centroids: Vec<Vec<f64>> = fitted
-            .centroids()
-            .rows()
-            .into_iter()
-            .map(|r| r.iter().map(|&x| micro(x)).collect())
-            .collect();
-        let model = ServiceModel { centroids, ..shell };
-        let mut d: Vec<f64> = rows
-            .iter()
-            .map(|r| {
-                model
-                    .centroids
-                    .iter()
-                    .map(|c| distance(c, r))
-                    .fold(f64::INFINITY, f64::min)
-            })
-            .collect();
-        d.sort_by(f64::total_cmp);
-        let q = d[((d.len() as f64 * 0.995) as usize).min(d.len() - 1)];
-        let threshold = micro((q * 1.5).max(1.0));
-        exceed += d.iter().filter(|&&x| x > threshold).count();
+        let normal = crate::model::normal::fit(&rows, params.k, 1.0).map_err(|e| format!("{service}: {e}"))?;
+        exceed += normal.exceed;
         total += n;
-        services.insert(service.clone(), ServiceModel { threshold, ..model });
+        let (centroids, threshold) = (normal.centroids, normal.threshold);
+        services.insert(
+            service.clone(),
+            ServiceModel {
+                centroids,
+                threshold,
+                ..shell
+            },
+        );
     }
     if services.is_empty() {
         return Err(format!(

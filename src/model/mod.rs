@@ -13,15 +13,19 @@
 
 pub mod detector;
 pub mod nab;
+pub mod normal;
+pub mod saved;
+pub mod services;
 pub mod surprise;
 
 use std::collections::{BTreeMap, HashMap};
 
 use arrow::array::{Array, AsArray, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 pub use detector::{Detector, DetectorParams, Direction, Verdict};
+use services::{ServiceSignalModel, SignalWindows, Window};
 
 use crate::correlate::alert::derived_fingerprint;
 use crate::correlate::Alert;
@@ -69,6 +73,33 @@ pub struct DetectionConfig {
     pub history: usize,
     #[serde(default = "default_max_series")]
     pub max_series: usize,
+    /// Which detector watches each series.
+    #[serde(default)]
+    pub model: DetectorKind,
+    /// Points a `surprise` detector learns before it may report (a model trained by
+    /// `lookout train` has learnt already).
+    #[serde(default = "default_warmup")]
+    pub warmup: usize,
+}
+
+/// `[detection] model`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectorKind {
+    /// Median and MAD of a rolling history, confirmed over `confirm` points.
+    #[default]
+    Envelope,
+    /// The default streaming detector of `lookout detect` (see [`surprise`]).
+    Surprise,
+}
+
+impl DetectorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DetectorKind::Envelope => "robust-envelope",
+            DetectorKind::Surprise => "surprise",
+        }
+    }
 }
 
 impl Default for DetectionConfig {
@@ -79,6 +110,8 @@ impl Default for DetectionConfig {
             confirm: default_confirm(),
             history: default_history(),
             max_series: default_max_series(),
+            model: DetectorKind::default(),
+            warmup: default_warmup(),
         }
     }
 }
@@ -98,6 +131,9 @@ fn default_history() -> usize {
 fn default_max_series() -> usize {
     100_000
 }
+fn default_warmup() -> usize {
+    120
+}
 
 const LOG_WINDOW_MS: i64 = 60_000;
 const LOG_GRACE_MS: i64 = 30_000;
@@ -111,20 +147,93 @@ pub struct Detections {
 }
 
 struct Series {
-    detector: Detector,
+    detector: SeriesDetector,
     episode: Option<String>,
+}
+
+/// A series' detector as `lookout train` saves it (`series.json`), to start warm.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedSeries {
+    pub metric: String,
+    pub service: String,
+    pub host: String,
+    state: SeriesDetector,
+}
+
+/// One series' detector, of the configured kind, with the episode it is in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum SeriesDetector {
+    Envelope(Detector),
+    Surprise(Box<Watch>),
+}
+
+/// Episodes from [`Surprise`] scores: one starts when a point is news (score ≥ 0.5) and
+/// outside the expected range in the watched direction; it lasts while points stay
+/// outside, and ends after `confirm` points back inside.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Watch {
+    detector: surprise::Surprise,
+    in_episode: bool,
+    calm: u32,
+}
+
+impl Watch {
+    fn observe(&mut self, ts: i64, v: f64, dir: Direction, p: &surprise::SurpriseParams, confirm: u32) -> Verdict {
+        if !v.is_finite() {
+            return Verdict::Learning;
+        }
+        let s = self.detector.observe(ts, v, p);
+        let outside = match dir {
+            Direction::Up => v > s.high,
+            Direction::Down => v < s.low,
+            Direction::Both => v > s.high || v < s.low,
+        };
+        if !self.in_episode {
+            if s.score >= 0.5 && outside {
+                self.in_episode = true;
+                self.calm = 0;
+                return Verdict::Start {
+                    score: s.score,
+                    expected: s.expected,
+                    low: s.low,
+                    high: s.high,
+                };
+            }
+            return Verdict::Normal { score: s.score };
+        }
+        if outside {
+            self.calm = 0;
+            return Verdict::Ongoing { score: s.score };
+        }
+        self.calm += 1;
+        if self.calm >= confirm {
+            self.in_episode = false;
+            return Verdict::End;
+        }
+        Verdict::Settling
+    }
 }
 
 pub struct SignalDetectors {
     specs: HashMap<String, DetectSpec>,
     cfg: DetectionConfig,
     params: DetectorParams,
+    surprise: surprise::SurpriseParams,
     series: HashMap<(String, String, String), Series>,
     /// Open log-error windows: window start → service → count.
     log_windows: BTreeMap<i64, BTreeMap<String, u64>>,
     log_services: BTreeMap<String, ()>,
     watermark: i64,
     pub dropped_series: u64,
+    /// Windows of each service's signals together, for the service-signals model.
+    windows: SignalWindows,
+    vector_model: Option<ServiceSignalModel>,
+    /// Unusual-signals episodes: service → fingerprint.
+    vector_episodes: HashMap<String, String>,
+    /// Closed windows kept for training, when recording.
+    recorded: Option<Vec<Window>>,
 }
 
 impl SignalDetectors {
@@ -137,6 +246,10 @@ impl SignalDetectors {
         };
         SignalDetectors {
             specs: specs.iter().map(|s| (s.metric.clone(), s.clone())).collect(),
+            surprise: surprise::SurpriseParams {
+                warmup: cfg.warmup,
+                ..surprise::SurpriseParams::default()
+            },
             cfg,
             params,
             series: HashMap::new(),
@@ -144,6 +257,10 @@ impl SignalDetectors {
             log_services: BTreeMap::new(),
             watermark: i64::MIN,
             dropped_series: 0,
+            windows: SignalWindows::default(),
+            vector_model: None,
+            vector_episodes: HashMap::new(),
+            recorded: None,
         }
     }
 
@@ -164,6 +281,11 @@ impl SignalDetectors {
                 let host = opt(cols.host, i).unwrap_or("");
                 let ts = cols.ts.value(i);
                 self.watermark = self.watermark.max(ts);
+                // What users feel goes into the service's mix; saturation levels (memory,
+                // CPU) differ from one deployment to the next and would dominate it.
+                if spec.role == Role::Symptom {
+                    self.windows.add(service, name, ts, cols.value.value(i));
+                }
                 self.score(
                     (name, service, host),
                     ts,
@@ -178,7 +300,158 @@ impl SignalDetectors {
             self.count_logs(logs);
             self.close_log_windows(&mut out);
         }
+        self.close_vectors(&mut out);
         out
+    }
+
+    /// Keeps every closed window of service signals for [`SignalDetectors::take_recorded`]
+    /// (training).
+    pub fn record_windows(&mut self) {
+        self.recorded = Some(Vec::new());
+    }
+
+    pub fn take_recorded(&mut self) -> Vec<Window> {
+        self.recorded.take().unwrap_or_default()
+    }
+
+    pub fn set_vector_model(&mut self, model: Option<ServiceSignalModel>) {
+        self.vector_model = model;
+    }
+
+    pub fn vector_model(&self) -> Option<&ServiceSignalModel> {
+        self.vector_model.as_ref()
+    }
+
+    /// Every series' detector, in a stable order, for `series.json`.
+    pub fn export_series(&self) -> Vec<SavedSeries> {
+        let mut out: Vec<SavedSeries> = self
+            .series
+            .iter()
+            .map(|((metric, service, host), s)| SavedSeries {
+                metric: metric.clone(),
+                service: service.clone(),
+                host: host.clone(),
+                state: s.detector.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.metric, &a.service, &a.host).cmp(&(&b.metric, &b.service, &b.host)));
+        out
+    }
+
+    /// Starts series from saved detectors (out of any episode). Detectors of another
+    /// kind than the configured one are an error: the file was trained for another setup.
+    pub fn import_series(&mut self, saved: Vec<SavedSeries>) -> Result<usize, String> {
+        let mut n = 0;
+        for s in saved {
+            let mut detector = s.state;
+            match (&mut detector, self.cfg.model) {
+                (SeriesDetector::Envelope(_), DetectorKind::Envelope) => {}
+                (SeriesDetector::Surprise(w), DetectorKind::Surprise) => {
+                    w.in_episode = false;
+                    w.calm = 0;
+                }
+                (_, kind) => {
+                    return Err(format!(
+                        "series {}/{}/{}: trained for another detector than [detection] model = {:?}",
+                        s.metric,
+                        s.service,
+                        s.host,
+                        kind.name()
+                    ))
+                }
+            }
+            if self.series.len() >= self.cfg.max_series {
+                self.dropped_series += 1;
+                continue;
+            }
+            self.series.insert(
+                (s.metric, s.service, s.host),
+                Series {
+                    detector,
+                    episode: None,
+                },
+            );
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn close_vectors(&mut self, out: &mut Detections) {
+        for w in self.windows.close(self.watermark) {
+            if let Some(kept) = &mut self.recorded {
+                kept.push(w.clone());
+            }
+            let Some(normal) = self.vector_model.as_ref().and_then(|m| m.services.get(&w.service)) else {
+                continue;
+            };
+            let score = normal.score(&w.values);
+            let service = w.service.as_str();
+            let unusual = score.distance > score.threshold;
+            let episode = self.vector_episodes.get(service).cloned();
+            let alert = |fingerprint: String, status: Status, title: String| Alert {
+                fingerprint,
+                source: "anomaly".into(),
+                service: Some(service.to_string()),
+                host: None,
+                severity: Severity::Warning,
+                status,
+                title,
+                ts: w.end,
+                labels: vec![
+                    ("role".into(), "evidence".into()),
+                    ("metric".into(), "service_signals".into()),
+                    ("kind".into(), "unusual_signals".into()),
+                ],
+            };
+            match (unusual, episode) {
+                (true, episode) => {
+                    let fp = episode
+                        .clone()
+                        .unwrap_or_else(|| derived_fingerprint(&["service-signals", service, &w.end.to_string()]));
+                    let moved: Vec<String> = score
+                        .movers
+                        .iter()
+                        .map(|(s, v, u)| format!("{s} {} (usually {})", short(*v), short(*u)))
+                        .collect();
+                    if episode.is_none() {
+                        out.anomalies.push(json!({
+                            "schema": "lookout.anomaly.v1",
+                            "ts": format_ms(w.end),
+                            "signal": "service_signals",
+                            "kind": "unusual_signals",
+                            "series": {"service": service, "host": null},
+                            "value": (score.distance * 1000.0).round() / 1000.0,
+                            "expected": {"high": score.threshold},
+                            "score": ((1.0 - score.threshold / score.distance).clamp(0.0, 1.0) * 1000.0).round() / 1000.0,
+                            "moved": score.movers.iter().map(|(s, v, u)| json!({"signal": s, "value": v, "usual": u})).collect::<Vec<_>>(),
+                            "role": "evidence",
+                            "model": services::KIND,
+                            "fingerprint": fp,
+                        }));
+                        self.vector_episodes.insert(service.to_string(), fp.clone());
+                    }
+                    out.alerts.push(alert(
+                        fp,
+                        Status::Firing,
+                        format!(
+                            "unusual signals on {service}: distance {:.2} over {:.2}; moved: {}",
+                            score.distance,
+                            score.threshold,
+                            moved.join(", ")
+                        ),
+                    ));
+                }
+                (false, Some(fp)) => {
+                    self.vector_episodes.remove(service);
+                    out.alerts.push(alert(
+                        fp,
+                        Status::Resolved,
+                        format!("signals back to normal on {service}"),
+                    ));
+                }
+                (false, None) => {}
+            }
+        }
     }
 
     fn count_logs(&mut self, logs: &RecordBatch) {
@@ -225,6 +498,7 @@ impl SignalDetectors {
             let services: Vec<String> = self.log_services.keys().cloned().collect();
             for svc in services {
                 let n = counts.get(&svc).copied().unwrap_or(0) as f64;
+                self.windows.add(&svc, LOG_ERRORS, start, n);
                 self.score(
                     (LOG_ERRORS, &svc, ""),
                     start + LOG_WINDOW_MS,
@@ -251,8 +525,12 @@ impl SignalDetectors {
             self.dropped_series += 1;
             return;
         }
+        let kind = self.cfg.model;
         let s = self.series.entry(k).or_insert_with(|| Series {
-            detector: Detector::default(),
+            detector: match kind {
+                DetectorKind::Envelope => SeriesDetector::Envelope(Detector::default()),
+                DetectorKind::Surprise => SeriesDetector::Surprise(Box::default()),
+            },
             episode: None,
         });
         let (metric, service, host) = key;
@@ -278,7 +556,11 @@ impl SignalDetectors {
                 labels,
             }
         };
-        match s.detector.observe(value, dir, &self.params) {
+        let verdict = match &mut s.detector {
+            SeriesDetector::Envelope(d) => d.observe(value, dir, &self.params),
+            SeriesDetector::Surprise(w) => w.observe(ts, value, dir, &self.surprise, self.params.confirm),
+        };
+        match verdict {
             Verdict::Start {
                 score,
                 expected,
@@ -296,7 +578,7 @@ impl SignalDetectors {
                     "expected": {"median": expected, "low": low, "high": high},
                     "score": (score * 1000.0).round() / 1000.0,
                     "role": role.as_str(),
-                    "model": "robust-envelope",
+                    "model": kind.name(),
                     "fingerprint": fp,
                 }));
                 let title = format!(
@@ -484,5 +766,117 @@ mod tests {
             .collect();
         d.observe(&logs_batch(&[]).unwrap(), &metrics_batch(&rows).unwrap());
         assert_eq!((d.series_count(), d.dropped_series), (2, 3));
+    }
+
+    fn spec(metric: &str, direction: Direction, role: Role) -> DetectSpec {
+        DetectSpec {
+            metric: metric.into(),
+            direction,
+            role,
+        }
+    }
+
+    /// Rate and latency of `cart`, one point a minute each; `odd` minutes have busy-hour
+    /// latency at quiet-hour traffic.
+    fn traffic(minutes: std::ops::Range<i64>, odd: &[i64]) -> Vec<MetricRow> {
+        let mut rows = Vec::new();
+        for m in minutes {
+            let busy = (m / 30) % 2 == 0;
+            let (rate, latency) = if busy { (100.0, 200.0) } else { (10.0, 50.0) };
+            let latency = if odd.contains(&m) { 200.0 } else { latency };
+            let jitter = (m % 7) as f64;
+            for (name, v) in [("req_rate", rate + jitter), ("latency", latency + jitter)] {
+                rows.push(MetricRow {
+                    name: name.into(),
+                    ..metric(m * 60_000, v)
+                });
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn a_trained_service_mix_reports_unusual_windows_as_evidence() {
+        let specs = [
+            spec("req_rate", Direction::Down, Role::Symptom),
+            spec("latency", Direction::Up, Role::Symptom),
+        ];
+        let cfg = DetectionConfig {
+            log_errors: false,
+            ..DetectionConfig::default()
+        };
+        let empty = logs_batch(&[]).unwrap();
+        let mut train = SignalDetectors::new(&specs, cfg.clone());
+        train.record_windows();
+        train.observe(&empty, &metrics_batch(&traffic(0..600, &[])).unwrap());
+        let windows = train.take_recorded();
+        assert_eq!(windows.len(), 598, "all but the last two minutes have closed");
+        let model = services::fit(&windows, Default::default(), "now".into(), ("a".into(), "b".into())).unwrap();
+
+        let mut d = SignalDetectors::new(&specs, cfg);
+        d.set_vector_model(Some(model));
+        let out = d.observe(&empty, &metrics_batch(&traffic(600..700, &[640, 641])).unwrap());
+        let mix: Vec<&Alert> = out
+            .alerts
+            .iter()
+            .filter(|a| a.label("kind") == Some("unusual_signals"))
+            .collect();
+        let statuses: Vec<(Status, i64)> = mix.iter().map(|a| (a.status, a.ts / 60_000)).collect();
+        assert_eq!(
+            statuses,
+            [(Status::Firing, 641), (Status::Firing, 642), (Status::Resolved, 643)],
+            "an episode per unusual stretch, stamped with the windows' ends"
+        );
+        assert_eq!(mix[0].label("role"), Some("evidence"));
+        assert!(mix[0].title.contains("req_rate"), "{}", mix[0].title);
+        let records: Vec<&Value> = out
+            .anomalies
+            .iter()
+            .filter(|a| a["kind"] == "unusual_signals")
+            .collect();
+        assert_eq!(records.len(), 1, "one anomaly per episode");
+        assert_eq!(records[0]["model"], services::KIND);
+        assert_eq!(records[0]["moved"][0]["signal"], "req_rate");
+    }
+
+    #[test]
+    fn surprise_detectors_open_episodes_and_start_warm_from_a_saved_state() {
+        let cfg = DetectionConfig {
+            model: DetectorKind::Surprise,
+            log_errors: false,
+            ..DetectionConfig::default()
+        };
+        let specs = [spec("latency", Direction::Up, Role::Symptom)];
+        let empty = logs_batch(&[]).unwrap();
+        let normal = |range: std::ops::Range<i64>| -> Vec<MetricRow> {
+            range.map(|i| metric(i * 60_000, 40.0 + (i * 7 % 5) as f64)).collect()
+        };
+        let mut d = SignalDetectors::new(&specs, cfg.clone());
+        d.observe(&empty, &metrics_batch(&normal(0..600)).unwrap());
+        let saved = d.export_series();
+        assert_eq!(saved.len(), 1);
+
+        // A warm copy reports a spike at once, with the model's name; so does the original.
+        let mut warm = SignalDetectors::new(&specs, cfg.clone());
+        assert_eq!(warm.import_series(saved.clone()).unwrap(), 1);
+        let mut spike = normal(600..610);
+        spike[3].value = 900.0;
+        spike[4].value = 880.0;
+        for det in [&mut d, &mut warm] {
+            let out = det.observe(&empty, &metrics_batch(&spike).unwrap());
+            let statuses: Vec<Status> = out.alerts.iter().map(|a| a.status).collect();
+            assert_eq!(statuses, [Status::Firing, Status::Firing, Status::Resolved]);
+            assert_eq!(out.anomalies[0]["model"], "surprise");
+            assert!(out.anomalies[0]["score"].as_f64().unwrap() >= 0.5);
+        }
+        // A cold one is still learning.
+        let mut cold = SignalDetectors::new(&specs, cfg);
+        assert!(cold.observe(&empty, &metrics_batch(&spike).unwrap()).alerts.is_empty());
+
+        // States survive JSON, and a state of another kind is refused.
+        let json = serde_json::to_string(&saved).unwrap();
+        let back: Vec<SavedSeries> = serde_json::from_str(&json).unwrap();
+        let mut envelope = SignalDetectors::new(&specs, DetectionConfig::default());
+        assert!(envelope.import_series(back).unwrap_err().contains("another detector"));
     }
 }

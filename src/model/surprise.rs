@@ -422,15 +422,6 @@ pub struct SeriesEvaluation {
     pub flagged_share: f64,
 }
 
-/// The checksum of a state as it reads back from JSON (floats parse the same way on save
-/// and on load, so the figure holds across a round trip).
-fn state_checksum(state: &Surprise) -> String {
-    let json = serde_json::to_string(state).unwrap_or_default();
-    let back: Surprise = serde_json::from_str(&json).unwrap_or_default();
-    let json = serde_json::to_string(&back).unwrap_or_default();
-    format!("{:016x}", crate::correlate::alert::fnv1a(&[&json]))
-}
-
 impl SeriesModel {
     pub fn new(
         parameters: SurpriseParams,
@@ -440,7 +431,7 @@ impl SeriesModel {
         flagged: usize,
     ) -> SeriesModel {
         let fmt = |t: Option<&i64>| t.map(|t| crate::decode::time::format_ms(*t)).unwrap_or_default();
-        let checksum = state_checksum(&state);
+        let checksum = super::saved::checksum_saved(&state);
         SeriesModel {
             manifest: SeriesManifest {
                 kind: KIND.into(),
@@ -474,8 +465,7 @@ impl SeriesModel {
                 m.version
             ));
         }
-        let json = serde_json::to_string(&model.state).unwrap_or_default();
-        if format!("{:016x}", crate::correlate::alert::fnv1a(&[&json])) != m.checksum {
+        if super::saved::checksum_loaded(&model.state) != m.checksum {
             return Err(format!(
                 "{}: checksum does not match the model (edited or truncated?)",
                 path.display()

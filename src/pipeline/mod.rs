@@ -25,6 +25,8 @@ use crate::correlate::{self, Correlator};
 use crate::decode::Decoder;
 use crate::logs::patterns::PatternModel;
 use crate::logs::{self, LogAnomalies, LogTemplateUdf, Miner, MinerConfig, SharedMiner, TemplateChange};
+use crate::model::saved::SeriesFile;
+use crate::model::services::ServiceSignalModel;
 use crate::model::{Detections, SignalDetectors};
 use crate::sink::{Message, Sink, SinkError, Topic};
 use crate::source::file::FileSource;
@@ -85,14 +87,14 @@ pub struct Processor {
     /// Where the template state is kept, and when it was last saved.
     templates_state: Option<(PathBuf, Instant)>,
     log_anomalies: LogAnomalies,
-    /// The log-pattern model file and its modification time, checked on every batch.
-    model_watch: Option<(PathBuf, Option<SystemTime>)>,
+    /// The model files that are reloaded when they change, checked on every batch.
+    model_watch: Vec<(Watched, ModelFile)>,
     sql: SqlEngine,
     detectors: SignalDetectors,
     correlator: Correlator,
     watermark: i64,
-    /// The catalog file and its modification time, checked on every batch.
-    catalog_watch: Option<(PathBuf, Option<SystemTime>)>,
+    /// The catalog file, checked on every batch.
+    catalog_watch: Option<Watched>,
     pub stats: Stats,
 }
 
@@ -109,15 +111,12 @@ impl Processor {
             miner_config: cfg.miner.clone(),
             templates_state: None,
             log_anomalies: LogAnomalies::new(cfg.spec.log_anomalies.clone()),
-            model_watch: None,
+            model_watch: Vec::new(),
             sql,
             detectors: SignalDetectors::new(&cfg.spec.detect, cfg.spec.detection.clone()),
             correlator: Correlator::new(cfg.spec.correlation.clone(), cfg.catalog.clone()),
             watermark: i64::MIN,
-            catalog_watch: cfg.catalog_path.clone().map(|p| {
-                let t = modified(&p);
-                (p, t)
-            }),
+            catalog_watch: cfg.catalog_path.clone().map(Watched::new),
             stats: Stats::default(),
         })
     }
@@ -135,6 +134,11 @@ impl Processor {
         self.log_anomalies.model()
     }
 
+    /// The service-signals model in use, if any.
+    pub fn signal_model(&self) -> Option<&ServiceSignalModel> {
+        self.detectors.vector_model()
+    }
+
     /// The template miner, locked: keep the guard short, and take it once per
     /// expression (a second lock in the same statement waits forever).
     pub fn miner(&self) -> MutexGuard<'_, Miner> {
@@ -143,10 +147,11 @@ impl Processor {
 
     /// Uses a pipeline's models directory (`models/<pipeline>`): starts template mining
     /// from `templates.json` when it exists (template ids carry over restarts) and saves
-    /// it every minute and when the pipeline stops; loads the log-pattern model
-    /// `log_patterns.json` when it exists, and reloads it when the file changes (a bad
-    /// replacement keeps the model in use and says why). A file that is not what it
-    /// should be fails here, at start.
+    /// it every minute and when the pipeline stops; starts the series detectors from
+    /// `series.json` when it exists; loads the log-pattern model `log_patterns.json` and
+    /// the service-signals model `service_signals.json` when they exist, and reloads them
+    /// when their files change (a bad replacement keeps the model in use and says why).
+    /// A file that is not what it should be fails here, at start.
     pub fn use_models(&mut self, dir: &Path) -> Result<(), String> {
         let state = dir.join("templates.json");
         if state.exists() {
@@ -167,30 +172,48 @@ impl Processor {
             }
             self.log_anomalies.set_model(Some(PatternModel::load(&model)?));
         }
-        self.model_watch = Some((model.clone(), modified(&model)));
+        let series = dir.join("series.json");
+        if series.exists() {
+            let file = SeriesFile::load(&series)?;
+            let n = self
+                .detectors
+                .import_series(file.series)
+                .map_err(|e| format!("{}: {e}; run `lookout train` again", series.display()))?;
+            tracing::info!(file = %series.display(), series = n, "series detectors restored");
+        }
+        let signals = dir.join("service_signals.json");
+        if signals.exists() {
+            self.detectors
+                .set_vector_model(Some(ServiceSignalModel::load(&signals)?));
+        }
+        self.model_watch = vec![
+            (Watched::new(model), ModelFile::LogPatterns),
+            (Watched::new(signals), ModelFile::ServiceSignals),
+        ];
         Ok(())
     }
 
-    /// Reloads the log-pattern model when its file changed.
+    /// Reloads a model whose file changed.
     fn reload_models(&mut self) {
-        let Some((path, seen)) = &mut self.model_watch else {
-            return;
-        };
-        let now = modified(path);
-        if now == *seen {
-            return;
-        }
-        *seen = now;
-        if !path.exists() {
-            return;
-        }
-        match PatternModel::load(path) {
-            Ok(m) => {
-                tracing::info!(file = %path.display(), services = m.services.len(), "log-pattern model reloaded");
-                self.log_anomalies.set_model(Some(m));
-                self.stats.model_reloads += 1;
+        for (watched, kind) in &mut self.model_watch {
+            if !watched.changed() || !watched.path.exists() {
+                continue;
             }
-            Err(e) => tracing::warn!(error = %e, "log-pattern model not reloaded; keeping the one in use"),
+            let path = &watched.path;
+            let loaded = match kind {
+                ModelFile::LogPatterns => PatternModel::load(path).map(|m| {
+                    tracing::info!(file = %path.display(), services = m.services.len(), "log-pattern model reloaded");
+                    self.log_anomalies.set_model(Some(m));
+                }),
+                ModelFile::ServiceSignals => ServiceSignalModel::load(path).map(|m| {
+                    tracing::info!(file = %path.display(), services = m.services.len(), "service-signals model reloaded");
+                    self.detectors.set_vector_model(Some(m));
+                }),
+            };
+            match loaded {
+                Ok(()) => self.stats.model_reloads += 1,
+                Err(e) => tracing::warn!(error = %e, "model not reloaded; keeping the one in use"),
+            }
         }
     }
 
@@ -207,14 +230,13 @@ impl Processor {
     /// Reloads the service catalog when its file changed; a bad file keeps the old
     /// catalog and says why.
     async fn reload_catalog(&mut self) {
-        let Some((path, seen)) = &mut self.catalog_watch else {
+        let Some(watched) = &mut self.catalog_watch else {
             return;
         };
-        let now = modified(path);
-        if now == *seen {
+        if !watched.changed() {
             return;
         }
-        *seen = now;
+        let path = &watched.path;
         match Catalog::load(path) {
             Ok(c) => {
                 tracing::info!(file = %path.display(), services = c.services().count(), "service catalog reloaded");
@@ -300,6 +322,35 @@ impl Processor {
 
 fn modified(p: &Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// A file checked for changes by its modification time.
+struct Watched {
+    path: PathBuf,
+    seen: Option<SystemTime>,
+}
+
+impl Watched {
+    fn new(path: PathBuf) -> Watched {
+        let seen = modified(&path);
+        Watched { path, seen }
+    }
+
+    /// True once for every change of the modification time (appearing and vanishing
+    /// included).
+    fn changed(&mut self) -> bool {
+        let now = modified(&self.path);
+        let changed = now != self.seen;
+        self.seen = now;
+        changed
+    }
+}
+
+/// The models that `use_models` watches.
+#[derive(Debug, Clone, Copy)]
+enum ModelFile {
+    LogPatterns,
+    ServiceSignals,
 }
 
 fn max_ts(b: &RecordBatch) -> Option<i64> {

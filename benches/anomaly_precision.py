@@ -4,8 +4,9 @@
 usage: python3 benches/log_anomaly_precision.py TRUTH.json ANOMALIES.jsonl
 An anomaly counts when its service is the incident's root cause or one of its affected
 services and its time is between 2 minutes before the onset and 10 minutes after the end.
-Prints, per kind (new_template, burst, unusual_mix): anomalies, the share inside an
-incident, and how many incidents got at least one.
+Prints, per kind (series: one metric or log-error series; new_template, burst,
+unusual_mix: logs; unusual_signals: a service's signals together): anomalies, the share
+inside an incident, and how many incidents got at least one.
 """
 import json, sys
 from datetime import datetime
@@ -16,11 +17,11 @@ def t(s):
 def main():
     truth = json.load(open(sys.argv[1]))["incidents"]
     anomalies = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
-    for kind in ["new_template", "burst", "unusual_mix"]:
+    for kind in ["series", "new_template", "burst", "unusual_mix", "unusual_signals"]:
         n = inside = 0
         hit = set()
         for a in anomalies:
-            if a.get("kind") != kind:
+            if a.get("kind", "series") != kind:
                 continue
             n += 1
             ts, svc = t(a["ts"]), a["series"]["service"]
@@ -31,7 +32,7 @@ def main():
                 inside += 1
                 hit.update(keys)
         share = f"{inside / n:.0%}" if n else "-"
-        print(f"{kind:<13} {n:>4} anomalies, {share:>4} inside an incident on their service, incidents with one: {len(hit)}/{len(truth)}")
+        print(f"{kind:<15} {n:>4} anomalies, {share:>4} inside an incident on their service, incidents with one: {len(hit)}/{len(truth)}")
 
 if __name__ == "__main__":
     main()
