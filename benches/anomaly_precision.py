@@ -6,7 +6,8 @@ An anomaly counts when its service is the incident's root cause or one of its af
 services and its time is between 2 minutes before the onset and 10 minutes after the end.
 Prints, per kind (series: one metric or log-error series; new_template, burst,
 unusual_mix: logs; unusual_signals: a service's signals together): anomalies, the share
-inside an incident, and how many incidents got at least one.
+inside an incident, and how many incidents got at least one. With --after, only
+anomalies at or after TIME (RFC 3339) count: those after a model's training range.
 """
 import json, sys
 from datetime import datetime
@@ -17,6 +18,8 @@ def t(s):
 def main():
     truth = json.load(open(sys.argv[1]))["incidents"]
     anomalies = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+    if len(sys.argv) == 5 and sys.argv[3] == "--after":
+        anomalies = [a for a in anomalies if t(a["ts"]) >= t(sys.argv[4])]
     for kind in ["series", "new_template", "burst", "unusual_mix", "unusual_signals"]:
         n = inside = 0
         hit = set()

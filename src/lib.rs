@@ -10,7 +10,9 @@
 //!        ▼
 //! analyst SQL on DataFusion                       sql/       views and alert rules from pipelines/<name>/*.sql
 //!        ▼
-//! anomaly detection on metrics and log errors     model/     streaming detectors, one per series
+//! anomaly detection on metrics and log errors     model/     streaming detectors, one per series;
+//!                                                            a service's signals together (k-means);
+//!                                                            NAB scoring, `lookout detect`
 //!                                                 logs/      new templates, bursts, unusual template mixes
 //!        ▼
 //! alerts + changes → incidents                    correlate/ dedup, grouping, lifecycle, explanations

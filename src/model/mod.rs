@@ -1,30 +1,42 @@
 //! Models: streaming anomaly detection on metrics and on log error counts.
 //!
-//! [`SignalDetectors`] keeps one [`detector::Detector`] per series: a configured metric
-//! per (service, host), and the count of ERROR/FATAL log lines per service per minute
-//! (a tumbling window that closes when event time passes its end plus a grace period).
-//! An anomaly episode becomes an alert (source `anomaly`) for correlation, firing when
-//! it starts and resolved when it ends, and an `anomalies` topic message. Each series
-//! has a `role`: a `symptom` (errors, latency, traffic: what users feel) or a `cause`
-//! (saturation of CPU, memory); correlation treats them differently.
+//! [`SignalDetectors`] keeps one detector per series ([`series`]: the `envelope`
+//! [`detector::Detector`] or the [`surprise::Surprise`] detector, as `[detection] model`
+//! says): a configured metric per (service, host), and the count of ERROR/FATAL log lines
+//! per service per minute (a tumbling window that closes when event time passes its end
+//! plus a grace period). An anomaly episode becomes an alert (source `anomaly`) for
+//! correlation, firing when it starts and resolved when it ends, and an `anomalies` topic
+//! message. Each series has a `role`: a `symptom` (errors, latency, traffic: what users
+//! feel) or a `cause` (saturation of CPU, memory); correlation treats them differently.
+//!
+//! It also cuts each service's symptom signals into one-minute windows; with a trained
+//! [`services`] model, a window unlike every normal one is an `unusual_signals` anomaly
+//! (role `evidence`). For training it keeps those windows, and its series detectors can
+//! be exported and imported ([`saved`]: `series.json`).
 //!
 //! State is bounded: at most `max_series` series (new ones beyond are counted and
-//! ignored), each holding its detector's history.
+//! ignored), each holding a fixed-size detector state.
+//!
+//! Also here: [`nab`], NAB's scoring, and [`normal`], the k-means "normal" shared with
+//! the log-pattern model.
 
 pub mod detector;
 pub mod nab;
 pub mod normal;
 pub mod saved;
+pub mod series;
 pub mod services;
 pub mod surprise;
 
 use std::collections::{BTreeMap, HashMap};
 
 use arrow::array::{Array, AsArray, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub use detector::{Detector, DetectorParams, Direction, Verdict};
+pub use saved::SavedSeries;
+use series::SeriesDetector;
 use services::{ServiceSignalModel, SignalWindows, Window};
 
 use crate::correlate::alert::derived_fingerprint;
@@ -149,71 +161,6 @@ pub struct Detections {
 struct Series {
     detector: SeriesDetector,
     episode: Option<String>,
-}
-
-/// A series' detector as `lookout train` saves it (`series.json`), to start warm.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SavedSeries {
-    pub metric: String,
-    pub service: String,
-    pub host: String,
-    state: SeriesDetector,
-}
-
-/// One series' detector, of the configured kind, with the episode it is in.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-enum SeriesDetector {
-    Envelope(Detector),
-    Surprise(Box<Watch>),
-}
-
-/// Episodes from [`Surprise`] scores: one starts when a point is news (score ≥ 0.5) and
-/// outside the expected range in the watched direction; it lasts while points stay
-/// outside, and ends after `confirm` points back inside.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Watch {
-    detector: surprise::Surprise,
-    in_episode: bool,
-    calm: u32,
-}
-
-impl Watch {
-    fn observe(&mut self, ts: i64, v: f64, dir: Direction, p: &surprise::SurpriseParams, confirm: u32) -> Verdict {
-        if !v.is_finite() {
-            return Verdict::Learning;
-        }
-        let s = self.detector.observe(ts, v, p);
-        let outside = match dir {
-            Direction::Up => v > s.high,
-            Direction::Down => v < s.low,
-            Direction::Both => v > s.high || v < s.low,
-        };
-        if !self.in_episode {
-            if s.score >= 0.5 && outside {
-                self.in_episode = true;
-                self.calm = 0;
-                return Verdict::Start {
-                    score: s.score,
-                    expected: s.expected,
-                    low: s.low,
-                    high: s.high,
-                };
-            }
-            return Verdict::Normal { score: s.score };
-        }
-        if outside {
-            self.calm = 0;
-            return Verdict::Ongoing { score: s.score };
-        }
-        self.calm += 1;
-        if self.calm >= confirm {
-            self.in_episode = false;
-            return Verdict::End;
-        }
-        Verdict::Settling
-    }
 }
 
 pub struct SignalDetectors {

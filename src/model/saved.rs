@@ -13,7 +13,18 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{DetectorKind, SavedSeries};
+use super::series::SeriesDetector;
+use super::DetectorKind;
+
+/// A series' detector as `lookout train` saves it (`series.json`), to start warm.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedSeries {
+    pub metric: String,
+    pub service: String,
+    pub host: String,
+    pub(crate) state: SeriesDetector,
+}
 
 pub const KIND: &str = "series-detectors";
 pub const VERSION: u32 = 1;
