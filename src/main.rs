@@ -743,6 +743,12 @@ async fn replay(a: ReplayArgs) -> Result<(), Failure> {
         stats.dead_letters,
         dead.display()
     );
+    if stats.dropped_series > 0 {
+        eprintln!(
+            "{} series not watched: [detection] max_series were watched already",
+            stats.dropped_series
+        );
+    }
     Ok(())
 }
 

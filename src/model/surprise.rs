@@ -609,6 +609,31 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_out_of_order_and_single_points_are_scored_safely() {
+        let p = SurpriseParams {
+            warmup: 50,
+            ..SurpriseParams::default()
+        };
+        // A series seen once: nothing to say yet.
+        let mut once = Surprise::default();
+        assert_eq!(once.observe(0, 42.0, &p).score, 0.0);
+        // Every timestamp twice, and every tenth point a minute in the past: still a
+        // steady series, so nothing scores; then a spike does.
+        let mut d = Surprise::default();
+        let mut scores = Vec::new();
+        for i in 0..2000i64 {
+            let t = if i % 10 == 0 { (i - 1) * MIN } else { i / 2 * MIN };
+            scores.push(d.observe(t, 10.0 + noise(i as usize), &p).score);
+        }
+        assert!(
+            scores[300..].iter().all(|s| *s < 0.5),
+            "{:?}",
+            scores.iter().cloned().fold(0.0, f64::max)
+        );
+        assert!(d.observe(1000 * MIN, 40.0, &p).score > 0.5);
+    }
+
+    #[test]
     fn state_is_bounded() {
         let mut d = Surprise::default();
         let p = SurpriseParams::default();

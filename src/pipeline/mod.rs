@@ -73,6 +73,8 @@ pub struct Stats {
     pub incident_updates: u64,
     pub template_changes: u64,
     pub model_reloads: u64,
+    /// Series not watched because `[detection] max_series` were watched already.
+    pub dropped_series: u64,
 }
 
 /// How often a running pipeline saves its template state.
@@ -293,6 +295,7 @@ impl Processor {
         };
         self.stats.rule_alerts += alerts.len() as u64;
         let mut detections = self.detectors.observe(&d.logs, &d.metrics);
+        self.stats.dropped_series = self.detectors.dropped_series;
         detections.alerts.append(&mut log_detections.alerts);
         detections.anomalies.append(&mut log_detections.anomalies);
         self.stats.anomalies += detections.anomalies.len() as u64;
