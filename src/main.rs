@@ -55,6 +55,9 @@ enum Command {
     /// Mine the templates of one log file: a structured CSV (Loghub's shape) and a summary;
     /// or, with --loghub, score the miner on the Loghub benchmark.
     Templates(TemplatesArgs),
+    /// Measure end-to-end throughput on the built-in scenario's traffic against the rate
+    /// a plain Kafka consumer reads the same topics at (the ceiling), and print a table.
+    Bench(BenchArgs),
     /// Score one series: reads `timestamp,value` CSV rows and writes
     /// `timestamp,value,anomaly_score` (0..1), the shape NAB's scorer reads.
     Detect(DetectArgs),
@@ -91,6 +94,25 @@ struct TrainArgs {
     /// Clusters of the log-pattern and service-signals models, at most.
     #[arg(long, default_value_t = 4)]
     clusters: usize,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Records to produce and process (whole scenario minutes, so a few more).
+    #[arg(long, default_value_t = 500_000)]
+    events: u64,
+    /// Kafka bootstrap servers (e.g. a tansu broker); without it, the embedded broker.
+    #[arg(long, env = "LOOKOUT_BROKERS")]
+    brokers: Option<String>,
+    /// Pipeline directory.
+    #[arg(long, default_value = "pipelines/default")]
+    pipeline: PathBuf,
+    /// Scenario seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -297,8 +319,36 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
         Command::Templates(a) => templates(a),
         Command::Train(a) => train(a),
         Command::Detect(a) => detect(a),
+        Command::Bench(a) => bench(a).await,
         Command::Nab(a) => nab(a),
     }
+}
+
+async fn bench(a: BenchArgs) -> Result<(), Failure> {
+    let mut cfg = load_config(&a.pipeline, None)?;
+    cfg.catalog = Catalog::parse(
+        &lookout::source::scenario::catalog_json().to_string(),
+        "built-in scenario",
+    )
+    .map_err(usage)?;
+    let opts = pipeline::bench::BenchOptions {
+        events: a.events.max(1),
+        brokers: a.brokers,
+        seed: a.seed,
+    };
+    if !a.json {
+        eprintln!(
+            "producing {} records, then reading them with a plain consumer and with Lookout ...",
+            opts.events
+        );
+    }
+    let report = pipeline::bench::bench(&cfg, &opts).await.map_err(|e| Failure(1, e))?;
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
 }
 
 fn detector_params(set: &[String]) -> Result<lookout::model::surprise::SurpriseParams, Failure> {

@@ -1,5 +1,6 @@
 //! The `lookout` binary as users run it: the embedded default, replay of a recorded
-//! scenario scored by the shared scorer, validate / explain, exit codes, and SIGTERM.
+//! scenario scored by the shared scorer, validate / explain, exit codes, SIGTERM, and
+//! the bench.
 
 mod common;
 
@@ -143,4 +144,39 @@ fn explain_prints_the_plan() {
         text.contains("logical_plan") && text.contains("physical_plan"),
         "{text}"
     );
+}
+
+#[test]
+fn bench_measures_lookout_against_a_plain_consumer_and_loses_nothing() {
+    let out = lookout()
+        .args(["bench", "--events", "30000", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in [
+        "events_per_s",
+        "ceiling_events_per_s",
+        "ratio",
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "peak_rss_mb",
+    ] {
+        assert!(r[field].as_f64().is_some_and(|x| x > 0.0), "{field}: {r}");
+    }
+    let events = r["events"].as_u64().unwrap();
+    assert!(events >= 30_000, "{r}");
+    assert_eq!(
+        r["logs"].as_u64().unwrap() + r["metrics"].as_u64().unwrap() + r["events_stream"].as_u64().unwrap(),
+        events
+    );
+    assert_eq!(r["dropped"], 0, "{r}");
+    assert_eq!(r["dead_letters"], 0, "{r}");
+    assert!(
+        r["incident_updates"].as_u64().unwrap() > 0,
+        "the scenario's faults become incidents: {r}"
+    );
+    let ratio = r["ratio"].as_f64().unwrap();
+    let expected = r["events_per_s"].as_f64().unwrap() / r["ceiling_events_per_s"].as_f64().unwrap();
+    assert!((ratio - expected).abs() < 1e-6 * expected.max(1.0), "{r}");
 }

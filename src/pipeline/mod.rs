@@ -8,6 +8,7 @@
 //! [`Processor`] is the pure part (records in, messages out) and is what tests and
 //! `replay` drive directly; [`run_kafka`] and [`replay`] add sources, sinks, shutdown.
 
+pub mod bench;
 pub mod embedded;
 pub mod train;
 

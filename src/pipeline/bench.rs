@@ -1,0 +1,389 @@
+//! `lookout bench`: how many events per second Lookout processes end to end, against how
+//! many a plain Kafka consumer can read from the same topics (the ceiling).
+//!
+//! 1. Fresh topics (names unique to the run) on the embedded broker or `--brokers`.
+//! 2. The built-in scenario, minute after minute, produced into them until `events`
+//!    records are written; per stream counts.
+//! 3. Proof that nothing counted was dropped: every input partition still starts at
+//!    offset 0 (the mock cluster silently drops the oldest messages past 100,000 or 5 MiB
+//!    per partition, so the bench spreads the records over enough partitions) and the
+//!    partitions' ends add up to what was produced.
+//! 4. The ceiling: one plain consumer reads every record and drops it.
+//! 5. Lookout: the pipeline (decode, templates, SQL, detectors, correlation, publishing
+//!    to Kafka, offsets stored after delivery) consumes the same records in a new group.
+//!
+//! Both rates run from the first record received to the last, so group joins do not
+//! count. Also measured in step 5: the wall time of each batch from its last record
+//! received to its outputs acknowledged (p50 / p99), the process's CPU time per event,
+//! and its peak resident memory (the whole run).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message as _;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::Processor;
+use crate::config::PipelineConfig;
+use crate::decode::Stream;
+use crate::sink::kafka::KafkaSink;
+use crate::sink::{Sink, Topic};
+use crate::source::embedded::EmbeddedBroker;
+use crate::source::kafka::KafkaSource;
+use crate::source::scenario::Scenario;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Records to produce (at least; whole scenario minutes).
+    pub events: u64,
+    /// An external cluster; `None` starts the embedded broker.
+    pub brokers: Option<String>,
+    pub seed: u64,
+}
+
+/// What the bench measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub events: u64,
+    pub logs: u64,
+    pub metrics: u64,
+    pub events_stream: u64,
+    pub partitions: i32,
+    pub dropped: u64,
+    pub ceiling_events_per_s: f64,
+    pub events_per_s: f64,
+    pub ratio: f64,
+    pub incident_updates: u64,
+    pub anomalies: u64,
+    pub dead_letters: u64,
+    pub batches: u64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub cpu_us_per_event: f64,
+    pub peak_rss_mb: f64,
+}
+
+const PER_PARTITION_RECORDS: u64 = 80_000;
+const PER_PARTITION_BYTES: u64 = 4 << 20;
+
+pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchReport, String> {
+    // The records first, to size the partitions.
+    let scenario = Scenario::new(opts.seed, 1_741_046_400_000);
+    let mut records = Vec::new();
+    let mut bytes = 0u64;
+    let mut minute = 0;
+    while (records.len() as u64) < opts.events {
+        for g in scenario.minute(minute) {
+            bytes += g.payload.len() as u64;
+            records.push(g);
+        }
+        minute += 1;
+    }
+    let total = records.len() as u64;
+    let partitions = (total / PER_PARTITION_RECORDS).max(bytes / PER_PARTITION_BYTES).max(1) as i32 + 1;
+
+    let run = format!("bench-{}-{}", std::process::id(), now_ms());
+    let input = |s: &str| format!("{run}-{s}");
+    let mut cfg = cfg.clone();
+    cfg.spec.sources.logs.topic = input("logs");
+    cfg.spec.sources.metrics.topic = input("metrics");
+    cfg.spec.sources.events.topic = input("events");
+    cfg.spec.sinks.incidents = input("incidents");
+    cfg.spec.sinks.anomalies = input("anomalies");
+    cfg.spec.sinks.trend_reports = input("trend-reports");
+    cfg.spec.sinks.dead_letters = input("dead-letters");
+    let inputs: Vec<String> = cfg.topics().iter().map(|(_, t)| t.to_string()).collect();
+    let s = &cfg.spec.sinks;
+    let outputs = [&s.incidents, &s.anomalies, &s.trend_reports, &s.dead_letters];
+
+    let _broker;
+    let bootstrap = match &opts.brokers {
+        Some(b) => {
+            create_topics(b, &inputs, partitions, &outputs).await?;
+            b.clone()
+        }
+        None => {
+            let mut topics: Vec<&str> = inputs.iter().map(String::as_str).collect();
+            topics.extend(outputs.iter().map(|s| s.as_str()));
+            let broker = EmbeddedBroker::start(&topics, partitions).map_err(|e| e.to_string())?;
+            let bootstrap = broker.bootstrap_servers().to_string();
+            _broker = broker;
+            bootstrap
+        }
+    };
+    let client = {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &bootstrap);
+        c
+    };
+
+    // Produce.
+    let producer: FutureProducer = client
+        .clone()
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let mut per_stream: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for (c, chunk) in records.chunks(20_000).enumerate() {
+        // Round robin over the partitions: the default sticky partitioner fills one
+        // partition per producer batch, past what the mock cluster keeps.
+        let sends = chunk.iter().enumerate().map(|(i, g)| {
+            let topic = match g.stream {
+                Stream::Logs => &cfg.spec.sources.logs.topic,
+                Stream::Metrics => &cfg.spec.sources.metrics.topic,
+                Stream::Events => &cfg.spec.sources.events.topic,
+            };
+            producer.send(
+                FutureRecord::<(), [u8]>::to(topic)
+                    .payload(&g.payload)
+                    .timestamp(g.ts)
+                    .partition(((c * 20_000 + i) % partitions as usize) as i32),
+                Duration::from_secs(30),
+            )
+        });
+        for r in futures::future::join_all(sends).await {
+            r.map_err(|(e, _)| format!("producing: {e}"))?;
+        }
+        for g in chunk {
+            *per_stream.entry(g.stream.name()).or_default() += 1;
+        }
+    }
+    drop(records);
+
+    // Nothing dropped: every partition starts at 0 and their ends add up.
+    let probe: StreamConsumer = client
+        .clone()
+        .set("group.id", format!("{run}-probe"))
+        .create()
+        .map_err(|e| e.to_string())?;
+    let mut dropped = 0u64;
+    let mut stored = 0u64;
+    for topic in &inputs {
+        for p in 0..partitions {
+            let (low, high) = probe
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .map_err(|e| format!("{topic}/{p}: {e}"))?;
+            tracing::debug!(topic, partition = p, low, high, "input partition");
+            dropped += low.max(0) as u64;
+            stored += high.max(0) as u64;
+        }
+    }
+    drop(probe);
+    if dropped > 0 || stored != total {
+        return Err(format!(
+            "the broker kept {stored} of {total} records ({dropped} dropped from partition starts): fewer records or more partitions"
+        ));
+    }
+
+    // The ceiling: a plain consumer.
+    let plain: StreamConsumer = client
+        .clone()
+        .set("group.id", format!("{run}-ceiling"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let names: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    plain.subscribe(&names).map_err(|e| e.to_string())?;
+    let (mut seen, mut first) = (0u64, None);
+    while seen < total {
+        match tokio::time::timeout(Duration::from_secs(30), plain.recv()).await {
+            Ok(Ok(m)) => {
+                first.get_or_insert_with(Instant::now);
+                std::hint::black_box(m.payload().map(<[u8]>::len));
+                seen += 1;
+            }
+            Ok(Err(e)) => return Err(format!("plain consumer: {e}")),
+            Err(_) => return Err(format!("plain consumer: no record for 30 s after {seen} of {total}")),
+        }
+    }
+    let ceiling_s = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    drop(plain);
+
+    // Lookout.
+    let mut processor = Processor::build(&cfg).await.map_err(|e| e.to_string())?;
+    let topics = cfg.topics();
+    let mut source =
+        KafkaSource::new(&client, &format!("{run}-lookout"), &topics, cfg.spec.batch).map_err(|e| e.to_string())?;
+    let cancel = CancellationToken::new();
+    let mut sink =
+        Sink::Kafka(KafkaSink::new(&client, cfg.spec.sinks.clone(), cancel.clone()).map_err(|e| e.to_string())?);
+    let (mut first, mut cpu_start) = (None, 0.0);
+    let mut latencies = Vec::new();
+    let (mut incidents, mut anomalies) = (0u64, 0u64);
+    let mut idle = 0;
+    while processor.stats.records_in < total {
+        let batch = source
+            .next_batch(&cancel)
+            .await
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        if batch.is_empty() {
+            idle += 1;
+            if idle > 300 {
+                return Err(format!(
+                    "Lookout read nothing for a minute after {} of {total}",
+                    processor.stats.records_in
+                ));
+            }
+            continue;
+        }
+        idle = 0;
+        if first.is_none() {
+            first = Some(Instant::now());
+            cpu_start = cpu_seconds();
+        }
+        let started = Instant::now();
+        let messages = processor.process(&batch).await.map_err(|e| e.to_string())?;
+        sink.publish(&messages).await.map_err(|e| e.to_string())?;
+        source.ack(&batch);
+        latencies.push(started.elapsed().as_secs_f64() * 1e3);
+        for m in &messages {
+            match m.topic {
+                Topic::Incidents => incidents += 1,
+                Topic::Anomalies => anomalies += 1,
+                _ => {}
+            }
+        }
+    }
+    let lookout_s = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    let cpu = cpu_seconds() - cpu_start;
+    source.commit();
+    sink.close().await.map_err(|e| e.to_string())?;
+
+    latencies.sort_by(f64::total_cmp);
+    let pct = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let rate = |s: f64| if s > 0.0 { total as f64 / s } else { 0.0 };
+    Ok(BenchReport {
+        events: total,
+        logs: per_stream.get("logs").copied().unwrap_or(0),
+        metrics: per_stream.get("metrics").copied().unwrap_or(0),
+        events_stream: per_stream.get("events").copied().unwrap_or(0),
+        partitions,
+        dropped,
+        ceiling_events_per_s: rate(ceiling_s),
+        events_per_s: rate(lookout_s),
+        ratio: if ceiling_s > 0.0 {
+            ceiling_s / lookout_s.max(1e-9)
+        } else {
+            0.0
+        },
+        incident_updates: incidents,
+        anomalies,
+        dead_letters: processor.stats.dead_letters,
+        batches: latencies.len() as u64,
+        latency_p50_ms: pct(0.5),
+        latency_p99_ms: pct(0.99),
+        cpu_us_per_event: cpu * 1e6 / total.max(1) as f64,
+        peak_rss_mb: peak_rss_kb() as f64 / 1024.0,
+    })
+}
+
+async fn create_topics(bootstrap: &str, inputs: &[String], partitions: i32, outputs: &[&String]) -> Result<(), String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<_> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|e| e.to_string())?;
+    let mut topics: Vec<NewTopic> = inputs
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    topics.extend(outputs.iter().map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1))));
+    for r in admin
+        .create_topics(&topics, &AdminOptions::new())
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        r.map_err(|(t, e)| format!("creating {t}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// User plus system CPU time of this process, from /proc (0 where there is none).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start at its closing ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat(5): 12 and 13 after the ')'.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Peak resident set size in KiB (VmHWM), 0 where /proc has none.
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|x| x.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+impl BenchReport {
+    /// The table `lookout bench` prints.
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let mut row = |k: &str, v: String| t.push_str(&format!("{k:<44} {v}\n"));
+        row(
+            "events in (logs / metrics / events)",
+            format!(
+                "{} ({} / {} / {})",
+                self.events, self.logs, self.metrics, self.events_stream
+            ),
+        );
+        row(
+            "input partitions, records dropped by the broker",
+            format!("{}, {}", self.partitions, self.dropped),
+        );
+        row(
+            "ceiling: plain consumer",
+            format!("{:.0} events/s", self.ceiling_events_per_s),
+        );
+        row(
+            "Lookout, default pipeline end to end",
+            format!("{:.0} events/s", self.events_per_s),
+        );
+        row("ratio to the ceiling", format!("{:.2}", self.ratio));
+        row(
+            "out: incident updates / anomalies / dead letters",
+            format!("{} / {} / {}", self.incident_updates, self.anomalies, self.dead_letters),
+        );
+        row(
+            "batch latency p50 / p99 (received → acked)",
+            format!(
+                "{:.1} / {:.1} ms over {} batches",
+                self.latency_p50_ms, self.latency_p99_ms, self.batches
+            ),
+        );
+        row("CPU time per event", format!("{:.2} µs", self.cpu_us_per_event));
+        row(
+            "peak resident memory (whole run)",
+            format!("{:.0} MB", self.peak_rss_mb),
+        );
+        t
+    }
+}
