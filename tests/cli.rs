@@ -176,6 +176,9 @@ fn bench_measures_lookout_against_a_plain_consumer_and_loses_nothing() {
         r["incident_updates"].as_u64().unwrap() > 0,
         "the scenario's faults become incidents: {r}"
     );
+    let stages = r["stage_us_per_event"].as_object().unwrap();
+    assert_eq!(stages.len(), 7, "{r}");
+    assert!(stages["2 decode"].as_f64().unwrap() > 0.0, "{r}");
     let ratio = r["ratio"].as_f64().unwrap();
     let expected = r["events_per_s"].as_f64().unwrap() / r["ceiling_events_per_s"].as_f64().unwrap();
     assert!((ratio - expected).abs() < 1e-6 * expected.max(1.0), "{r}");

@@ -66,6 +66,9 @@ pub struct BenchReport {
     pub latency_p99_ms: f64,
     pub cpu_us_per_event: f64,
     pub peak_rss_mb: f64,
+    /// Wall time per event in each stage, µs: waiting for records, decode, templates
+    /// (mining and log anomalies), SQL, detectors, correlation, publishing.
+    pub stage_us_per_event: BTreeMap<&'static str, f64>,
 }
 
 const PER_PARTITION_RECORDS: u64 = 80_000;
@@ -219,7 +222,9 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
     let mut latencies = Vec::new();
     let (mut incidents, mut anomalies) = (0u64, 0u64);
     let mut idle = 0;
+    let (mut waiting, mut publishing) = (Duration::ZERO, Duration::ZERO);
     while processor.stats.records_in < total {
+        let asked = Instant::now();
         let batch = source
             .next_batch(&cancel)
             .await
@@ -239,10 +244,14 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
         if first.is_none() {
             first = Some(Instant::now());
             cpu_start = cpu_seconds();
+        } else {
+            waiting += asked.elapsed();
         }
         let started = Instant::now();
         let messages = processor.process(&batch).await.map_err(|e| e.to_string())?;
+        let sent = Instant::now();
         sink.publish(&messages).await.map_err(|e| e.to_string())?;
+        publishing += sent.elapsed();
         source.ack(&batch);
         latencies.push(started.elapsed().as_secs_f64() * 1e3);
         for m in &messages {
@@ -266,6 +275,17 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
             .unwrap_or(0.0)
     };
     let rate = |s: f64| if s > 0.0 { total as f64 / s } else { 0.0 };
+    let per = |ns: f64| ns / 1e3 / total.max(1) as f64;
+    let t = processor.stats.time;
+    let stage_us_per_event = BTreeMap::from([
+        ("1 waiting for records", per(waiting.as_nanos() as f64)),
+        ("2 decode", per(t.decode as f64)),
+        ("3 templates", per(t.templates as f64)),
+        ("4 sql", per(t.sql as f64)),
+        ("5 detectors", per(t.detectors as f64)),
+        ("6 correlation", per(t.correlation as f64)),
+        ("7 publishing", per(publishing.as_nanos() as f64)),
+    ]);
     Ok(BenchReport {
         events: total,
         logs: per_stream.get("logs").copied().unwrap_or(0),
@@ -288,6 +308,7 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
         latency_p99_ms: pct(0.99),
         cpu_us_per_event: cpu * 1e6 / total.max(1) as f64,
         peak_rss_mb: peak_rss_kb() as f64 / 1024.0,
+        stage_us_per_event,
     })
 }
 
@@ -384,6 +405,12 @@ impl BenchReport {
             "peak resident memory (whole run)",
             format!("{:.0} MB", self.peak_rss_mb),
         );
+        let stages: Vec<String> = self
+            .stage_us_per_event
+            .iter()
+            .map(|(k, v)| format!("{} {v:.2}", &k[2..]))
+            .collect();
+        row("wall time per event by stage, µs", stages.join(", "));
         t
     }
 }

@@ -76,6 +76,26 @@ pub struct Stats {
     pub model_reloads: u64,
     /// Series not watched because `[detection] max_series` were watched already.
     pub dropped_series: u64,
+    /// Where processing time went.
+    pub time: StageTimes,
+}
+
+/// Wall time spent in each stage of [`Processor::process`], in nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    pub decode: u64,
+    /// Template mining and log anomalies.
+    pub templates: u64,
+    pub sql: u64,
+    pub detectors: u64,
+    /// Correlation and the output messages.
+    pub correlation: u64,
+}
+
+fn lap(clock: &mut Instant) -> u64 {
+    let ns = clock.elapsed().as_nanos() as u64;
+    *clock = Instant::now();
+    ns
 }
 
 /// How often a running pipeline saves its template state.
@@ -254,7 +274,9 @@ impl Processor {
     pub async fn process(&mut self, records: &[RawRecord]) -> Result<Vec<Message>, PipelineError> {
         self.reload_catalog().await;
         self.reload_models();
+        let mut clock = Instant::now();
         let mut d = self.decoder.decode(records)?;
+        self.stats.time.decode += lap(&mut clock);
         let mut log_detections = Detections::default();
         if d.logs.num_rows() > 0 {
             let (logs, changes) = logs::enrich(&mut self.miner(), &d.logs)?;
@@ -289,11 +311,13 @@ impl Processor {
                 self.watermark = self.watermark.max(t);
             }
         }
+        self.stats.time.templates += lap(&mut clock);
         let mut alerts = if d.rows() > 0 {
             self.sql.run(&d.logs, &d.metrics, &d.events, self.watermark).await?
         } else {
             Vec::new()
         };
+        self.stats.time.sql += lap(&mut clock);
         self.stats.rule_alerts += alerts.len() as u64;
         let mut detections = self.detectors.observe(&d.logs, &d.metrics);
         self.stats.dropped_series = self.detectors.dropped_series;
@@ -301,6 +325,7 @@ impl Processor {
         detections.anomalies.append(&mut log_detections.anomalies);
         self.stats.anomalies += detections.anomalies.len() as u64;
         alerts.extend(detections.alerts);
+        self.stats.time.detectors += lap(&mut clock);
         let (external, changes) = correlate::alert::from_events(&d.events);
         alerts.extend(external);
         let mut updates = self.correlator.ingest(alerts, changes);
@@ -320,6 +345,7 @@ impl Processor {
                 .iter()
                 .map(|u| Message::json(Topic::Incidents, Some(u.incident_id.clone()), &u.json)),
         );
+        self.stats.time.correlation += lap(&mut clock);
         Ok(out)
     }
 }
