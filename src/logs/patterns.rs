@@ -19,6 +19,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::file::{self, Manifested};
 use crate::model::normal::distance;
 
 pub const KIND: &str = "log-pattern-kmeans";
@@ -146,49 +147,36 @@ impl ServiceModel {
     }
 }
 
-fn checksum(services: &BTreeMap<String, ServiceModel>) -> String {
-    let json = serde_json::to_string(services).unwrap_or_default();
-    format!("{:016x}", crate::correlate::alert::fnv1a(&[&json]))
+impl Manifested for PatternModel {
+    const KIND: &'static str = KIND;
+    const VERSION: u32 = VERSION;
+    const WHAT: &'static str = "log-pattern model";
+
+    fn stamp(&self) -> (&str, u32, &str) {
+        (&self.manifest.kind, self.manifest.version, &self.manifest.checksum)
+    }
+
+    fn checksum(&self) -> String {
+        file::checksum_loaded(&self.services)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        for (service, s) in &self.services {
+            if s.centroids.is_empty() || s.centroids.iter().any(|c| c.len() != s.dims.len() + 1) {
+                return Err(format!("service {service}: centroids do not fit its dims"));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl PatternModel {
     pub fn load(path: &Path) -> Result<PatternModel, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let model: PatternModel =
-            serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a log-pattern model: {e}", path.display()))?;
-        let m = &model.manifest;
-        if m.kind != KIND || m.version != VERSION {
-            return Err(format!(
-                "{}: model kind {:?} version {}, expected {KIND:?} version {VERSION}",
-                path.display(),
-                m.kind,
-                m.version
-            ));
-        }
-        if checksum(&model.services) != m.checksum {
-            return Err(format!(
-                "{}: checksum does not match the model (edited or truncated?)",
-                path.display()
-            ));
-        }
-        for (service, s) in &model.services {
-            if s.centroids.is_empty() || s.centroids.iter().any(|c| c.len() != s.dims.len() + 1) {
-                return Err(format!(
-                    "{}: service {service}: centroids do not fit its dims",
-                    path.display()
-                ));
-            }
-        }
-        Ok(model)
+        file::load(path)
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
-        std::fs::rename(tmp, path)
+        file::save(self, path)
     }
 }
 
@@ -296,7 +284,7 @@ pub fn fit(windows: &Windows, params: PatternParams, trained_at: String) -> Resu
                 windows: total,
                 train_exceed_rate: exceed as f64 / total.max(1) as f64,
             },
-            checksum: checksum(&services),
+            checksum: file::checksum_loaded(&services),
         },
         services,
     })

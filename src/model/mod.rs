@@ -21,6 +21,7 @@
 //! the log-pattern model.
 
 pub mod detector;
+pub mod file;
 pub mod nab;
 pub mod normal;
 pub mod saved;

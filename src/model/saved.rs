@@ -4,15 +4,13 @@
 //!
 //! The file has a manifest (kind, version, trained_at, the data range, the detector kind
 //! and its parameters, how many series and episodes training saw, a checksum) and is
-//! checked on load. Detector states hold floats; JSON reads a float back within an ulp,
-//! so the checksum is taken over the states as they read back ([`checksum_saved`] on
-//! save, [`checksum_loaded`] on load), which gives the same text on both sides.
+//! checked on load (the checksum as [`super::file::checksum_saved`] explains).
 
 use std::path::Path;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::file::{self, checksum_loaded, checksum_saved, Manifested};
 use super::series::SeriesDetector;
 use super::DetectorKind;
 
@@ -60,22 +58,6 @@ pub struct Evaluation {
     pub points: u64,
 }
 
-fn hash(json: &str) -> String {
-    format!("{:016x}", crate::correlate::alert::fnv1a(&[json]))
-}
-
-/// The checksum of a value about to be saved: of its JSON as it will read back.
-pub fn checksum_saved<T: Serialize + DeserializeOwned>(v: &T) -> String {
-    let json = serde_json::to_string(v).unwrap_or_default();
-    let back: Option<T> = serde_json::from_str(&json).ok();
-    hash(&back.and_then(|b| serde_json::to_string(&b).ok()).unwrap_or(json))
-}
-
-/// The checksum of a value read from a file.
-pub fn checksum_loaded<T: Serialize>(v: &T) -> String {
-    hash(&serde_json::to_string(v).unwrap_or_default())
-}
-
 impl SeriesFile {
     pub fn new(manifest: Manifest, series: Vec<SavedSeries>) -> SeriesFile {
         let checksum = checksum_saved(&series);
@@ -86,33 +68,24 @@ impl SeriesFile {
     }
 
     pub fn load(path: &Path) -> Result<SeriesFile, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let file: SeriesFile = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("{}: not a series-detectors file: {e}", path.display()))?;
-        let m = &file.manifest;
-        if m.kind != KIND || m.version != VERSION {
-            return Err(format!(
-                "{}: model kind {:?} version {}, expected {KIND:?} version {VERSION}",
-                path.display(),
-                m.kind,
-                m.version
-            ));
-        }
-        if checksum_loaded(&file.series) != m.checksum {
-            return Err(format!(
-                "{}: checksum does not match the model (edited or truncated?)",
-                path.display()
-            ));
-        }
-        Ok(file)
+        file::load(path)
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
-        std::fs::rename(tmp, path)
+        file::save(self, path)
+    }
+}
+
+impl Manifested for SeriesFile {
+    const KIND: &'static str = KIND;
+    const VERSION: u32 = VERSION;
+    const WHAT: &'static str = "series-detectors file";
+
+    fn stamp(&self) -> (&str, u32, &str) {
+        (&self.manifest.kind, self.manifest.version, &self.manifest.checksum)
+    }
+
+    fn checksum(&self) -> String {
+        checksum_loaded(&self.series)
     }
 }

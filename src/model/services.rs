@@ -21,6 +21,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::file::{self, Manifested};
 use super::normal;
 
 pub const KIND: &str = "service-signals-kmeans";
@@ -133,32 +134,21 @@ impl ServiceNormal {
     }
 }
 
-fn checksum(services: &BTreeMap<String, ServiceNormal>) -> String {
-    let json = serde_json::to_string(services).unwrap_or_default();
-    format!("{:016x}", crate::correlate::alert::fnv1a(&[&json]))
-}
+impl Manifested for ServiceSignalModel {
+    const KIND: &'static str = KIND;
+    const VERSION: u32 = VERSION;
+    const WHAT: &'static str = "service-signals model";
 
-impl ServiceSignalModel {
-    pub fn load(path: &Path) -> Result<ServiceSignalModel, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let model: ServiceSignalModel = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("{}: not a service-signals model: {e}", path.display()))?;
-        let m = &model.manifest;
-        if m.kind != KIND || m.version != VERSION {
-            return Err(format!(
-                "{}: model kind {:?} version {}, expected {KIND:?} version {VERSION}",
-                path.display(),
-                m.kind,
-                m.version
-            ));
-        }
-        if checksum(&model.services) != m.checksum {
-            return Err(format!(
-                "{}: checksum does not match the model (edited or truncated?)",
-                path.display()
-            ));
-        }
-        for (service, s) in &model.services {
+    fn stamp(&self) -> (&str, u32, &str) {
+        (&self.manifest.kind, self.manifest.version, &self.manifest.checksum)
+    }
+
+    fn checksum(&self) -> String {
+        file::checksum_loaded(&self.services)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        for (service, s) in &self.services {
             let n = s.dims.len();
             let fits = n > 0
                 && s.mean.len() == n
@@ -168,21 +158,21 @@ impl ServiceSignalModel {
                 && s.centroids.iter().all(|c| c.len() == n);
             if !fits {
                 return Err(format!(
-                    "{}: service {service}: means, deviations or centroids do not fit its {n} signals",
-                    path.display()
+                    "service {service}: means, deviations or centroids do not fit its {n} signals"
                 ));
             }
         }
-        Ok(model)
+        Ok(())
+    }
+}
+
+impl ServiceSignalModel {
+    pub fn load(path: &Path) -> Result<ServiceSignalModel, String> {
+        file::load(path)
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
-        std::fs::rename(tmp, path)
+        file::save(self, path)
     }
 }
 
@@ -325,7 +315,7 @@ pub fn fit(
                 windows: total,
                 train_exceed_rate: exceed as f64 / total.max(1) as f64,
             },
-            checksum: checksum(&services),
+            checksum: file::checksum_loaded(&services),
         },
         services,
     })

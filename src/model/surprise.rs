@@ -431,7 +431,7 @@ impl SeriesModel {
         flagged: usize,
     ) -> SeriesModel {
         let fmt = |t: Option<&i64>| t.map(|t| crate::decode::time::format_ms(*t)).unwrap_or_default();
-        let checksum = super::saved::checksum_saved(&state);
+        let checksum = super::file::checksum_saved(&state);
         SeriesModel {
             manifest: SeriesManifest {
                 kind: KIND.into(),
@@ -453,34 +453,25 @@ impl SeriesModel {
     }
 
     pub fn load(path: &std::path::Path) -> Result<SeriesModel, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let model: SeriesModel = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("{}: not a series-detector model: {e}", path.display()))?;
-        let m = &model.manifest;
-        if m.kind != KIND || m.version != VERSION {
-            return Err(format!(
-                "{}: model kind {:?} version {}, expected {KIND:?} version {VERSION}",
-                path.display(),
-                m.kind,
-                m.version
-            ));
-        }
-        if super::saved::checksum_loaded(&model.state) != m.checksum {
-            return Err(format!(
-                "{}: checksum does not match the model (edited or truncated?)",
-                path.display()
-            ));
-        }
-        Ok(model)
+        super::file::load(path)
     }
 
     pub fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
-        std::fs::rename(tmp, path)
+        super::file::save(self, path)
+    }
+}
+
+impl super::file::Manifested for SeriesModel {
+    const KIND: &'static str = KIND;
+    const VERSION: u32 = VERSION;
+    const WHAT: &'static str = "series-detector model";
+
+    fn stamp(&self) -> (&str, u32, &str) {
+        (&self.manifest.kind, self.manifest.version, &self.manifest.checksum)
+    }
+
+    fn checksum(&self) -> String {
+        super::file::checksum_loaded(&self.state)
     }
 }
 
