@@ -20,6 +20,8 @@
 //! incidents · anomalies · dead letters            sink/      Kafka producer, JSON-lines files, stdout
 //! ```
 //!
+//! `observe/` serves what operators watch: Prometheus metrics, health and readiness.
+//!
 //! `pipeline/` wires the stages: it takes a batch from a source, runs it through the
 //! stages, publishes what they return, waits for every acknowledgement and only then hands
 //! the offsets back to the source. Stages never call each other and never see Kafka.
@@ -31,6 +33,7 @@ pub mod correlate;
 pub mod decode;
 pub mod logs;
 pub mod model;
+pub mod observe;
 pub mod pipeline;
 pub mod sink;
 pub mod source;

@@ -220,6 +220,10 @@ struct RunArgs {
     /// Do not print incidents.
     #[arg(long, short)]
     quiet: bool,
+    /// Address for /metrics (Prometheus), /health and /ready; `off` for none. Loopback by
+    /// default; a port already in use is reported and the pipeline runs without it.
+    #[arg(long, env = "LOOKOUT_HTTP", default_value = "127.0.0.1:9464")]
+    http: String,
     /// Models and state directory: the log template state is kept in
     /// MODELS/<pipeline name>/templates.json.
     #[arg(long, env = "LOOKOUT_MODELS", default_value = "models")]
@@ -672,6 +676,18 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
     }
     let mut processor = Processor::build(&cfg).await.map_err(usage)?;
     processor.use_models(&a.models.join(&cfg.spec.name)).map_err(usage)?;
+    if a.http != "off" {
+        let health = std::sync::Arc::new(lookout::observe::Health::default());
+        match std::net::TcpListener::bind(&a.http) {
+            Ok(listener) => {
+                let addr = listener.local_addr()?;
+                lookout::observe::http::spawn(listener, health.clone())?;
+                processor.report_to(health);
+                println!("  metrics: http://{addr}/metrics (also /health, /ready)");
+            }
+            Err(e) => eprintln!("warning: --http {}: {e}; running without /metrics", a.http),
+        }
+    }
     let cancel = shutdown_token(a.duration);
     let broker = if embedded {
         Some(pipeline::embedded::start_broker(&cfg)?)

@@ -20,7 +20,7 @@ fn lookout() -> Command {
 fn embedded_default_shows_incidents_within_30_seconds() {
     let models = tempfile::tempdir().unwrap();
     let mut child = lookout()
-        .args(["run", "--duration", "40", "--models"])
+        .args(["run", "--duration", "40", "--http", "127.0.0.1:0", "--models"])
         .arg(models.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -31,7 +31,11 @@ fn embedded_default_shows_incidents_within_30_seconds() {
     let mut lines = BufReader::new(stdout).lines();
     let mut broker_line = None;
     let mut first_incident = None;
+    let mut metrics_at = None;
     while let Some(Ok(line)) = lines.next() {
+        if let Some(url) = line.trim().strip_prefix("metrics: http://") {
+            metrics_at = url.strip_suffix("/metrics (also /health, /ready)").map(str::to_string);
+        }
         if line.contains("Kafka-protocol broker on") {
             broker_line = Some(line.clone());
         }
@@ -40,6 +44,23 @@ fn embedded_default_shows_incidents_within_30_seconds() {
             break;
         }
     }
+    // Prometheus metrics and readiness while it runs.
+    let addr = metrics_at.expect("the metrics address is printed");
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: lookout\r\n\r\n").unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+        out
+    };
+    assert!(get("/ready").starts_with("HTTP/1.1 200"));
+    let metrics = get("/metrics");
+    let updates = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("lookout_incident_updates_total "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(updates.is_some_and(|n| n >= 1.0), "{metrics}");
+    assert!(metrics.contains("lookout_records_total{stream=\"logs\"}"), "{metrics}");
     // SIGTERM: stops cleanly and exits 0
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let status = child.wait().unwrap();

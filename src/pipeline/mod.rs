@@ -29,6 +29,7 @@ use crate::logs::{self, LogAnomalies, LogTemplateUdf, Miner, MinerConfig, Shared
 use crate::model::saved::SeriesFile;
 use crate::model::services::ServiceSignalModel;
 use crate::model::{Detections, SignalDetectors};
+use crate::observe::{Health, Snapshot};
 use crate::sink::{Message, Sink, SinkError, Topic};
 use crate::source::file::FileSource;
 use crate::source::kafka::KafkaSource;
@@ -118,6 +119,8 @@ pub struct Processor {
     watermark: i64,
     /// The catalog file, checked on every batch.
     catalog_watch: Option<Watched>,
+    /// Where each batch's snapshot goes for `/metrics` and `/ready`.
+    health: Option<Arc<Health>>,
     pub stats: Stats,
 }
 
@@ -140,6 +143,7 @@ impl Processor {
             correlator: Correlator::new(cfg.spec.correlation.clone(), cfg.catalog.clone()),
             watermark: i64::MIN,
             catalog_watch: cfg.catalog_path.clone().map(Watched::new),
+            health: None,
             stats: Stats::default(),
         })
     }
@@ -155,6 +159,26 @@ impl Processor {
     /// The log-pattern model in use, if any.
     pub fn log_model(&self) -> Option<&PatternModel> {
         self.log_anomalies.model()
+    }
+
+    /// Publishes a snapshot into `health` after every batch (metrics and readiness).
+    pub fn report_to(&mut self, health: Arc<Health>) {
+        self.health = Some(health);
+    }
+
+    fn publish_health(&self) {
+        if let Some(h) = &self.health {
+            h.publish(Snapshot {
+                stats: self.stats,
+                open_incidents: self.correlator.open_incidents(),
+                watched_series: self.detectors.series_count(),
+                templates: self.miner().len(),
+                models: vec![
+                    ("log_patterns", self.log_model().is_some()),
+                    ("service_signals", self.signal_model().is_some()),
+                ],
+            });
+        }
     }
 
     /// The service-signals model in use, if any.
@@ -346,6 +370,7 @@ impl Processor {
                 .map(|u| Message::json(Topic::Incidents, Some(u.incident_id.clone()), &u.json)),
         );
         self.stats.time.correlation += lap(&mut clock);
+        self.publish_health();
         Ok(out)
     }
 }

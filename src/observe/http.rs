@@ -1,0 +1,130 @@
+//! A minimal read-only HTTP/1.1 server for `/metrics`, `/health` and `/ready`: one
+//! request per connection, GET only, requests over 8 KiB refused, five seconds to send
+//! one. It runs on a thread of its own with blocking sockets, so that a slow scraper
+//! never holds up the pipeline's runtime. Bound to loopback by default (`--http`).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Health;
+
+/// Serves on a new thread for as long as the process lives.
+pub fn spawn(listener: TcpListener, health: Arc<Health>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("http".into()).spawn(move || {
+        for conn in listener.incoming() {
+            match conn {
+                Ok(stream) => {
+                    if let Err(e) = answer(stream, &health) {
+                        tracing::debug!(error = %e, "http request failed");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "http accept failed"),
+            }
+        }
+    })?;
+    Ok(())
+}
+
+fn answer(mut stream: TcpStream, health: &Health) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let mut buf = vec![0u8; 8192];
+    let mut n = 0;
+    while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+        if n == buf.len() {
+            respond(
+                &mut stream,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                "too large\n",
+            )?;
+            // Read what the client is still sending, so that closing does not reset the
+            // connection before it reads the answer.
+            stream.shutdown(std::net::Shutdown::Write)?;
+            let _ = std::io::copy(&mut (&mut stream).take(1 << 20), &mut std::io::sink());
+            return Ok(());
+        }
+        let read = stream.read(&mut buf[n..])?;
+        if read == 0 {
+            return Ok(());
+        }
+        n += read;
+    }
+    let head = String::from_utf8_lossy(&buf[..n]);
+    let mut first = head.lines().next().unwrap_or("").split_whitespace();
+    let (method, path) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    match (method, path) {
+        ("GET", "/metrics") => respond(
+            &mut stream,
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            &health.render(),
+        ),
+        ("GET", "/health") => respond(&mut stream, "200 OK", "text/plain", "ok\n"),
+        ("GET", "/ready") if health.ready() => respond(&mut stream, "200 OK", "text/plain", "ready\n"),
+        ("GET", "/ready") => respond(&mut stream, "503 Service Unavailable", "text/plain", "not ready\n"),
+        ("GET", _) => respond(&mut stream, "404 Not Found", "text/plain", "not found\n"),
+        _ => respond(&mut stream, "405 Method Not Allowed", "text/plain", "GET only\n"),
+    }
+}
+
+fn respond(stream: &mut TcpStream, status: &str, kind: &str, body: &str) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body.as_bytes())?;
+    stream.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(addr: std::net::SocketAddr, request: &str) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn endpoints_answer_and_readiness_follows_the_pipeline() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let health = Arc::new(Health::default());
+        spawn(listener, health.clone()).unwrap();
+        assert!(get(addr, "GET /health HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
+        assert!(get(addr, "GET /ready HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 503"));
+        let mut snap = super::super::Snapshot::default();
+        snap.stats.logs = 7;
+        snap.open_incidents = 2;
+        snap.models = vec![("log_patterns", true), ("service_signals", false)];
+        health.publish(snap);
+        assert!(get(addr, "GET /ready HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
+        let metrics = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(metrics.contains("Content-Type: text/plain; version=0.0.4"), "{metrics}");
+        assert!(
+            metrics.contains("\nlookout_records_total{stream=\"logs\"} 7\n"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("\nlookout_open_incidents 2\n"), "{metrics}");
+        assert!(
+            metrics.contains("\nlookout_model_loaded{model=\"service_signals\"} 0\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("# TYPE lookout_dead_letters_total counter"),
+            "{metrics}"
+        );
+        assert!(get(addr, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
+        assert!(get(addr, "GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+        let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+        assert!(get(addr, &huge).starts_with("HTTP/1.1 431"));
+    }
+}

@@ -1,0 +1,175 @@
+//! What operators see of a running pipeline: Prometheus metrics on `/metrics`, liveness
+//! on `/health`, readiness on `/ready` ([`http`]).
+//!
+//! The pipeline publishes a [`Snapshot`] into the shared [`Health`] after every batch;
+//! the HTTP side only reads it, so scraping never slows processing down. Ready means
+//! the models loaded (a bad model fails start before this exists) and the pipeline has
+//! processed its first batch from the source (the consumer is polling).
+
+pub mod http;
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use crate::pipeline::Stats;
+
+/// What one batch left behind, for scraping.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub stats: Stats,
+    pub open_incidents: usize,
+    pub watched_series: usize,
+    pub templates: usize,
+    /// Optional models and whether one is in use.
+    pub models: Vec<(&'static str, bool)>,
+}
+
+/// Shared between the pipeline (writer) and the HTTP endpoints (readers).
+#[derive(Debug, Default)]
+pub struct Health {
+    ready: AtomicBool,
+    snapshot: Mutex<Snapshot>,
+}
+
+impl Health {
+    pub fn publish(&self, s: Snapshot) {
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = s;
+        self.ready.store(true, Ordering::Release);
+    }
+
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The Prometheus text exposition (version 0.0.4) of the latest snapshot.
+    pub fn render(&self) -> String {
+        let s = self.snapshot();
+        let t = &s.stats;
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, f64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in samples {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        metric(
+            "lookout_records_total",
+            "counter",
+            "Input records decoded, by stream.",
+            &[
+                ("{stream=\"logs\"}", t.logs as f64),
+                ("{stream=\"metrics\"}", t.metrics as f64),
+                ("{stream=\"events\"}", t.events as f64),
+            ],
+        );
+        metric(
+            "lookout_records_read_total",
+            "counter",
+            "Input records read from the source, decodable or not.",
+            &[("", t.records_in as f64)],
+        );
+        metric(
+            "lookout_dead_letters_total",
+            "counter",
+            "Records that could not be processed, sent to dead letters with the reason.",
+            &[("", t.dead_letters as f64)],
+        );
+        metric(
+            "lookout_batches_total",
+            "counter",
+            "Batches processed.",
+            &[("", t.batches as f64)],
+        );
+        metric(
+            "lookout_rule_alerts_total",
+            "counter",
+            "Alerts raised by SQL alert rules.",
+            &[("", t.rule_alerts as f64)],
+        );
+        metric(
+            "lookout_anomalies_total",
+            "counter",
+            "Anomalies published.",
+            &[("", t.anomalies as f64)],
+        );
+        metric(
+            "lookout_incident_updates_total",
+            "counter",
+            "Incident messages published (open, updated, resolved, reopened).",
+            &[("", t.incident_updates as f64)],
+        );
+        metric(
+            "lookout_open_incidents",
+            "gauge",
+            "Incidents open now.",
+            &[("", s.open_incidents as f64)],
+        );
+        metric(
+            "lookout_watched_series",
+            "gauge",
+            "Series with a detector.",
+            &[("", s.watched_series as f64)],
+        );
+        metric(
+            "lookout_dropped_series_total",
+            "counter",
+            "Series not watched because detection.max_series were watched already.",
+            &[("", t.dropped_series as f64)],
+        );
+        metric(
+            "lookout_log_templates",
+            "gauge",
+            "Log templates known to the miner.",
+            &[("", s.templates as f64)],
+        );
+        metric(
+            "lookout_template_changes_total",
+            "counter",
+            "Log templates created, generalised or evicted.",
+            &[("", t.template_changes as f64)],
+        );
+        metric(
+            "lookout_model_reloads_total",
+            "counter",
+            "Model files reloaded after they changed.",
+            &[("", t.model_reloads as f64)],
+        );
+        let models: Vec<(String, f64)> = s
+            .models
+            .iter()
+            .map(|(m, loaded)| (format!("{{model=\"{m}\"}}"), if *loaded { 1.0 } else { 0.0 }))
+            .collect();
+        let models: Vec<(&str, f64)> = models.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        metric(
+            "lookout_model_loaded",
+            "gauge",
+            "1 when the optional model is in use.",
+            &models,
+        );
+        let st = &t.time;
+        metric(
+            "lookout_stage_seconds_total",
+            "counter",
+            "Wall time spent in each processing stage.",
+            &[
+                ("{stage=\"decode\"}", st.decode as f64 / 1e9),
+                ("{stage=\"templates\"}", st.templates as f64 / 1e9),
+                ("{stage=\"sql\"}", st.sql as f64 / 1e9),
+                ("{stage=\"detectors\"}", st.detectors as f64 / 1e9),
+                ("{stage=\"correlation\"}", st.correlation as f64 / 1e9),
+            ],
+        );
+        metric(
+            "lookout_ready",
+            "gauge",
+            "1 once models are loaded and the first batch is processed.",
+            &[("", if self.ready() { 1.0 } else { 0.0 })],
+        );
+        out
+    }
+}
