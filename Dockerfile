@@ -16,5 +16,7 @@ COPY --from=build /src/target/release/lookout /usr/local/bin/lookout
 COPY pipelines ./pipelines
 COPY --chown=lookout models ./models
 USER lookout
+# /metrics, /health, /ready when run with LOOKOUT_HTTP=0.0.0.0:9464 (loopback by default).
+EXPOSE 9464
 ENTRYPOINT ["lookout"]
 CMD ["run", "--pipeline", "/app/pipelines/default"]
