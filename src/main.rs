@@ -375,6 +375,9 @@ fn detect(a: DetectArgs) -> Result<(), Failure> {
         None => (lookout::model::surprise::SurpriseParams::default(), Surprise::default()),
     };
     for kv in &a.set {
+        if kv.starts_with("warmup=") {
+            return Err(usage("--set warmup: use --warmup"));
+        }
         params.set(kv).map_err(|e| usage(format!("--set {e}")))?;
     }
     params.warmup = a
