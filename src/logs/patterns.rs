@@ -20,7 +20,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::model::file::{self, Manifested};
-use crate::model::normal::distance;
+use crate::model::normal;
 
 pub const KIND: &str = "log-pattern-kmeans";
 pub const VERSION: u32 = 1;
@@ -117,17 +117,9 @@ impl ServiceModel {
 
     pub fn score(&self, counts: &HashMap<String, u64>) -> Score {
         let v = self.vector(counts);
-        let nearest = self
-            .centroids
-            .iter()
-            .min_by(|a, b| distance(a, &v).total_cmp(&distance(b, &v)))
-            .cloned()
-            .unwrap_or_else(|| vec![0.0; v.len()]);
-        let mut moved: Vec<(usize, f64)> = v.iter().zip(&nearest).map(|(x, c)| (x - c).abs()).enumerate().collect();
-        moved.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let (_, distance, moved) = normal::explain(&self.centroids, &v, 3);
         let movers = moved
             .iter()
-            .take(3)
             .filter(|(_, d)| *d > 0.5)
             .map(|&(i, _)| match self.dims.get(i) {
                 Some(id) => (id.clone(), counts.get(id).copied().unwrap_or(0)),
@@ -140,7 +132,7 @@ impl ServiceModel {
             })
             .collect();
         Score {
-            distance: distance(&nearest, &v),
+            distance,
             threshold: self.threshold,
             movers,
         }

@@ -63,6 +63,20 @@ pub fn nearest(centroids: &[Vec<f64>], v: &[f64]) -> (usize, f64) {
         .unwrap_or((0, f64::INFINITY))
 }
 
+/// Why a vector is where it is: its nearest centroid (index and distance) and the `top`
+/// dimensions that differ from that centroid most, largest first (ties by dimension),
+/// with their differences. No centroids: index 0, infinity, nothing moved.
+pub fn explain(centroids: &[Vec<f64>], v: &[f64], top: usize) -> (usize, f64, Vec<(usize, f64)>) {
+    let (c, d) = nearest(centroids, v);
+    let Some(centre) = centroids.get(c) else {
+        return (c, d, Vec::new());
+    };
+    let mut moved: Vec<(usize, f64)> = v.iter().zip(centre).map(|(x, y)| (x - y).abs()).enumerate().collect();
+    moved.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    moved.truncate(top);
+    (c, d, moved)
+}
+
 pub fn distance(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt()
 }

@@ -112,16 +112,12 @@ impl ServiceNormal {
 
     pub fn score(&self, values: &BTreeMap<String, f64>) -> Unusual {
         let z = self.z(values);
-        let (c, distance) = normal::nearest(&self.centroids, &z);
-        let centre = &self.centroids[c.min(self.centroids.len().saturating_sub(1))];
-        let mut moved: Vec<(usize, f64)> = z.iter().zip(centre).map(|(a, b)| (a - b).abs()).enumerate().collect();
-        moved.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let (c, distance, moved) = normal::explain(&self.centroids, &z, 3);
         let movers = moved
             .iter()
-            .take(3)
             .filter(|(_, d)| *d >= 1.0)
             .map(|&(i, _)| {
-                let usual = self.mean[i] + centre[i] * self.std[i];
+                let usual = self.mean[i] + self.centroids[c][i] * self.std[i];
                 let seen = values.get(&self.dims[i]).copied().unwrap_or(self.mean[i]);
                 (self.dims[i].clone(), seen, usual)
             })
