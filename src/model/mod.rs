@@ -229,19 +229,13 @@ impl SignalDetectors {
                 let host = opt(cols.host, i).unwrap_or("");
                 let ts = cols.ts.value(i);
                 self.watermark = self.watermark.max(ts);
+                let value = cols.value.value(i);
+                let watched = self.score((name, service, host), ts, value, spec.direction, spec.role, &mut out);
                 // What users feel goes into the service's mix; saturation levels (memory,
                 // CPU) differ from one deployment to the next and would dominate it.
-                if spec.role == Role::Symptom {
-                    self.windows.add(service, name, ts, cols.value.value(i));
+                if watched && spec.role == Role::Symptom {
+                    self.mix(service, name, ts, value);
                 }
-                self.score(
-                    (name, service, host),
-                    ts,
-                    cols.value.value(i),
-                    spec.direction,
-                    spec.role,
-                    &mut out,
-                );
             }
         }
         if self.cfg.log_errors {
@@ -446,19 +440,23 @@ impl SignalDetectors {
             let services: Vec<String> = self.log_services.keys().cloned().collect();
             for svc in services {
                 let n = counts.get(&svc).copied().unwrap_or(0) as f64;
-                self.windows.add(&svc, LOG_ERRORS, start, n);
-                self.score(
-                    (LOG_ERRORS, &svc, ""),
-                    start + LOG_WINDOW_MS,
-                    n,
-                    Direction::Up,
-                    Role::Symptom,
-                    out,
-                );
+                let key = (LOG_ERRORS, svc.as_str(), "");
+                if self.score(key, start + LOG_WINDOW_MS, n, Direction::Up, Role::Symptom, out) {
+                    self.mix(&svc, LOG_ERRORS, start, n);
+                }
             }
         }
     }
 
+    /// Adds a point of a watched series to its service's window, when a service-signals
+    /// model or training will read the windows.
+    fn mix(&mut self, service: &str, signal: &str, ts: i64, value: f64) {
+        if self.vector_model.is_some() || self.recorded.is_some() {
+            self.windows.add(service, signal, ts, value);
+        }
+    }
+
+    /// Scores a point of a series; false when the series is not watched (the cap).
     fn score(
         &mut self,
         key: (&str, &str, &str),
@@ -467,11 +465,11 @@ impl SignalDetectors {
         dir: Direction,
         role: Role,
         out: &mut Detections,
-    ) {
+    ) -> bool {
         let k = (key.0.to_string(), key.1.to_string(), key.2.to_string());
         if !self.series.contains_key(&k) && self.series.len() >= self.cfg.max_series {
             self.dropped_series += 1;
-            return;
+            return false;
         }
         let kind = self.cfg.model;
         let s = self.series.entry(k).or_insert_with(|| Series {
@@ -568,6 +566,7 @@ impl SignalDetectors {
             }
             _ => {}
         }
+        true
     }
 }
 

@@ -201,14 +201,23 @@ impl SignalWindows {
         if service.is_empty() || !value.is_finite() || start < self.closed_until {
             return;
         }
-        let slot = self
+        // Keys are allocated once per window, not once per point.
+        let seen = self
             .open
-            .entry(start)
-            .or_default()
-            .entry(service.to_string())
-            .or_default()
-            .entry(signal.to_string())
-            .or_default();
+            .get_mut(&start)
+            .and_then(|w| w.get_mut(service))
+            .and_then(|w| w.get_mut(signal));
+        let slot = match seen {
+            Some(slot) => slot,
+            None => self
+                .open
+                .entry(start)
+                .or_default()
+                .entry(service.to_string())
+                .or_default()
+                .entry(signal.to_string())
+                .or_default(),
+        };
         slot.0 += value;
         slot.1 += 1;
     }
