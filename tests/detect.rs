@@ -3,20 +3,7 @@
 
 mod common;
 
-use std::process::Command;
-
-fn lookout(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args(args)
-        .current_dir(common::repo())
-        .output()
-        .expect("lookout runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::lookout;
 
 fn nab() -> Option<std::path::PathBuf> {
     common::shared().map(|s| s.join("data/nab"))

@@ -2,6 +2,9 @@
 //! and `params` into SQL, `log_template()` answers from the same miner, and the state
 //! carries template ids over a restart.
 
+mod common;
+
+use common::lookout;
 use lookout::config::PipelineConfig;
 use lookout::decode::Stream;
 use lookout::pipeline::Processor;
@@ -112,19 +115,6 @@ async fn template_ids_survive_a_restart_through_the_saved_state() {
         err.contains("templates.json"),
         "a corrupt state fails at start and names the file: {err}"
     );
-}
-
-fn lookout(args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

@@ -7,16 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn lookout(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args(args)
-        .current_dir(common::repo())
-        .output()
-        .expect("lookout runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (code, out, err) = common::lookout(args);
+    (code == 0, out, err)
 }
 
 fn tmp(name: &str) -> PathBuf {

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: a mock Kafka cluster per test (so topic
-//! names never collide), producing, consuming until a condition holds, and locating
-//! ../shared.
+//! names never collide), producing, consuming until a condition holds, locating
+//! ../shared, and running the `lookout` binary.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::path::PathBuf;
@@ -149,4 +149,18 @@ pub fn replay_and_score(shared: &std::path::Path, name: &str) -> serde_json::Val
         .unwrap();
     assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
     serde_json::from_slice(&s.stdout).unwrap()
+}
+
+/// Runs the `lookout` binary in the repository: exit code, standard output, standard error.
+pub fn lookout(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("lookout runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
