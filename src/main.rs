@@ -843,12 +843,21 @@ async fn validate(dirs: Vec<PathBuf>) -> Result<(), Failure> {
         let result = match PipelineConfig::load(dir, None) {
             Ok(cfg) => Processor::build(&cfg)
                 .await
-                .map(|p| (p.sql().view_names().len(), p.sql().rule_names().len()))
+                .map(|p| {
+                    (
+                        p.sql().view_names().len(),
+                        p.sql().signal_names().len(),
+                        p.sql().rule_names().len(),
+                    )
+                })
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match result {
-            Ok((views, rules)) => println!("ok    {}: {views} views, {rules} alert rules", dir.display()),
+            Ok((views, signals, rules)) => println!(
+                "ok    {}: {views} views, {signals} signals, {rules} alert rules",
+                dir.display()
+            ),
             Err(e) => {
                 failed += 1;
                 println!("FAIL  {}\n{e}", dir.display());
@@ -882,7 +891,10 @@ async fn explain(file: &Path) -> Result<(), Failure> {
             format!(": {}", parsed.header.description)
         }
     );
-    println!("windows: none (stateless: runs on each batch)");
+    match p.sql().window_settings(name) {
+        Some(w) => println!("{w}"),
+        None => println!("windows: none (stateless: runs on each batch)"),
+    }
     match p.sql().explain(name).await {
         Some(plan) => println!("{plan}"),
         None => return Err(usage(format!("{name} is not a view or rule of {}", dir.display()))),

@@ -1,5 +1,6 @@
 //! Every pipeline in pipelines/ is planned and run on a fixed input (65 minutes of the
-//! built-in scenario, seed 42) and its published messages are compared with a golden
+//! built-in scenario, seed 42, then the end of input, which closes open windows) and its
+//! published messages are compared with a golden
 //! file in tests/golden/. After an intended change, regenerate with
 //! `UPDATE_GOLDEN=1 cargo test --test pipelines` and review the diff.
 
@@ -40,13 +41,21 @@ async fn run(dir: &Path) -> String {
             })
             .collect();
         for m in p.process(&batch).await.unwrap() {
-            out.push_str(m.topic.name());
-            out.push('\t');
-            out.push_str(&String::from_utf8_lossy(&m.payload));
-            out.push('\n');
+            push(&mut out, &m);
         }
     }
+    // the end of the input closes the windows still open
+    for m in p.finish().await.unwrap() {
+        push(&mut out, &m);
+    }
     out
+}
+
+fn push(out: &mut String, m: &lookout::sink::Message) {
+    out.push_str(m.topic.name());
+    out.push('\t');
+    out.push_str(&String::from_utf8_lossy(&m.payload));
+    out.push('\n');
 }
 
 #[tokio::test]

@@ -65,6 +65,36 @@ pub struct PipelineToml {
     pub templates: Templates,
     #[serde(default)]
     pub log_anomalies: crate::logs::LogAnomalyConfig,
+    #[serde(default)]
+    pub windows: Windows,
+}
+
+/// `[windows]`: event-time progress for windowed SQL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Windows {
+    /// A partition that delivers nothing for this many seconds (wall time) stops
+    /// holding windows open; when all are quiet, time moves on with the clock.
+    #[serde(default = "default_idle_s")]
+    pub idle_s: f64,
+}
+
+impl Default for Windows {
+    fn default() -> Windows {
+        Windows {
+            idle_s: default_idle_s(),
+        }
+    }
+}
+
+impl Windows {
+    pub fn idle_ms(&self) -> u64 {
+        (self.idle_s.max(0.0) * 1000.0) as u64
+    }
+}
+
+fn default_idle_s() -> f64 {
+    30.0
 }
 
 /// `[templates]`: log template mining.

@@ -136,6 +136,17 @@ pub struct Decoded {
     pub metrics: RecordBatch,
     pub events: RecordBatch,
     pub dead_letters: Vec<DeadLetter>,
+    /// The newest event time each input partition delivered in this batch.
+    pub partitions: Vec<PartitionTime>,
+}
+
+/// The newest event time of one input partition's records in a batch (watermarks).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionTime {
+    pub stream: Stream,
+    pub topic: String,
+    pub partition: i32,
+    pub newest: i64,
 }
 
 impl Decoded {
@@ -177,10 +188,34 @@ impl Decoder {
 
     /// Decodes records into rows, handing back the ones that fail as dead letters.
     pub fn decode_rows(&self, records: &[RawRecord]) -> (Rows, Vec<DeadLetter>) {
+        let (rows, dead, _) = self.decode_rows_timed(records);
+        (rows, dead)
+    }
+
+    /// [`Decoder::decode_rows`], also saying the newest event time of each partition.
+    fn decode_rows_timed(&self, records: &[RawRecord]) -> (Rows, Vec<DeadLetter>, Vec<PartitionTime>) {
         let mut rows = Rows::default();
         let mut dead = Vec::new();
+        let mut times: Vec<PartitionTime> = Vec::new();
         for r in records {
-            if let Err(e) = self.decode_one(r, &mut rows) {
+            let before = rows.len_of(r.stream);
+            let decoded = self.decode_one(r, &mut rows);
+            if let Some(t) = rows.newest_since(r.stream, before) {
+                let m = &r.meta;
+                match times
+                    .iter_mut()
+                    .find(|p| p.stream == r.stream && p.partition == m.partition && p.topic == m.topic)
+                {
+                    Some(p) => p.newest = p.newest.max(t),
+                    None => times.push(PartitionTime {
+                        stream: r.stream,
+                        topic: m.topic.clone(),
+                        partition: m.partition,
+                        newest: t,
+                    }),
+                }
+            }
+            if let Err(e) = decoded {
                 dead.push(DeadLetter::new(
                     r,
                     "decode",
@@ -189,17 +224,18 @@ impl Decoder {
                 ));
             }
         }
-        (rows, dead)
+        (rows, dead, times)
     }
 
     /// Decodes records into one batch per stream.
     pub fn decode(&self, records: &[RawRecord]) -> Result<Decoded, arrow::error::ArrowError> {
-        let (rows, dead_letters) = self.decode_rows(records);
+        let (rows, dead_letters, partitions) = self.decode_rows_timed(records);
         Ok(Decoded {
             logs: schema::logs_batch(&rows.logs)?,
             metrics: schema::metrics_batch(&rows.metrics)?,
             events: schema::events_batch(&rows.events)?,
             dead_letters,
+            partitions,
         })
     }
 

@@ -313,6 +313,23 @@ pub struct Rows {
 }
 
 impl Rows {
+    pub fn len_of(&self, s: Stream) -> usize {
+        match s {
+            Stream::Logs => self.logs.len(),
+            Stream::Metrics => self.metrics.len(),
+            Stream::Events => self.events.len(),
+        }
+    }
+
+    /// The newest time among the rows of a stream from index `from` on.
+    pub fn newest_since(&self, s: Stream, from: usize) -> Option<i64> {
+        match s {
+            Stream::Logs => self.logs.get(from..)?.iter().map(|r| r.ts).max(),
+            Stream::Metrics => self.metrics.get(from..)?.iter().map(|r| r.ts).max(),
+            Stream::Events => self.events.get(from..)?.iter().map(|r| r.ts).max(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.logs.len() + self.metrics.len() + self.events.len()
     }

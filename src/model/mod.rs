@@ -51,6 +51,8 @@ use crate::decode::{Severity, Status};
 pub enum Role {
     Symptom,
     Cause,
+    /// Joins an incident that already involves its service; never opens one.
+    Evidence,
 }
 
 impl Role {
@@ -58,6 +60,7 @@ impl Role {
         match self {
             Role::Symptom => "symptom",
             Role::Cause => "cause",
+            Role::Evidence => "evidence",
         }
     }
 }
@@ -243,6 +246,24 @@ impl SignalDetectors {
             self.close_log_windows(&mut out);
         }
         self.close_vectors(&mut out);
+        out
+    }
+
+    /// Scores the points of SQL signals (every series of a signal is watched, up to
+    /// `max_series`).
+    pub fn observe_points(&mut self, points: &[crate::sql::SignalPoint]) -> Detections {
+        let mut out = Detections::default();
+        for p in points {
+            self.watermark = self.watermark.max(p.ts);
+            self.score(
+                (&p.series, &p.service, &p.host),
+                p.ts,
+                p.value,
+                p.direction,
+                p.role,
+                &mut out,
+            );
+        }
         out
     }
 

@@ -34,7 +34,7 @@ use crate::sink::{Message, Sink, SinkError, Topic};
 use crate::source::file::FileSource;
 use crate::source::kafka::KafkaSource;
 use crate::source::{RawRecord, SourceError};
-use crate::sql::{FileError, SqlEngine, SqlError};
+use crate::sql::{FileError, SqlEngine, SqlError, SqlOutput, Watermarks};
 
 /// Why the pipeline could not start: the user's configuration.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +77,13 @@ pub struct Stats {
     pub model_reloads: u64,
     /// Series not watched because `[detection] max_series` were watched already.
     pub dropped_series: u64,
+    /// Rows of windowed SQL later than their window (dropped, or folded into a kept
+    /// window with `late = "update"`).
+    pub late_records: u64,
+    /// Closed windows emitted again because late rows changed them.
+    pub window_corrections: u64,
+    /// Points of SQL signals handed to the detectors.
+    pub signal_points: u64,
     /// Where processing time went.
     pub time: StageTimes,
 }
@@ -117,6 +124,8 @@ pub struct Processor {
     detectors: SignalDetectors,
     correlator: Correlator,
     watermark: i64,
+    /// Event-time progress per input partition, for windowed SQL.
+    marks: Watermarks,
     /// The catalog file, checked on every batch.
     catalog_watch: Option<Watched>,
     /// Where each batch's snapshot goes for `/metrics` and `/ready`.
@@ -142,6 +151,7 @@ impl Processor {
             detectors: SignalDetectors::new(&cfg.spec.detect, cfg.spec.detection.clone()),
             correlator: Correlator::new(cfg.spec.correlation.clone(), cfg.catalog.clone()),
             watermark: i64::MIN,
+            marks: Watermarks::new(std::time::Duration::from_millis(cfg.spec.windows.idle_ms())),
             catalog_watch: cfg.catalog_path.clone().map(Watched::new),
             health: None,
             stats: Stats::default(),
@@ -335,29 +345,69 @@ impl Processor {
                 self.watermark = self.watermark.max(t);
             }
         }
+        let now = Instant::now();
+        for p in &d.partitions {
+            self.marks.observe(p.stream, &p.topic, p.partition, p.newest, now);
+        }
         self.stats.time.templates += lap(&mut clock);
-        let mut alerts = if d.rows() > 0 {
-            self.sql.run(&d.logs, &d.metrics, &d.events, self.watermark).await?
+        let sql = if d.rows() > 0 || self.sql.has_windows() {
+            self.sql
+                .run(&d.logs, &d.metrics, &d.events, self.watermark, &self.marks, now)
+                .await?
         } else {
-            Vec::new()
+            SqlOutput::default()
         };
         self.stats.time.sql += lap(&mut clock);
-        self.stats.rule_alerts += alerts.len() as u64;
         let mut detections = self.detectors.observe(&d.logs, &d.metrics);
-        self.stats.dropped_series = self.detectors.dropped_series;
         detections.alerts.append(&mut log_detections.alerts);
         detections.anomalies.append(&mut log_detections.anomalies);
+        let mut out: Vec<Message> = d.dead_letters.iter().map(Message::dead_letter).collect();
+        out.extend(self.conclude(sql, detections, &d.events, &mut clock));
+        self.publish_health();
+        Ok(out)
+    }
+
+    /// Closes every open SQL window, for the end of recorded input, and publishes
+    /// what that gives.
+    pub async fn finish(&mut self) -> Result<Vec<Message>, PipelineError> {
+        let mut clock = Instant::now();
+        let sql = self.sql.flush(self.watermark).await?;
+        self.stats.time.sql += lap(&mut clock);
+        let empty = RecordBatch::new_empty(crate::decode::Stream::Events.schema());
+        let out = self.conclude(sql, Detections::default(), &empty, &mut clock);
+        self.publish_health();
+        Ok(out)
+    }
+
+    /// From SQL's alerts and signal points, the detectors' findings and the batch's
+    /// events to the anomaly and incident messages.
+    fn conclude(
+        &mut self,
+        sql: SqlOutput,
+        mut detections: Detections,
+        events: &RecordBatch,
+        clock: &mut Instant,
+    ) -> Vec<Message> {
+        let mut alerts = sql.alerts;
+        self.stats.rule_alerts += alerts.len() as u64;
+        self.stats.late_records = self.sql.late_rows();
+        self.stats.window_corrections = self.sql.corrections();
+        self.stats.signal_points += sql.points.len() as u64;
+        let signals = self.detectors.observe_points(&sql.points);
+        detections.alerts.extend(signals.alerts);
+        detections.anomalies.extend(signals.anomalies);
+        self.stats.dropped_series = self.detectors.dropped_series;
         self.stats.anomalies += detections.anomalies.len() as u64;
         alerts.extend(detections.alerts);
-        self.stats.time.detectors += lap(&mut clock);
-        let (external, changes) = correlate::alert::from_events(&d.events);
+        self.stats.time.detectors += lap(clock);
+        let (external, changes) = correlate::alert::from_events(events);
         alerts.extend(external);
         let mut updates = self.correlator.ingest(alerts, changes);
         if self.watermark > i64::MIN {
             updates.extend(self.correlator.advance(self.watermark));
         }
         self.stats.incident_updates += updates.len() as u64;
-        let mut out: Vec<Message> = d.dead_letters.iter().map(Message::dead_letter).collect();
+        let mut out = Vec::new();
         out.extend(
             detections
                 .anomalies
@@ -369,9 +419,8 @@ impl Processor {
                 .iter()
                 .map(|u| Message::json(Topic::Incidents, Some(u.incident_id.clone()), &u.json)),
         );
-        self.stats.time.correlation += lap(&mut clock);
-        self.publish_health();
-        Ok(out)
+        self.stats.time.correlation += lap(clock);
+        out
     }
 }
 
@@ -470,6 +519,12 @@ pub async fn replay(
         for m in &messages {
             on_publish(m);
         }
+    }
+    // The input has ended: every window is complete.
+    let messages = processor.finish().await?;
+    sink.publish(&messages).await?;
+    for m in &messages {
+        on_publish(m);
     }
     sink.close().await?;
     processor

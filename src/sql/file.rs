@@ -10,8 +10,11 @@
 //! ```
 //!
 //! Kinds: `view` (a named, stateless transform other files select from, under the file's
-//! name) and `alert` (every row it returns is an alert). The file name without `.sql` is
-//! the view's or rule's name.
+//! name), `signal` (a windowed aggregate: each numeric column per key is a time series
+//! for the anomaly detectors) and `alert` (every row it returns is an alert). The file
+//! name without `.sql` is the view's, signal's or rule's name. Windowed files also
+//! declare how late a row may be (`lateness`), what happens to later ones (`late`), and
+//! alert rules how many windows must fire (`for_windows`, `of_last`).
 
 use std::path::{Path, PathBuf};
 
@@ -24,7 +27,20 @@ use crate::decode::Severity;
 #[serde(rename_all = "lowercase")]
 pub enum FileKind {
     View,
+    Signal,
     Alert,
+}
+
+/// What happens to a row whose window has already closed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LatePolicy {
+    /// Drop it and count it (`lookout_late_records_total`).
+    #[default]
+    Drop,
+    /// Fold it into the closed window while it is kept (`keep_closed`) and emit the
+    /// window again as a correction.
+    Update,
 }
 
 /// The `--!` header as written.
@@ -44,6 +60,29 @@ pub struct Header {
     /// and `host` where the rows have them.
     #[serde(default)]
     pub keys: Option<Vec<String>>,
+    /// How far behind the newest event a row may be and still count (`30s`, `2m`):
+    /// windows close when the watermark, the newest event time minus this, passes
+    /// their end.
+    #[serde(default)]
+    pub lateness: Option<String>,
+    #[serde(default)]
+    pub late: LatePolicy,
+    /// With `late = "update"`: how long a closed window still takes late rows
+    /// (default: one window).
+    #[serde(default)]
+    pub keep_closed: Option<String>,
+    /// A windowed alert fires for a key only when the key's row came in this many of
+    /// the last `of_last` windows (default `of_last` = `for_windows`: consecutive).
+    #[serde(default)]
+    pub for_windows: Option<u32>,
+    #[serde(default)]
+    pub of_last: Option<u32>,
+    /// Signals: which way of departing from normal is an anomaly (default up).
+    #[serde(default)]
+    pub direction: Option<crate::model::Direction>,
+    /// Signals: what an anomaly of this signal means to correlation (default symptom).
+    #[serde(default)]
+    pub role: Option<crate::model::Role>,
 }
 
 /// A parsed file.
@@ -55,6 +94,9 @@ pub struct SqlFile {
     pub sql: String,
     /// 1-based line of the file where `sql` starts.
     pub sql_line: usize,
+    /// `lateness` and `keep_closed` in milliseconds.
+    pub lateness_ms: i64,
+    pub keep_closed_ms: Option<i64>,
 }
 
 /// A problem with a pipeline file, located in it.
@@ -138,14 +180,63 @@ impl SqlFile {
                 )
             })?
             .to_string();
-        if header.kind == FileKind::View
-            && (header.severity.is_some() || header.title.is_some() || header.keys.is_some())
-        {
+        let h = &header;
+        let misplaced = match h.kind {
+            FileKind::View => [
+                ("severity", h.severity.is_some()),
+                ("title", h.title.is_some()),
+                ("keys", h.keys.is_some()),
+                ("lateness", h.lateness.is_some()),
+                ("keep_closed", h.keep_closed.is_some()),
+                ("for_windows", h.for_windows.is_some()),
+                ("direction", h.direction.is_some()),
+                ("role", h.role.is_some()),
+            ]
+            .iter()
+            .find(|(_, set)| *set)
+            .map(|(k, _)| (*k, "views are stateless: no windows, alerts or series")),
+            FileKind::Signal => [
+                ("severity", h.severity.is_some()),
+                ("title", h.title.is_some()),
+                ("for_windows", h.for_windows.is_some()),
+            ]
+            .iter()
+            .find(|(_, set)| *set)
+            .map(|(k, _)| (*k, "signals make series, not alerts")),
+            FileKind::Alert => [("direction", h.direction.is_some()), ("role", h.role.is_some())]
+                .iter()
+                .find(|(_, set)| *set)
+                .map(|(k, _)| (*k, "direction and role belong to signals")),
+        };
+        if let Some((key, why)) = misplaced {
             return Err(err(
                 header_lines[0],
-                "severity, title and keys belong to alert files, not views".into(),
+                format!("{key} does not apply to a {:?} file: {why}", h.kind).to_lowercase(),
                 None,
             ));
+        }
+        let duration = |v: &Option<String>, key: &str| -> Result<Option<i64>, FileError> {
+            v.as_deref()
+                .map(|d| {
+                    super::window::parse_duration(d)
+                        .map_err(|e| err(header_lines[0], format!("header: {key}: {e}"), None))
+                })
+                .transpose()
+        };
+        let lateness_ms = duration(&h.lateness, "lateness")?.unwrap_or(0);
+        let keep_closed_ms = duration(&h.keep_closed, "keep_closed")?;
+        if h.of_last.is_some() && h.for_windows.is_none() {
+            return Err(err(header_lines[0], "of_last needs for_windows".into(), None));
+        }
+        if let Some(n) = h.for_windows {
+            let m = h.of_last.unwrap_or(n);
+            if n == 0 || m < n || m > 64 {
+                return Err(err(
+                    header_lines[0],
+                    format!("for_windows = {n} of_last = {m}: need 1 <= for_windows <= of_last <= 64"),
+                    None,
+                ));
+            }
         }
         Ok(SqlFile {
             path: path.to_path_buf(),
@@ -153,6 +244,8 @@ impl SqlFile {
             header,
             sql,
             sql_line,
+            lateness_ms,
+            keep_closed_ms,
         })
     }
 

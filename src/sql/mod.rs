@@ -8,10 +8,15 @@
 //! rows become [`Alert`]s. Errors point at file:line:column with DataFusion's message.
 
 pub mod file;
+pub mod stream;
+pub mod watermark;
+pub mod window;
+pub mod windowed;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
@@ -21,12 +26,15 @@ use datafusion::catalog::MemTable;
 use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
-pub use file::{FileError, FileKind, Header, SqlFile};
+pub use file::{FileError, FileKind, Header, LatePolicy, SqlFile};
+pub use watermark::Watermarks;
 
 use crate::config::Catalog;
 use crate::correlate::alert::derived_fingerprint;
 use crate::correlate::Alert;
 use crate::decode::{Severity, Status, Stream};
+use crate::model::{Direction, Role};
+use stream::WindowedFile;
 
 /// An error while running planned SQL on a batch: a bug or resource problem, not the
 /// input's fault (input was validated at start).
@@ -44,11 +52,37 @@ struct Rule {
     plan: LogicalPlan,
 }
 
+/// One file that runs: a stateless rule, or a windowed signal or rule.
+enum Step {
+    Rule(Box<Rule>),
+    Window(Box<WindowedFile>),
+}
+
+/// A point of a signal's series, for the anomaly detectors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalPoint {
+    /// `file.column`, then `{key=value,...}` for keys other than service and host.
+    pub series: String,
+    pub service: String,
+    pub host: String,
+    pub ts: i64,
+    pub value: f64,
+    pub direction: Direction,
+    pub role: Role,
+}
+
+/// What one step of the SQL produced.
+#[derive(Debug, Default)]
+pub struct SqlOutput {
+    pub alerts: Vec<Alert>,
+    pub points: Vec<SignalPoint>,
+}
+
 /// The planned SQL of one pipeline.
 pub struct SqlEngine {
     ctx: SessionContext,
     inputs: Vec<(Stream, Arc<MemTable>)>,
-    rules: Vec<Rule>,
+    steps: Vec<Step>,
     views: Vec<SqlFile>,
     catalog: Arc<MemTable>,
 }
@@ -93,7 +127,7 @@ impl SqlEngine {
         functions: Vec<ScalarUDF>,
     ) -> Result<SqlEngine, Vec<FileError>> {
         let ctx = SessionContext::new();
-        for f in functions {
+        for f in functions.into_iter().chain(window::functions()) {
             ctx.register_udf(f);
         }
         let mut inputs = Vec::new();
@@ -128,8 +162,10 @@ impl SqlEngine {
                 return Err(errors);
             }
         };
-        let mut rules = Vec::new();
+        let mut steps = Vec::new();
         let mut views = Vec::new();
+        // How far behind its streams' watermark each windowed file's rows are.
+        let mut delays: BTreeMap<String, i64> = BTreeMap::new();
         for i in order {
             let f = &parsed[i].0;
             let plan = match ctx.state().create_logical_plan(&f.sql).await {
@@ -139,20 +175,80 @@ impl SqlEngine {
                     continue;
                 }
             };
-            match f.header.kind {
-                FileKind::View => {
+            let analysed =
+                match ctx
+                    .state()
+                    .analyzer()
+                    .execute_and_check(plan.clone(), ctx.state().config_options(), |_, _| {})
+                {
+                    Ok(p) => p,
+                    Err(e) => {
+                        errors.push(locate_error(f, &e));
+                        continue;
+                    }
+                };
+            let windowed = match WindowedFile::new(f, &analysed, &ctx) {
+                Ok(w) => w,
+                Err(e) => {
+                    let at = window::WINDOW_FUNCTIONS
+                        .iter()
+                        .find_map(|w| f.locate(&format!("{w}(")))
+                        .unwrap_or((1, 1));
+                    errors.push(f.error_at(at.0, at.1, e, Some(WINDOW_HINT.into())));
+                    continue;
+                }
+            };
+            match (f.header.kind, windowed) {
+                (FileKind::View, None) => {
                     let view = ViewTable::new(plan, Some(f.sql.clone()));
                     if let Err(e) = ctx.register_table(f.name.as_str(), Arc::new(view)) {
                         errors.push(f.error_at(1, 1, e.to_string(), None));
                     }
                     views.push(f.clone());
                 }
-                FileKind::Alert => {
+                (FileKind::View, Some(_)) => {
+                    let (l, c) = f.locate("GROUP BY").unwrap_or((1, 1));
+                    errors.push(f.error_at(
+                        l,
+                        c,
+                        "a view is stateless; a windowed GROUP BY belongs in a signal or an alert file".into(),
+                        None,
+                    ));
+                }
+                (FileKind::Signal, None) => errors.push(f.error_at(
+                    1,
+                    1,
+                    "a signal is a windowed aggregate: GROUP BY tumble(...), hop(...) or session(...)".into(),
+                    Some(WINDOW_HINT.into()),
+                )),
+                (kind, Some(mut w)) => {
+                    if kind == FileKind::Alert {
+                        if let Err(e) = check_alert_schema(f, plan.schema().as_arrow()) {
+                            errors.push(e);
+                            continue;
+                        }
+                    }
+                    let (streams, upstream) = streams_of(&f.name, &parsed, &delays);
+                    w.streams = streams;
+                    let own = match w.window.kind {
+                        window::WindowKind::Tumble { size } | window::WindowKind::Hop { size, .. } => size,
+                        window::WindowKind::Session { gap } => gap,
+                    };
+                    w.lateness = f.lateness_ms + upstream;
+                    delays.insert(f.name.clone(), w.lateness + own);
+                    if kind == FileKind::Signal {
+                        if let Err(e) = ctx.register_table(f.name.as_str(), w.output.clone()) {
+                            errors.push(f.error_at(1, 1, e.to_string(), None));
+                        }
+                    }
+                    steps.push(Step::Window(Box::new(w)));
+                }
+                (_, None) => {
                     if let Err(e) = check_alert_schema(f, plan.schema().as_arrow()) {
                         errors.push(e);
                         continue;
                     }
-                    rules.push(Rule { file: f.clone(), plan });
+                    steps.push(Step::Rule(Box::new(Rule { file: f.clone(), plan })));
                 }
             }
         }
@@ -160,7 +256,7 @@ impl SqlEngine {
             Ok(SqlEngine {
                 ctx,
                 inputs,
-                rules,
+                steps,
                 views,
                 catalog: catalog_table,
             })
@@ -174,20 +270,95 @@ impl SqlEngine {
         *self.catalog.batches[0].write().await = vec![catalog_batch(c)];
     }
 
+    fn files(&self, kind: FileKind) -> Vec<&SqlFile> {
+        self.steps
+            .iter()
+            .map(|s| match s {
+                Step::Rule(r) => &r.file,
+                Step::Window(w) => &w.file,
+            })
+            .filter(|f| f.header.kind == kind)
+            .collect()
+    }
+
     pub fn rule_names(&self) -> Vec<&str> {
-        self.rules.iter().map(|r| r.file.name.as_str()).collect()
+        self.files(FileKind::Alert)
+            .into_iter()
+            .map(|f| f.name.as_str())
+            .collect()
+    }
+
+    pub fn signal_names(&self) -> Vec<&str> {
+        self.files(FileKind::Signal)
+            .into_iter()
+            .map(|f| f.name.as_str())
+            .collect()
     }
 
     pub fn view_names(&self) -> Vec<&str> {
         self.views.iter().map(|v| v.name.as_str()).collect()
     }
 
+    /// Whether any file keeps windows (then SQL runs even on batches without rows, so
+    /// that windows close as time passes).
+    pub fn has_windows(&self) -> bool {
+        self.windowed().next().is_some()
+    }
+
+    /// Rows later than their window, over every windowed file.
+    pub fn late_rows(&self) -> u64 {
+        self.windowed().map(|w| w.window.late_rows).sum()
+    }
+
+    /// Closed windows emitted again with late rows.
+    pub fn corrections(&self) -> u64 {
+        self.windowed().map(|w| w.window.corrections).sum()
+    }
+
+    /// Open (window, key) slots over every windowed file.
+    pub fn open_slots(&self) -> usize {
+        self.windowed().map(|w| w.window.slots()).sum()
+    }
+
+    fn windowed(&self) -> impl Iterator<Item = &WindowedFile> {
+        self.steps.iter().filter_map(|s| match s {
+            Step::Window(w) => Some(w.as_ref()),
+            Step::Rule(_) => None,
+        })
+    }
+
+    /// The window and watermark settings of a file, for `lookout explain`.
+    pub fn window_settings(&self, name: &str) -> Option<String> {
+        let w = self.windowed().find(|w| w.file.name == name)?;
+        let streams: Vec<&str> = w.streams.iter().map(|s| s.name()).collect();
+        let mut s = format!(
+            "window: {}\nwatermark: newest event of {} (the slowest active partition) minus lateness {}\nlate rows: {}",
+            w.window.kind.describe(),
+            streams.join(", "),
+            window::human(w.lateness),
+            match w.file.header.late {
+                LatePolicy::Drop => "dropped and counted".to_string(),
+                LatePolicy::Update => format!(
+                    "folded into the closed window for {} and emitted again as a correction",
+                    window::human(w.window.keep_closed())
+                ),
+            }
+        );
+        if let Some(n) = w.file.header.for_windows {
+            s.push_str(&format!(
+                "\nfires: when a key is returned in {n} of the last {} windows",
+                w.file.header.of_last.unwrap_or(n)
+            ));
+        }
+        Some(s)
+    }
+
     /// The logical and physical plan of a file, for `lookout explain`.
     pub async fn explain(&self, name: &str) -> Option<String> {
         let sql = self
-            .rules
-            .iter()
-            .map(|r| &r.file)
+            .files(FileKind::Alert)
+            .into_iter()
+            .chain(self.files(FileKind::Signal))
             .chain(self.views.iter())
             .find(|f| f.name == name)?
             .sql
@@ -197,17 +368,32 @@ impl SqlEngine {
         Some(arrow::util::pretty::pretty_format_batches(&batches).ok()?.to_string())
     }
 
-    /// Runs every alert rule on one batch of each stream.
+    /// Runs every file on one batch of each stream: stateless rules on the batch,
+    /// windowed files fold it in and emit the windows that `marks` has closed.
     pub async fn run(
-        &self,
+        &mut self,
         logs: &RecordBatch,
         metrics: &RecordBatch,
         events: &RecordBatch,
         watermark: i64,
-    ) -> Result<Vec<Alert>, SqlError> {
-        if self.rules.is_empty() {
-            return Ok(Vec::new());
-        }
+        marks: &Watermarks,
+        now: Instant,
+    ) -> Result<SqlOutput, SqlError> {
+        self.set_inputs(logs, metrics, events).await;
+        let fresh = logs.num_rows() + metrics.num_rows() + events.num_rows() > 0;
+        self.step(fresh, watermark, |w| marks.for_streams(&w.streams, w.lateness, now))
+            .await
+    }
+
+    /// Closes every open window (the end of recorded input) and runs what reads them.
+    pub async fn flush(&mut self, watermark: i64) -> Result<SqlOutput, SqlError> {
+        let empty = |s: Stream| RecordBatch::new_empty(s.schema());
+        self.set_inputs(&empty(Stream::Logs), &empty(Stream::Metrics), &empty(Stream::Events))
+            .await;
+        self.step(false, watermark, |_| Some(i64::MAX)).await
+    }
+
+    async fn set_inputs(&self, logs: &RecordBatch, metrics: &RecordBatch, events: &RecordBatch) {
         for (s, table) in &self.inputs {
             let b = match s {
                 Stream::Logs => logs,
@@ -216,19 +402,125 @@ impl SqlEngine {
             };
             *table.batches[0].write().await = if b.num_rows() == 0 { vec![] } else { vec![b.clone()] };
         }
-        let mut alerts = Vec::new();
-        for r in &self.rules {
-            let err = |source| SqlError::Execute {
-                rule: r.file.name.clone(),
-                source,
-            };
-            let df = self.ctx.execute_logical_plan(r.plan.clone()).await.map_err(err)?;
-            for b in df.collect().await.map_err(err)? {
-                alerts.extend(rows_to_alerts(&r.file, &b, watermark));
+    }
+
+    async fn step(
+        &mut self,
+        fresh: bool,
+        watermark: i64,
+        close_at: impl Fn(&WindowedFile) -> Option<i64>,
+    ) -> Result<SqlOutput, SqlError> {
+        let mut out = SqlOutput::default();
+        // Whether any windowed file emitted rows in this step (its readers must run).
+        let mut emitted = false;
+        for step in &mut self.steps {
+            match step {
+                Step::Rule(r) => {
+                    if !fresh && !emitted {
+                        continue;
+                    }
+                    let err = |source| SqlError::Execute {
+                        rule: r.file.name.clone(),
+                        source,
+                    };
+                    let df = self.ctx.execute_logical_plan(r.plan.clone()).await.map_err(err)?;
+                    for b in df.collect().await.map_err(err)? {
+                        out.alerts.extend(rows_to_alerts(&r.file, &b, watermark));
+                    }
+                }
+                Step::Window(w) => {
+                    let name = w.file.name.clone();
+                    let err = |source| SqlError::Execute {
+                        rule: name.clone(),
+                        source,
+                    };
+                    if fresh || emitted {
+                        w.update(&self.ctx).await.map_err(err)?;
+                    }
+                    let wm = close_at(w);
+                    let closed = if wm == Some(i64::MAX) {
+                        w.flush(&self.ctx).await
+                    } else {
+                        w.close(&self.ctx, wm).await
+                    }
+                    .map_err(err)?;
+                    for e in closed {
+                        emitted = true;
+                        match w.file.header.kind {
+                            FileKind::Signal => out.points.extend(rows_to_points(&w.file, &e.batch, e.end)),
+                            _ => {
+                                let alerts = rows_to_alerts(&w.file, &e.batch, e.end);
+                                out.alerts
+                                    .extend(alerts.into_iter().filter(|a| w.sustained(&a.fingerprint, e.end)));
+                                w.prune_sustain(e.end);
+                            }
+                        }
+                    }
+                }
             }
         }
-        Ok(alerts)
+        Ok(out)
     }
+
+    /// The state of every windowed file, by name, for checkpoints.
+    pub fn checkpoint(&mut self) -> Result<BTreeMap<String, windowed::WindowState>, SqlError> {
+        let mut out = BTreeMap::new();
+        for s in &mut self.steps {
+            if let Step::Window(w) = s {
+                let state = w.checkpoint().map_err(|source| SqlError::Execute {
+                    rule: w.file.name.clone(),
+                    source,
+                })?;
+                out.insert(w.file.name.clone(), state);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Continues windowed files from a checkpoint; files not in it start empty.
+    pub fn restore(&mut self, mut states: BTreeMap<String, windowed::WindowState>) -> Result<(), SqlError> {
+        for s in &mut self.steps {
+            if let Step::Window(w) = s {
+                if let Some(state) = states.remove(&w.file.name) {
+                    w.restore(state).map_err(|source| SqlError::Execute {
+                        rule: w.file.name.clone(),
+                        source,
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+const WINDOW_HINT: &str = "windows are GROUP BY tumble(ts, INTERVAL '1 minute'), hop(ts, INTERVAL '5 minutes', INTERVAL '1 minute') or session(ts, INTERVAL '2 minutes'); see README \"Writing a pipeline\"";
+
+/// The streams a file reads through the files it selects from, and how far behind the
+/// streams' watermark the windowed files among those emit (their lateness and length).
+fn streams_of(name: &str, files: &[(SqlFile, BTreeSet<String>)], delays: &BTreeMap<String, i64>) -> (Vec<Stream>, i64) {
+    let mut streams = BTreeSet::new();
+    let mut delay = 0;
+    let mut todo = vec![name.to_string()];
+    let mut seen = BTreeSet::new();
+    while let Some(n) = todo.pop() {
+        if !seen.insert(n.clone()) {
+            continue;
+        }
+        if n != name {
+            if let Some(d) = delays.get(&n) {
+                delay = delay.max(*d);
+            }
+        }
+        if let Some(s) = Stream::ALL.into_iter().find(|s| s.name() == n) {
+            streams.insert(s.name());
+            continue;
+        }
+        if let Some((_, refs)) = files.iter().find(|(f, _)| f.name == n) {
+            todo.extend(refs.iter().cloned());
+        }
+    }
+    let streams = Stream::ALL.into_iter().filter(|s| streams.contains(s.name())).collect();
+    (streams, delay)
 }
 
 fn parse_statement(ctx: &SessionContext, f: &SqlFile) -> Result<BTreeSet<String>, FileError> {
@@ -291,12 +583,12 @@ fn dependency_order(files: &[(SqlFile, BTreeSet<String>)]) -> Result<Vec<usize>,
         stack.push(files[i].0.name.clone());
         for dep in &files[i].1 {
             if let Some(&j) = index.get(dep.as_str()) {
-                if files[j].0.header.kind != FileKind::View {
+                if files[j].0.header.kind == FileKind::Alert {
                     let (l, c) = files[i].0.locate(dep).unwrap_or((1, 1));
                     return Err(files[i].0.error_at(
                         l,
                         c,
-                        format!("{dep} is an alert rule; only views can be selected from"),
+                        format!("{dep} is an alert rule; only views and signals can be selected from"),
                         None,
                     ));
                 }
@@ -322,6 +614,10 @@ fn locate_error(f: &SqlFile, e: &datafusion::error::DataFusionError) -> FileErro
         let line = c[1].parse().unwrap_or(1);
         let col = c[2].parse().unwrap_or(1);
         return f.error_at(line, col, msg, Some("check the syntax near this position".into()));
+    }
+    if let Some(w) = window::WINDOW_FUNCTIONS.iter().find(|w| msg.contains(&format!("{w}:"))) {
+        let (l, c) = f.locate(&format!("{w}(")).unwrap_or((1, 1));
+        return f.error_at(l, c, msg, Some(WINDOW_HINT.into()));
     }
     let field = regex::Regex::new(r#"(?:No field named|column|table) '?"?([A-Za-z_][A-Za-z0-9_.]*)"?'?"#)
         .expect("static regex");
@@ -488,6 +784,88 @@ fn rows_to_alerts(f: &SqlFile, b: &RecordBatch, watermark: i64) -> Vec<Alert> {
         .collect()
 }
 
+/// Each numeric column of a signal's row is a point of the series named by the file,
+/// the column and the row's text columns (service and host are the series' own). The
+/// point's time is the row's first timestamp column (the window start, when selected),
+/// else the window's end.
+fn rows_to_points(f: &SqlFile, b: &RecordBatch, end: i64) -> Vec<SignalPoint> {
+    let schema = b.schema();
+    let mut texts = Vec::new();
+    let mut numbers = Vec::new();
+    let mut time = None;
+    for (i, field) in schema.fields().iter().enumerate() {
+        let c = b.column(i);
+        match field.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                if let Ok(c) = arrow::compute::cast(c, &DataType::Utf8) {
+                    texts.push((field.name().as_str(), c));
+                }
+            }
+            DataType::Timestamp(_, _) if time.is_none() => {
+                time = arrow::compute::cast(c, &DataType::Timestamp(TimeUnit::Millisecond, None)).ok();
+            }
+            t if t.is_numeric() => {
+                if let Ok(c) = arrow::compute::cast(c, &DataType::Float64) {
+                    numbers.push((field.name().as_str(), c));
+                }
+            }
+            _ => {}
+        }
+    }
+    let direction = f.header.direction.unwrap_or(Direction::Up);
+    let role = f.header.role.unwrap_or(Role::Symptom);
+    let mut out = Vec::new();
+    for i in 0..b.num_rows() {
+        let text = |name: &str| {
+            texts
+                .iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, c)| {
+                    let a = c.as_string::<i32>();
+                    (!a.is_null(i)).then(|| a.value(i).to_string())
+                })
+                .unwrap_or_default()
+        };
+        let others: Vec<String> = texts
+            .iter()
+            .filter(|(n, _)| !matches!(*n, "service" | "host"))
+            .map(|(n, c)| {
+                let a = c.as_string::<i32>();
+                format!("{n}={}", if a.is_null(i) { "" } else { a.value(i) })
+            })
+            .collect();
+        let ts = time
+            .as_ref()
+            .map(|c| c.as_primitive::<arrow::datatypes::TimestampMillisecondType>())
+            .filter(|c| !c.is_null(i))
+            .map_or(end, |c| c.value(i));
+        for (name, c) in &numbers {
+            let v = c.as_primitive::<arrow::datatypes::Float64Type>();
+            if v.is_null(i) || !v.value(i).is_finite() {
+                continue;
+            }
+            let mut series = if *name == f.name {
+                f.name.clone()
+            } else {
+                format!("{}.{name}", f.name)
+            };
+            if !others.is_empty() {
+                series.push_str(&format!("{{{}}}", others.join(",")));
+            }
+            out.push(SignalPoint {
+                series,
+                service: text("service"),
+                host: text("host"),
+                ts,
+                value: v.value(i),
+                direction,
+                role,
+            });
+        }
+    }
+    out
+}
+
 /// The service catalog as a table: name, owner, tier, kind, depends_on (comma list).
 static CATALOG_SCHEMA: std::sync::LazyLock<arrow::datatypes::SchemaRef> = std::sync::LazyLock::new(|| {
     Arc::new(Schema::new(vec![
@@ -516,10 +894,17 @@ fn catalog_batch(c: &Catalog) -> RecordBatch {
 }
 
 #[cfg(test)]
+mod window_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::decode::schema::{events_batch, logs_batch, metrics_batch};
     use crate::decode::{Level, LogRow};
+
+    fn marks() -> Watermarks {
+        Watermarks::new(std::time::Duration::from_secs(30))
+    }
 
     fn file(name: &str, text: &str) -> SqlFile {
         SqlFile::parse(Path::new(&format!("p/{name}.sql")), text).unwrap()
@@ -543,7 +928,7 @@ mod tests {
 
     #[tokio::test]
     async fn views_feed_rules_and_rows_become_alerts() {
-        let e = plan(vec![
+        let mut e = plan(vec![
             file("zz_rule", "--! kind = \"alert\"\n--! severity = \"critical\"\n--! title = \"fatal on {service}: {message}\"\nSELECT ts, service, host, message FROM bad_logs WHERE attrs['k'] = 'v'"),
             file("bad_logs", "--! kind = \"view\"\nSELECT * FROM logs WHERE level = 'FATAL'"),
         ])
@@ -551,18 +936,34 @@ mod tests {
         .unwrap();
         let logs = logs_batch(&[log("a", Level::Fatal, "boom"), log("b", Level::Info, "fine")]).unwrap();
         let alerts = e
-            .run(&logs, &metrics_batch(&[]).unwrap(), &events_batch(&[]).unwrap(), 0)
+            .run(
+                &logs,
+                &metrics_batch(&[]).unwrap(),
+                &events_batch(&[]).unwrap(),
+                0,
+                &marks(),
+                Instant::now(),
+            )
             .await
-            .unwrap();
+            .unwrap()
+            .alerts;
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].title, "fatal on a: boom");
         assert_eq!(alerts[0].severity, Severity::Critical);
         assert_eq!(alerts[0].ts, 5_000);
         // the same key gives the same fingerprint on the next batch
         let again = e
-            .run(&logs, &metrics_batch(&[]).unwrap(), &events_batch(&[]).unwrap(), 0)
+            .run(
+                &logs,
+                &metrics_batch(&[]).unwrap(),
+                &events_batch(&[]).unwrap(),
+                0,
+                &marks(),
+                Instant::now(),
+            )
             .await
-            .unwrap();
+            .unwrap()
+            .alerts;
         assert_eq!(again[0].fingerprint, alerts[0].fingerprint);
     }
 
@@ -611,7 +1012,7 @@ mod tests {
 
     #[tokio::test]
     async fn division_by_zero_is_null_not_a_crash() {
-        let e = plan(vec![file(
+        let mut e = plan(vec![file(
             "r",
             "--! kind = \"alert\"\nSELECT service, CAST(count(*) AS DOUBLE) / 0 AS ratio FROM logs GROUP BY service",
         )])
@@ -619,7 +1020,14 @@ mod tests {
         .unwrap();
         let logs = logs_batch(&[log("a", Level::Error, "x")]).unwrap();
         let alerts = e
-            .run(&logs, &metrics_batch(&[]).unwrap(), &events_batch(&[]).unwrap(), 7)
+            .run(
+                &logs,
+                &metrics_batch(&[]).unwrap(),
+                &events_batch(&[]).unwrap(),
+                7,
+                &marks(),
+                Instant::now(),
+            )
             .await;
         assert!(alerts.is_ok(), "{alerts:?}");
     }
