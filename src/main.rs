@@ -242,8 +242,13 @@ struct ReplayArgs {
     #[arg(long)]
     catalog: Option<PathBuf>,
     /// Where incidents go (JSON lines); `-` for stdout.
+    #[arg(long, required_unless_present = "diff")]
+    output: Option<PathBuf>,
+    /// Also replay this other version of the pipeline and print what would change
+    /// downstream: incidents created, suppressed, merged, split, re-ranked, and alerts
+    /// that fire differently. `--pipeline` is the new version, this the old.
     #[arg(long)]
-    output: PathBuf,
+    diff: Option<PathBuf>,
     /// Where dead letters go (default: OUTPUT with `.dead-letters.jsonl`).
     #[arg(long)]
     dead_letters: Option<PathBuf>,
@@ -765,6 +770,25 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
 }
 
 async fn replay(a: ReplayArgs) -> Result<(), Failure> {
+    let Some(old) = &a.diff else {
+        return replay_one(&a, &a.pipeline, &mut |_| {}).await;
+    };
+    let mut before = pipeline::diff::RunOutput::default();
+    let mut now = pipeline::diff::RunOutput::default();
+    replay_one(&a, old, &mut |m| before.add(m)).await?;
+    replay_one(&a, &a.pipeline, &mut |m| now.add(m)).await?;
+    println!(
+        "{} (before) → {} (now), same input:",
+        old.display(),
+        a.pipeline.display()
+    );
+    print!("{}", pipeline::diff::diff(&before, &now));
+    Ok(())
+}
+
+/// Replays one pipeline over the input; in `--diff` mode only the new pipeline's
+/// output goes to files (when `--output` is given).
+async fn replay_one(a: &ReplayArgs, dir: &Path, on_publish: pipeline::OnPublish<'_>) -> Result<(), Failure> {
     let catalog = a.catalog.clone().or_else(|| {
         a.input
             .iter()
@@ -772,7 +796,7 @@ async fn replay(a: ReplayArgs) -> Result<(), Failure> {
             .map(|d| d.join("catalog.json"))
             .filter(|c| c.exists())
     });
-    let cfg = load_config(&a.pipeline, catalog.as_deref())?;
+    let cfg = load_config(dir, catalog.as_deref())?;
     let mut processor = Processor::build(&cfg).await.map_err(usage)?;
     if let Some(models) = &a.models {
         processor.use_models(&models.join(&cfg.spec.name)).map_err(usage)?;
@@ -780,25 +804,31 @@ async fn replay(a: ReplayArgs) -> Result<(), Failure> {
     let mut source =
         FileSource::open(&a.input, a.stream.map(Stream::from), cfg.spec.batch.max_records).map_err(usage)?;
     let mut paths = BTreeMap::new();
-    paths.insert(Topic::Incidents, a.output.clone());
-    let dead = a
-        .dead_letters
-        .clone()
-        .unwrap_or_else(|| sibling(&a.output, "dead-letters"));
-    let anomalies = sibling(&a.output, "anomalies");
-    if a.output != Path::new("-") {
-        paths.insert(Topic::DeadLetters, dead.clone());
-        paths.insert(Topic::Anomalies, anomalies.clone());
+    let output = a.output.clone().filter(|_| dir == a.pipeline);
+    let (dead, anomalies) = match &output {
+        Some(out) => (
+            a.dead_letters.clone().unwrap_or_else(|| sibling(out, "dead-letters")),
+            sibling(out, "anomalies"),
+        ),
+        None => (PathBuf::from("(not written)"), PathBuf::from("(not written)")),
+    };
+    if let Some(out) = &output {
+        paths.insert(Topic::Incidents, out.clone());
+        if out != Path::new("-") {
+            paths.insert(Topic::DeadLetters, dead.clone());
+            paths.insert(Topic::Anomalies, anomalies.clone());
+        }
     }
     let mut sink = Sink::Files(sink::file::FileSink::new(&paths)?);
     let started = std::time::Instant::now();
-    let stats = pipeline::replay(&mut processor, &mut source, &mut sink, &mut |_| {}).await?;
+    let stats = pipeline::replay(&mut processor, &mut source, &mut sink, on_publish).await?;
     let (templates, evicted) = {
         let miner = processor.miner();
         (miner.len(), miner.stats.evicted)
     };
     eprintln!(
-        "replayed {} records ({} logs: {} templates, {} evicted; {} metrics, {} events) in {:.1} s: {} incident updates, {} anomalies ({}), {} dead letters ({})",
+        "{}: replayed {} records ({} logs: {} templates, {} evicted; {} metrics, {} events) in {:.1} s: {} incident updates, {} anomalies ({}), {} dead letters ({})",
+        dir.display(),
         stats.records_in,
         stats.logs,
         templates,
@@ -816,6 +846,12 @@ async fn replay(a: ReplayArgs) -> Result<(), Failure> {
         eprintln!(
             "{} series not watched: [detection] max_series were watched already",
             stats.dropped_series
+        );
+    }
+    if stats.late_records > 0 {
+        eprintln!(
+            "{} rows of windowed SQL arrived after their window closed ({} windows corrected)",
+            stats.late_records, stats.window_corrections
         );
     }
     Ok(())

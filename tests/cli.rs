@@ -123,7 +123,16 @@ fn replay_reads_stdin_and_is_deterministic() {
 fn validate_passes_on_shipped_pipelines_and_locates_errors() {
     let ok = lookout().arg("validate").output().unwrap();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("ok    pipelines/default"));
+    let text = String::from_utf8_lossy(&ok.stdout);
+    for p in [
+        "default",
+        "deploy_errors",
+        "http_errors",
+        "latency_saturation",
+        "log_volume",
+    ] {
+        assert!(text.contains(&format!("ok    pipelines/{p}")), "{text}");
+    }
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("pipeline.toml"), "name = \"broken\"\n").unwrap();
@@ -151,6 +160,55 @@ fn validate_passes_on_shipped_pipelines_and_locates_errors() {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
+}
+
+#[test]
+fn explain_shows_the_window_and_watermark() {
+    let (code, out, err) = common::lookout(&["explain", "pipelines/latency_saturation/host_saturated.sql"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("window: tumbling, 1m"), "{out}");
+    assert!(out.contains("minus lateness 30s"), "{out}");
+    assert!(out.contains("2 of the last 3 windows"), "{out}");
+}
+
+/// `replay --diff` on real telemetry: a stricter copy of a rule changes what fires, and
+/// a pipeline against itself changes nothing.
+#[test]
+fn replay_diff_shows_what_a_rule_change_would_change() {
+    let Some(shared) = common::shared() else { return };
+    let input = shared.join("data/scenarios/public-1");
+    let input = input.to_str().unwrap();
+    let (code, out, err) = common::lookout(&[
+        "replay",
+        "--pipeline",
+        "pipelines/http_errors",
+        "--diff",
+        "pipelines/http_errors",
+        "--input",
+        input,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("no difference downstream"), "{out}");
+    let new = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(common::repo().join("pipelines/http_errors")).unwrap() {
+        let f = f.unwrap().path();
+        let text = std::fs::read_to_string(&f).unwrap();
+        // the 5xx rule now needs three minutes running
+        let text = text.replace("--! for_windows = 2", "--! for_windows = 3");
+        std::fs::write(new.path().join(f.file_name().unwrap()), text).unwrap();
+    }
+    let (code, out, err) = common::lookout(&[
+        "replay",
+        "--pipeline",
+        new.path().to_str().unwrap(),
+        "--diff",
+        "pipelines/http_errors",
+        "--input",
+        input,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("rule:high_5xx_ratio: 1 → 0"), "{out}");
+    assert!(out.contains("suppressed"), "{out}");
 }
 
 #[test]

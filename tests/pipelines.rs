@@ -151,3 +151,50 @@ async fn the_catalog_is_reloaded_when_it_changes() {
     assert_eq!(owner(p.process(&[alert("c", 2)]).await.unwrap()), "team-b");
     assert_eq!(p.stats.catalog_reloads, 1);
 }
+
+/// A record later than its window's lateness is counted, in the stats and in
+/// `/metrics`, and the windows close per partition: a partition that is behind holds
+/// them open until it catches up.
+#[tokio::test]
+async fn late_records_are_counted_and_slow_partitions_hold_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pipeline.toml"),
+        "name = \"late\"\n[detection]\nlog_errors = false\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("per_minute.sql"),
+        "--! kind = \"alert\"\n--! lateness = \"10s\"\n--! keys = [\"service\"]\nSELECT tumble(ts, INTERVAL '1 minute') AS ts, service, count(*) AS lines\nFROM logs GROUP BY 1, service",
+    )
+    .unwrap();
+    let cfg = PipelineConfig::load(dir.path(), None).unwrap();
+    let mut p = Processor::build(&cfg).await.unwrap();
+    let health = std::sync::Arc::new(lookout::observe::Health::default());
+    p.report_to(health.clone());
+    let log = |partition: i32, second: i64| RawRecord {
+        stream: lookout::decode::Stream::Logs,
+        payload: format!(
+            r#"{{"ts":"2025-03-04T10:{:02}:{:02}Z","service":"api","level":"INFO","message":"ok"}}"#,
+            second / 60,
+            second % 60
+        )
+        .into_bytes(),
+        meta: RecordMeta {
+            topic: "logs".into(),
+            partition,
+            ..Default::default()
+        },
+    };
+    // partition 1 is at 0:05, partition 0 already at 1:30: minute 0 stays open
+    p.process(&[log(1, 5), log(0, 90)]).await.unwrap();
+    assert_eq!(p.stats.rule_alerts, 0);
+    // partition 1 reaches 1:20: both are past 0:60 + 10 s, minute 0 closes
+    p.process(&[log(1, 80)]).await.unwrap();
+    assert_eq!(p.stats.rule_alerts, 1, "minute 0 closed and its row became an alert");
+    assert_eq!(p.stats.late_records, 0);
+    // a row for minute 0 now is late
+    p.process(&[log(0, 30)]).await.unwrap();
+    assert_eq!(p.stats.late_records, 1);
+    assert!(health.render().contains("lookout_late_records_total 1\n"));
+}

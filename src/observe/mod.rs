@@ -21,6 +21,8 @@ pub struct Snapshot {
     pub open_incidents: usize,
     pub watched_series: usize,
     pub templates: usize,
+    /// Open (window, key) groups of windowed SQL.
+    pub open_windows: usize,
     /// Optional models and whether one is in use.
     pub models: Vec<(&'static str, bool)>,
 }
@@ -120,6 +122,30 @@ impl Health {
             "counter",
             "Series not watched because detection.max_series were watched already.",
             &[("", t.dropped_series as f64)],
+        );
+        metric(
+            "lookout_late_records_total",
+            "counter",
+            "Rows of windowed SQL that arrived after their window closed (dropped, or folded into a kept window).",
+            &[("", t.late_records as f64)],
+        );
+        metric(
+            "lookout_window_corrections_total",
+            "counter",
+            "Closed windows emitted again because late rows changed them.",
+            &[("", t.window_corrections as f64)],
+        );
+        metric(
+            "lookout_open_windows",
+            "gauge",
+            "Open (window, key) groups of windowed SQL: what window state grows with.",
+            &[("", s.open_windows as f64)],
+        );
+        metric(
+            "lookout_signal_points_total",
+            "counter",
+            "Points of SQL signals handed to the anomaly detectors.",
+            &[("", t.signal_points as f64)],
         );
         metric(
             "lookout_log_templates",

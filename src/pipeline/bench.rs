@@ -334,7 +334,7 @@ async fn create_topics(bootstrap: &str, inputs: &[String], partitions: i32, outp
 }
 
 /// User plus system CPU time of this process, from /proc (0 where there is none).
-fn cpu_seconds() -> f64 {
+pub fn cpu_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return 0.0;
     };
@@ -347,7 +347,7 @@ fn cpu_seconds() -> f64 {
 }
 
 /// Peak resident set size in KiB (VmHWM), 0 where /proc has none.
-fn peak_rss_kb() -> u64 {
+pub fn peak_rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

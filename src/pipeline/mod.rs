@@ -9,6 +9,7 @@
 //! `replay` drive directly; [`run_kafka`] and [`replay`] add sources, sinks, shutdown.
 
 pub mod bench;
+pub mod diff;
 pub mod embedded;
 pub mod train;
 
@@ -183,6 +184,7 @@ impl Processor {
                 open_incidents: self.correlator.open_incidents(),
                 watched_series: self.detectors.series_count(),
                 templates: self.miner().len(),
+                open_windows: self.sql.open_slots(),
                 models: vec![
                     ("log_patterns", self.log_model().is_some()),
                     ("service_signals", self.signal_model().is_some()),

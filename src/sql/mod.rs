@@ -463,7 +463,7 @@ impl SqlEngine {
     }
 
     /// The state of every windowed file, by name, for checkpoints.
-    pub fn checkpoint(&mut self) -> Result<BTreeMap<String, windowed::WindowState>, SqlError> {
+    pub fn checkpoint(&mut self) -> Result<BTreeMap<String, stream::FileState>, SqlError> {
         let mut out = BTreeMap::new();
         for s in &mut self.steps {
             if let Step::Window(w) = s {
@@ -478,7 +478,7 @@ impl SqlEngine {
     }
 
     /// Continues windowed files from a checkpoint; files not in it start empty.
-    pub fn restore(&mut self, mut states: BTreeMap<String, windowed::WindowState>) -> Result<(), SqlError> {
+    pub fn restore(&mut self, mut states: BTreeMap<String, stream::FileState>) -> Result<(), SqlError> {
         for s in &mut self.steps {
             if let Step::Window(w) = s {
                 if let Some(state) = states.remove(&w.file.name) {

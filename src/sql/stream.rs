@@ -231,11 +231,31 @@ impl WindowedFile {
         self.sustain.retain(|_, (last, _)| idx - *last < m);
     }
 
-    pub fn checkpoint(&mut self) -> datafusion::error::Result<WindowState> {
-        self.window.checkpoint()
+    /// The file's state: its windows, and for `for_windows` which windows each key
+    /// fired in.
+    pub fn checkpoint(&mut self) -> datafusion::error::Result<FileState> {
+        let mut sustain: Vec<(String, i64, u64)> = self
+            .sustain
+            .iter()
+            .map(|(k, (last, mask))| (k.clone(), *last, *mask))
+            .collect();
+        sustain.sort();
+        Ok(FileState {
+            window: self.window.checkpoint()?,
+            sustain,
+        })
     }
 
-    pub fn restore(&mut self, state: WindowState) -> datafusion::error::Result<()> {
-        self.window.restore(state)
+    pub fn restore(&mut self, state: FileState) -> datafusion::error::Result<()> {
+        self.sustain = state.sustain.into_iter().map(|(k, l, m)| (k, (l, m))).collect();
+        self.window.restore(state.window)
     }
+}
+
+/// The serializable state of a windowed file (for checkpoints).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct FileState {
+    pub window: WindowState,
+    /// (alert fingerprint, last window index, windows fired as bits)
+    pub sustain: Vec<(String, i64, u64)>,
 }

@@ -311,6 +311,13 @@ async fn window_mistakes_are_located() {
     )])
     .await;
     assert!(e.message.contains("not a duration"), "{e}");
+    // a type mismatch names the types
+    let e = plan_error(vec![file(
+        "s",
+        "--! kind = \"signal\"\nSELECT tumble(ts, '1m') AS m, sum(message) AS n\nFROM logs GROUP BY 1",
+    )])
+    .await;
+    assert!(e.message.contains("Utf8"), "{e}");
     let e = SqlFile::parse(
         Path::new("p/s.sql"),
         "--! kind = \"signal\"\n--! lateness = \"a while\"\nSELECT 1",
