@@ -454,7 +454,7 @@ impl Incident {
                 "maintenance": m.maintenance,
             })).collect::<Vec<_>>(),
             "alert_count": members.len(),
-            "signals": [],
+            "signals": members.iter().filter(|m| m.alert.source == "anomaly").map(|m| signal_json(m)).collect::<Vec<_>>(),
             "explanation": members.iter().map(|m| json!({
                 "fingerprint": m.alert.fingerprint,
                 "rule": m.join.rule,
@@ -466,6 +466,28 @@ impl Incident {
             "timeline": self.timeline.iter().map(|(ts, ev, d)| json!({"ts": format_ms(*ts), "event": ev, "detail": d})).collect::<Vec<_>>(),
         })
     }
+}
+
+/// A member anomaly as the incident's `signals` show it: the series, how it moved and
+/// what was expected, from the anomaly's first notification.
+fn signal_json(m: &Member) -> Value {
+    let a = &m.alert;
+    let number = |k: &str| a.label(k).and_then(|v| v.parse::<f64>().ok());
+    json!({
+        "fingerprint": a.fingerprint,
+        "signal": a.label("metric"),
+        "kind": a.label("kind"),
+        "service": a.service,
+        "host": a.host,
+        "role": a.label("role"),
+        "direction": a.label("direction"),
+        "value": number("value"),
+        "expected": number("expected"),
+        "score": number("score"),
+        "status": a.status.as_str(),
+        "first_seen": format_ms(m.first_seen),
+        "last_seen": format_ms(m.last_seen),
+    })
 }
 
 fn change_json(c: &Change, reason: &str) -> Value {

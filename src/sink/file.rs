@@ -47,7 +47,13 @@ impl FileSink {
                 file: path.display().to_string(),
                 error,
             };
-            w.write_all(&m.payload).map_err(io)?;
+            if m.topic == Topic::DeadLetters {
+                // the reason travels in headers on Kafka; a file has none
+                let line = crate::source::dead_letter_json(&m.payload, &m.headers).to_string();
+                w.write_all(line.as_bytes()).map_err(io)?;
+            } else {
+                w.write_all(&m.payload).map_err(io)?;
+            }
             w.write_all(b"\n").map_err(io)?;
         }
         self.flush()

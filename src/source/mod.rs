@@ -13,7 +13,7 @@ pub mod kafka;
 mod record;
 pub mod scenario;
 
-pub use record::{DeadLetter, RawRecord, RecordMeta};
+pub use record::{dead_letter_json, DeadLetter, RawRecord, RecordMeta};
 
 /// A source failed: an external system's or the environment's fault.
 #[derive(Debug, thiserror::Error)]

@@ -63,25 +63,36 @@ impl DeadLetter {
         }
         h
     }
+}
 
-    /// The JSON-lines form used by file sinks (the payload as text when it is UTF-8,
-    /// else base64-free hex so that nothing is lost).
-    pub fn to_json(&self) -> serde_json::Value {
-        let payload = match std::str::from_utf8(&self.payload) {
-            Ok(s) => serde_json::json!({ "text": s }),
-            Err(_) => serde_json::json!({ "hex": hex(&self.payload) }),
-        };
-        serde_json::json!({
-            "schema": "lookout.dead_letter.v1",
-            "error": self.error,
-            "stage": self.stage,
-            "topic": self.meta.topic,
-            "partition": self.meta.partition,
-            "offset": self.meta.offset,
-            "original_len": self.original_len,
-            "payload": payload,
-        })
-    }
+/// The JSON-lines form of a dead letter (`lookout.dead_letter.v1`), used by file sinks,
+/// from the message Kafka would carry: the original bytes and our headers (the last of
+/// each name: ours follow the record's own). The payload is text when it is UTF-8, else
+/// hex, so that nothing is lost.
+pub fn dead_letter_json(payload: &[u8], headers: &[(String, Vec<u8>)]) -> serde_json::Value {
+    let header = |k: &str| {
+        headers
+            .iter()
+            .rev()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    let number = |k: &str| header(k).parse::<i64>().ok();
+    let body = match std::str::from_utf8(payload) {
+        Ok(s) => serde_json::json!({ "text": s }),
+        Err(_) => serde_json::json!({ "hex": hex(payload) }),
+    };
+    serde_json::json!({
+        "schema": "lookout.dead_letter.v1",
+        "error": header("error"),
+        "stage": header("stage"),
+        "topic": header("topic"),
+        "partition": number("partition").unwrap_or(0),
+        "offset": number("offset").unwrap_or(0),
+        "original_len": number("truncated_from").unwrap_or(payload.len() as i64),
+        "payload": body,
+    })
 }
 
 fn hex(b: &[u8]) -> String {
