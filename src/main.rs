@@ -692,6 +692,7 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
                 lookout::observe::http::spawn(listener, health.clone())?;
                 processor.report_to(health);
                 println!("  metrics: http://{addr}/metrics (also /health, /ready)");
+                println!("  web view: http://{addr}/");
             }
             Err(e) => eprintln!("warning: --http {}: {e}; running without /metrics", a.http),
         }

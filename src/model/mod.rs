@@ -29,7 +29,7 @@ pub mod series;
 pub mod services;
 pub mod surprise;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use arrow::array::{Array, AsArray, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use serde::Deserialize;
@@ -165,7 +165,14 @@ pub struct Detections {
 struct Series {
     detector: SeriesDetector,
     episode: Option<String>,
+    /// The latest points, for the web view's charts (the first [`RECENT_SERIES`]
+    /// series only, so that memory stays small).
+    recent: Option<VecDeque<(i64, f64)>>,
 }
+
+/// Series whose latest [`RECENT_POINTS`] points are kept for charts.
+const RECENT_SERIES: usize = 2_000;
+const RECENT_POINTS: usize = 60;
 
 pub struct SignalDetectors {
     specs: HashMap<String, DetectSpec>,
@@ -217,6 +224,15 @@ impl SignalDetectors {
 
     pub fn series_count(&self) -> usize {
         self.series.len()
+    }
+
+    /// A series' latest points (for charts); empty when it is not kept.
+    pub fn recent_points(&self, key: &(String, String, String)) -> Vec<(i64, f64)> {
+        self.series
+            .get(key)
+            .and_then(|s| s.recent.as_ref())
+            .map(|r| r.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Scores the metrics and counts the error logs of one batch.
@@ -327,11 +343,13 @@ impl SignalDetectors {
                 self.dropped_series += 1;
                 continue;
             }
+            let charted = self.series.len() < RECENT_SERIES;
             self.series.insert(
                 (s.metric, s.service, s.host),
                 Series {
                     detector,
                     episode: None,
+                    recent: charted.then(VecDeque::new),
                 },
             );
             n += 1;
@@ -493,13 +511,21 @@ impl SignalDetectors {
             return false;
         }
         let kind = self.cfg.model;
+        let charted = self.series.len() < RECENT_SERIES;
         let s = self.series.entry(k).or_insert_with(|| Series {
             detector: match kind {
                 DetectorKind::Envelope => SeriesDetector::Envelope(Detector::default()),
                 DetectorKind::Surprise => SeriesDetector::Surprise(Box::default()),
             },
             episode: None,
+            recent: charted.then(VecDeque::new),
         });
+        if let Some(r) = &mut s.recent {
+            if r.len() == RECENT_POINTS {
+                r.pop_front();
+            }
+            r.push_back((ts, value));
+        }
         let (metric, service, host) = key;
         let target = if host.is_empty() { service } else { host };
         // One alert per notification of the episode; the role always travels with it.

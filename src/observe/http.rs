@@ -1,4 +1,5 @@
-//! A minimal read-only HTTP/1.1 server for `/metrics`, `/health` and `/ready`: one
+//! A minimal read-only HTTP/1.1 server for `/metrics`, `/health`, `/ready`, the web view
+//! (`/`) and its data (`/api/state`): one
 //! request per connection, GET only, requests over 8 KiB refused, five seconds to send
 //! one. It runs on a thread of its own with blocking sockets, so that a slow scraper
 //! never holds up the pipeline's runtime. Bound to loopback by default (`--http`).
@@ -9,6 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Health;
+
+/// The live web view: one page, no assets from anywhere else; it polls `/api/state`.
+const PAGE: &str = include_str!("web/index.html");
 
 /// Serves on a new thread for as long as the process lives.
 pub fn spawn(listener: TcpListener, health: Arc<Health>) -> std::io::Result<()> {
@@ -63,6 +67,8 @@ fn answer(mut stream: TcpStream, health: &Health) -> std::io::Result<()> {
             "text/plain; version=0.0.4; charset=utf-8",
             &health.render(),
         ),
+        ("GET", "/") => respond(&mut stream, "200 OK", "text/html; charset=utf-8", PAGE),
+        ("GET", "/api/state") => respond(&mut stream, "200 OK", "application/json", &health.board()),
         ("GET", "/health") => respond(&mut stream, "200 OK", "text/plain", "ok\n"),
         ("GET", "/ready") if health.ready() => respond(&mut stream, "200 OK", "text/plain", "ready\n"),
         ("GET", "/ready") => respond(&mut stream, "503 Service Unavailable", "text/plain", "not ready\n"),
@@ -122,6 +128,12 @@ mod tests {
             metrics.contains("# TYPE lookout_dead_letters_total counter"),
             "{metrics}"
         );
+        let page = get(addr, "GET / HTTP/1.1\r\n\r\n");
+        assert!(page.contains("text/html") && page.contains("/api/state"), "{page}");
+        let state = get(addr, "GET /api/state HTTP/1.1\r\n\r\n");
+        assert!(state.contains("application/json") && state.contains("\"incidents\":[]"), "{state}");
+        health.set_board(r#"{"incidents":[{"incident_id":"inc-1"}]}"#.into());
+        assert!(get(addr, "GET /api/state HTTP/1.1\r\n\r\n").contains("inc-1"));
         assert!(get(addr, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
         assert!(get(addr, "GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
         let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));

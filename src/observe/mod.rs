@@ -6,6 +6,7 @@
 //! the models loaded (a bad model fails start before this exists) and the pipeline has
 //! processed its first batch from the source (the consumer is polling).
 
+pub mod board;
 pub mod http;
 
 use std::fmt::Write;
@@ -32,12 +33,28 @@ pub struct Snapshot {
 pub struct Health {
     ready: AtomicBool,
     snapshot: Mutex<Snapshot>,
+    /// The web view's `/api/state`, rendered by the pipeline.
+    board: Mutex<String>,
 }
 
 impl Health {
     pub fn publish(&self, s: Snapshot) {
         *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = s;
         self.ready.store(true, Ordering::Release);
+    }
+
+    pub fn set_board(&self, state: String) {
+        *self.board.lock().unwrap_or_else(|e| e.into_inner()) = state;
+    }
+
+    /// `/api/state` for the web view.
+    pub fn board(&self) -> String {
+        let b = self.board.lock().unwrap_or_else(|e| e.into_inner());
+        if b.is_empty() {
+            r#"{"counters":{},"incidents":[],"signals":[]}"#.to_string()
+        } else {
+            b.clone()
+        }
     }
 
     pub fn ready(&self) -> bool {

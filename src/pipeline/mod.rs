@@ -30,6 +30,7 @@ use crate::logs::{self, LogAnomalies, LogTemplateUdf, Miner, MinerConfig, Shared
 use crate::model::saved::SeriesFile;
 use crate::model::services::ServiceSignalModel;
 use crate::model::{Detections, SignalDetectors};
+use crate::observe::board::Board;
 use crate::observe::{Health, Snapshot};
 use crate::sink::{Message, Sink, SinkError, Topic};
 use crate::source::file::FileSource;
@@ -131,6 +132,9 @@ pub struct Processor {
     catalog_watch: Option<Watched>,
     /// Where each batch's snapshot goes for `/metrics` and `/ready`.
     health: Option<Arc<Health>>,
+    /// What the web view shows, and when it was last rendered.
+    board: Option<(Board, Instant)>,
+    name: String,
     pub stats: Stats,
 }
 
@@ -155,6 +159,8 @@ impl Processor {
             marks: Watermarks::new(std::time::Duration::from_millis(cfg.spec.windows.idle_ms())),
             catalog_watch: cfg.catalog_path.clone().map(Watched::new),
             health: None,
+            board: None,
+            name: cfg.spec.name.clone(),
             stats: Stats::default(),
         })
     }
@@ -175,9 +181,37 @@ impl Processor {
     /// Publishes a snapshot into `health` after every batch (metrics and readiness).
     pub fn report_to(&mut self, health: Arc<Health>) {
         self.health = Some(health);
+        self.board = Some((Board::default(), Instant::now()));
     }
 
-    fn publish_health(&self) {
+    /// Publishes the snapshot for `/metrics` and, when something changed (or a second
+    /// passed), the web view's state.
+    fn publish_health(&mut self, out: &[Message]) {
+        if let (Some(h), Some((board, rendered))) = (&self.health, &mut self.board) {
+            if board.take(out) || rendered.elapsed() >= std::time::Duration::from_secs(1) {
+                let points: Vec<Vec<(i64, f64)>> = board
+                    .series_keys()
+                    .iter()
+                    .map(|k| self.detectors.recent_points(k))
+                    .collect();
+                let t = &self.stats;
+                let counters = serde_json::json!({
+                    "pipeline": self.name,
+                    "records": t.records_in,
+                    "logs": t.logs,
+                    "metrics": t.metrics,
+                    "events": t.events,
+                    "dead_letters": t.dead_letters,
+                    "incident_updates": t.incident_updates,
+                    "open_incidents": self.correlator.open_incidents(),
+                    "anomalies": t.anomalies,
+                    "late_records": t.late_records,
+                    "watermark": (self.watermark > i64::MIN).then(|| crate::decode::time::format_ms(self.watermark)),
+                });
+                h.set_board(board.render(counters, &points));
+                *rendered = Instant::now();
+            }
+        }
         if let Some(h) = &self.health {
             h.publish(Snapshot {
                 stats: self.stats,
@@ -365,7 +399,7 @@ impl Processor {
         detections.anomalies.append(&mut log_detections.anomalies);
         let mut out: Vec<Message> = d.dead_letters.iter().map(Message::dead_letter).collect();
         out.extend(self.conclude(sql, detections, &d.events, &mut clock));
-        self.publish_health();
+        self.publish_health(&out);
         Ok(out)
     }
 
@@ -377,7 +411,7 @@ impl Processor {
         self.stats.time.sql += lap(&mut clock);
         let empty = RecordBatch::new_empty(crate::decode::Stream::Events.schema());
         let out = self.conclude(sql, Detections::default(), &empty, &mut clock);
-        self.publish_health();
+        self.publish_health(&out);
         Ok(out)
     }
 

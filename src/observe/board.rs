@@ -1,0 +1,191 @@
+//! What the live web view shows: the latest state of open and recent incidents, the
+//! series that had anomalies with their recent points, and the pipeline's counters,
+//! kept from the messages the pipeline publishes and served as `/api/state`.
+//!
+//! Bounded: at most [`MAX_INCIDENTS`] incidents (open ones first, then the most recently
+//! updated) and [`MAX_SERIES`] series of [`MAX_MARKS`] anomalies each.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde_json::{json, Value};
+
+use crate::sink::{Message, Topic};
+
+pub const MAX_INCIDENTS: usize = 40;
+pub const MAX_SERIES: usize = 24;
+pub const MAX_MARKS: usize = 20;
+
+/// A series that had anomalies: its key and the anomalies, newest last.
+struct Marked {
+    signal: String,
+    service: String,
+    host: String,
+    /// (time, value, score)
+    marks: VecDeque<(String, f64, f64)>,
+    last: u64,
+}
+
+#[derive(Default)]
+pub struct Board {
+    /// incident id → (order of the last update, the latest message)
+    incidents: BTreeMap<String, (u64, Value)>,
+    series: Vec<Marked>,
+    tick: u64,
+}
+
+impl Board {
+    /// Takes the messages of one batch; true when something shown changed.
+    pub fn take(&mut self, messages: &[Message]) -> bool {
+        let mut changed = false;
+        for m in messages {
+            if !matches!(m.topic, Topic::Incidents | Topic::Anomalies) {
+                continue;
+            }
+            let Ok(v) = serde_json::from_slice::<Value>(&m.payload) else {
+                continue;
+            };
+            self.tick += 1;
+            changed = true;
+            match m.topic {
+                Topic::Incidents => {
+                    let id = v["incident_id"].as_str().unwrap_or_default().to_string();
+                    self.incidents.insert(id, (self.tick, v));
+                }
+                _ => self.mark(&v),
+            }
+        }
+        if self.incidents.len() > MAX_INCIDENTS {
+            // drop the resolved ones updated longest ago, then the oldest
+            let mut by_age: Vec<(bool, u64, String)> = self
+                .incidents
+                .iter()
+                .map(|(id, (t, v))| (v["status"] != "resolved", *t, id.clone()))
+                .collect();
+            by_age.sort();
+            for (_, _, id) in by_age.into_iter().take(self.incidents.len() - MAX_INCIDENTS) {
+                self.incidents.remove(&id);
+            }
+        }
+        changed
+    }
+
+    fn mark(&mut self, a: &Value) {
+        let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        let (signal, service, host) = (s(&a["signal"]), s(&a["series"]["service"]), s(&a["series"]["host"]));
+        let mark = (
+            s(&a["ts"]),
+            a["value"].as_f64().unwrap_or(f64::NAN),
+            a["score"].as_f64().unwrap_or(0.0),
+        );
+        let tick = self.tick;
+        match self
+            .series
+            .iter_mut()
+            .find(|m| m.signal == signal && m.service == service && m.host == host)
+        {
+            Some(m) => {
+                m.marks.push_back(mark);
+                if m.marks.len() > MAX_MARKS {
+                    m.marks.pop_front();
+                }
+                m.last = tick;
+            }
+            None => {
+                if self.series.len() >= MAX_SERIES {
+                    let oldest = (0..self.series.len())
+                        .min_by_key(|&i| self.series[i].last)
+                        .expect("full");
+                    self.series.remove(oldest);
+                }
+                self.series.push(Marked {
+                    signal,
+                    service,
+                    host,
+                    marks: VecDeque::from([mark]),
+                    last: tick,
+                });
+            }
+        }
+    }
+
+    /// The series keys to chart, as the detectors name them (metric, service, host).
+    pub fn series_keys(&self) -> Vec<(String, String, String)> {
+        self.series
+            .iter()
+            .map(|m| (m.signal.clone(), m.service.clone(), m.host.clone()))
+            .collect()
+    }
+
+    /// `/api/state`: `points` are each charted series' recent (time, value) pairs, in
+    /// the order of [`Board::series_keys`].
+    pub fn render(&self, counters: Value, points: &[Vec<(i64, f64)>]) -> String {
+        let mut incidents: Vec<&(u64, Value)> = self.incidents.values().collect();
+        incidents.sort_by_key(|(t, v)| (v["status"] == "resolved", std::cmp::Reverse(*t)));
+        let series: Vec<Value> = self
+            .series
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, m)| {
+                json!({
+                    "signal": m.signal,
+                    "service": m.service,
+                    "host": m.host,
+                    "points": points.get(i).map(|p| p.iter().map(|(t, v)| json!([t, v])).collect::<Vec<_>>()).unwrap_or_default(),
+                    "anomalies": m.marks.iter().map(|(t, v, s)| json!({"ts": t, "value": v, "score": s})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({
+            "counters": counters,
+            "incidents": incidents.iter().map(|(_, v)| v).collect::<Vec<_>>(),
+            "signals": series,
+        })
+        .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incident(id: &str, status: &str) -> Message {
+        Message::json(
+            Topic::Incidents,
+            Some(id.into()),
+            &json!({"incident_id": id, "status": status}),
+        )
+    }
+
+    #[test]
+    fn keeps_the_latest_state_open_incidents_first_and_bounded() {
+        let mut b = Board::default();
+        assert!(!b.take(&[]));
+        assert!(b.take(&[incident("a", "open"), incident("a", "resolved"), incident("b", "open")]));
+        let state: Value = serde_json::from_str(&b.render(json!({}), &[])).unwrap();
+        assert_eq!(state["incidents"][0]["incident_id"], "b");
+        assert_eq!(state["incidents"][1]["status"], "resolved");
+        for i in 0..100 {
+            b.take(&[incident(&format!("r{i}"), "resolved")]);
+        }
+        assert_eq!(b.incidents.len(), MAX_INCIDENTS);
+        assert!(b.incidents.contains_key("b"), "open incidents stay");
+    }
+
+    #[test]
+    fn anomalies_mark_their_series() {
+        let mut b = Board::default();
+        let a = |v: f64| {
+            Message::json(
+                Topic::Anomalies,
+                None,
+                &json!({"signal": "latency", "series": {"service": "api", "host": null}, "ts": "t", "value": v, "score": 0.9}),
+            )
+        };
+        b.take(&[a(1.0), a(2.0)]);
+        assert_eq!(b.series_keys(), vec![("latency".into(), "api".into(), String::new())]);
+        let state: Value = serde_json::from_str(&b.render(json!({}), &[vec![(1, 5.0)]])).unwrap();
+        assert_eq!(state["signals"][0]["anomalies"].as_array().unwrap().len(), 2);
+        assert_eq!(state["signals"][0]["points"][0], json!([1, 5.0]));
+    }
+}
