@@ -61,6 +61,24 @@ fn embedded_default_shows_incidents_within_30_seconds() {
         .and_then(|v| v.parse::<f64>().ok());
     assert!(updates.is_some_and(|n| n >= 1.0), "{metrics}");
     assert!(metrics.contains("lookout_records_total{stream=\"logs\"}"), "{metrics}");
+    assert!(
+        metrics.contains("# TYPE lookout_batch_duration_seconds histogram"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("lookout_batch_duration_seconds_count 0\n"),
+        "{metrics}"
+    );
+    // consumer lag comes with librdkafka's statistics, every 5 s
+    let waited = Instant::now();
+    while !get("/metrics").contains("lookout_consumer_lag_records{topic=\"logs\",partition=\"0\"}") {
+        assert!(
+            waited.elapsed() < Duration::from_secs(15),
+            "no consumer lag: {}",
+            get("/metrics")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     // SIGTERM: stops cleanly and exits 0
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let status = child.wait().unwrap();

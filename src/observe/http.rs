@@ -131,7 +131,10 @@ mod tests {
         let page = get(addr, "GET / HTTP/1.1\r\n\r\n");
         assert!(page.contains("text/html") && page.contains("/api/state"), "{page}");
         let state = get(addr, "GET /api/state HTTP/1.1\r\n\r\n");
-        assert!(state.contains("application/json") && state.contains("\"incidents\":[]"), "{state}");
+        assert!(
+            state.contains("application/json") && state.contains("\"incidents\":[]"),
+            "{state}"
+        );
         health.set_board(r#"{"incidents":[{"incident_id":"inc-1"}]}"#.into());
         assert!(get(addr, "GET /api/state HTTP/1.1\r\n\r\n").contains("inc-1"));
         assert!(get(addr, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));

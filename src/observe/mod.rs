@@ -35,12 +35,40 @@ pub struct Health {
     snapshot: Mutex<Snapshot>,
     /// The web view's `/api/state`, rendered by the pipeline.
     board: Mutex<String>,
+    /// Consumer lag per (topic, partition).
+    lag: Mutex<Vec<(String, i32, i64)>>,
+    batches: Mutex<Histogram>,
+}
+
+/// Upper bounds (seconds) of the batch latency histogram's buckets.
+const BATCH_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// A Prometheus histogram: counts per bucket (not cumulative), sum and count.
+#[derive(Debug, Default)]
+struct Histogram {
+    counts: [u64; BATCH_BUCKETS.len()],
+    sum: f64,
+    count: u64,
 }
 
 impl Health {
     pub fn publish(&self, s: Snapshot) {
         *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = s;
         self.ready.store(true, Ordering::Release);
+    }
+
+    /// One batch from the source handled end to end (processed, published, acked).
+    pub fn observe_batch(&self, seconds: f64) {
+        let mut h = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = BATCH_BUCKETS.iter().position(|b| seconds <= *b) {
+            h.counts[i] += 1;
+        }
+        h.sum += seconds;
+        h.count += 1;
+    }
+
+    pub fn set_lag(&self, lag: Vec<(String, i32, i64)>) {
+        *self.lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
     }
 
     pub fn set_board(&self, state: String) {
@@ -207,6 +235,40 @@ impl Health {
                 ("{stage=\"correlation\"}", st.correlation as f64 / 1e9),
             ],
         );
+        let lag = self.lag.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let lag: Vec<(String, f64)> = lag
+            .iter()
+            .map(|(t, p, l)| (format!("{{topic=\"{t}\",partition=\"{p}\"}}"), *l as f64))
+            .collect();
+        let lag: Vec<(&str, f64)> = lag.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        metric(
+            "lookout_consumer_lag_records",
+            "gauge",
+            "Records not yet consumed, per input partition (from librdkafka statistics, every 5 s).",
+            &lag,
+        );
+        {
+            let h = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+            let name = "lookout_batch_duration_seconds";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Time from a batch leaving the source to its offsets being stored (processed, published, acknowledged).\n# TYPE {name} histogram"
+            );
+            let mut cumulative = 0;
+            for (b, c) in BATCH_BUCKETS.iter().zip(h.counts) {
+                cumulative += c;
+                let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+            }
+            let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(out, "{name}_sum {}", h.sum);
+            let _ = writeln!(out, "{name}_count {}", h.count);
+        }
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, f64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in samples {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
         metric(
             "lookout_ready",
             "gauge",

@@ -519,6 +519,12 @@ pub async fn run_kafka(
             let messages = processor.process(&batch).await?;
             sink.publish(&messages).await?;
             source.ack(&batch);
+            if let Some(h) = &processor.health {
+                if !batch.is_empty() {
+                    h.observe_batch(started.elapsed().as_secs_f64());
+                }
+                h.set_lag(source.lag());
+            }
             for m in &messages {
                 on_publish(m);
             }

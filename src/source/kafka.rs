@@ -7,19 +7,47 @@
 //! shutdown. Batches are processed in order, so offsets advance in order per partition.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Headers, Message};
+use rdkafka::statistics::Statistics;
 use tokio_util::sync::CancellationToken;
 
 use super::{RawRecord, RecordMeta, SourceError};
 use crate::config::Batch;
 use crate::decode::Stream;
 
+/// Consumer lag per (topic, partition), from librdkafka's statistics.
+pub type Lag = Arc<Mutex<BTreeMap<(String, i32), i64>>>;
+
+/// Keeps the consumer lag that librdkafka reports every `statistics.interval.ms`.
+pub struct LagContext {
+    lag: Lag,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, s: Statistics) {
+        let mut lag = self.lag.lock().unwrap_or_else(|e| e.into_inner());
+        for (topic, t) in s.topics {
+            for (id, p) in t.partitions {
+                // -1 is librdkafka's internal "unassigned" partition; a lag of -1 is unknown
+                if id >= 0 && p.consumer_lag >= 0 {
+                    lag.insert((topic.clone(), id), p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
 pub struct KafkaSource {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<LagContext>,
+    lag: Lag,
     streams: HashMap<String, Stream>,
     batch: Batch,
 }
@@ -39,12 +67,17 @@ impl KafkaSource {
         if cfg.get("auto.offset.reset").is_none() {
             cfg.set("auto.offset.reset", "earliest");
         }
-        let consumer: StreamConsumer = cfg.create()?;
+        if cfg.get("statistics.interval.ms").is_none() {
+            cfg.set("statistics.interval.ms", "5000");
+        }
+        let lag = Lag::default();
+        let consumer: StreamConsumer<LagContext> = cfg.create_with_context(LagContext { lag: lag.clone() })?;
         let names: Vec<&str> = topics.iter().map(|(_, t)| *t).collect();
         consumer.subscribe(&names)?;
         let streams = topics.iter().map(|(s, t)| (t.to_string(), *s)).collect();
         Ok(KafkaSource {
             consumer,
+            lag,
             streams,
             batch,
         })
@@ -106,6 +139,16 @@ impl KafkaSource {
                 }
             }
         }
+    }
+
+    /// Consumer lag per partition as last reported (every 5 s by default).
+    pub fn lag(&self) -> Vec<(String, i32, i64)> {
+        self.lag
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|((t, p), l)| (t.clone(), *p, *l))
+            .collect()
     }
 
     /// Stores the offsets of a fully delivered batch.
