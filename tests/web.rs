@@ -2,7 +2,8 @@
 //! Chromium (Debian's `chromium`, which `.ci/run` installs) opens the page, and the DOM
 //! it built from `/api/state` shows the incidents (root cause, grouping graph,
 //! timeline), the signal charts with their anomalies and the dead-letter count. The
-//! screenshot is saved as `target/web-view.png`.
+//! screenshot is saved as `web-view.png` in Cargo's temporary folder for tests
+//! (`target/tmp/`).
 
 mod common;
 
@@ -53,8 +54,8 @@ fn chromium(browser: &str, args: &[&str], url: &str) -> std::process::Output {
 fn the_web_view_shows_incidents_in_a_browser() {
     let Some(browser) = browser() else {
         assert!(
-            std::env::var_os("LOOKOUT_REQUIRE_BROWSER").is_none(),
-            "no chromium, and LOOKOUT_REQUIRE_BROWSER is set (.ci/run installs it)"
+            std::env::var_os("LOOKOUT_CI").is_none(),
+            "no chromium, and LOOKOUT_CI is set: .ci/run installs it"
         );
         eprintln!("SKIPPED: no chromium (apt-get install chromium)");
         return;
@@ -122,7 +123,7 @@ fn the_web_view_shows_incidents_in_a_browser() {
     ] {
         assert!(dom.contains(want), "the page lacks {want:?}:\n{dom}");
     }
-    let shot = common::repo().join("target/web-view.png");
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-view.png");
     let _ = std::fs::remove_file(&shot);
     let out = chromium(browser, &[&format!("--screenshot={}", shot.display())], &url);
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
@@ -133,4 +134,5 @@ fn the_web_view_shows_incidents_in_a_browser() {
         "screenshot {size} bytes: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    eprintln!("screenshot: {}", shot.display());
 }

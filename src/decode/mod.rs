@@ -16,6 +16,7 @@ pub mod influx;
 pub mod json;
 pub mod line;
 pub mod logfmt;
+pub mod otlp;
 pub mod pagerduty;
 pub mod prometheus;
 pub mod schema;
@@ -71,6 +72,11 @@ pub enum Encoding {
     Alertmanager,
     Pagerduty,
     Cloudevents,
+    /// OpenTelemetry protobuf (`otlp_proto`, as the Collector's Kafka exporter writes).
+    Otlp,
+    /// OpenTelemetry's JSON mapping (`otlp_json`).
+    #[serde(rename = "otlp_json")]
+    OtlpJson,
 }
 
 impl Encoding {
@@ -78,8 +84,8 @@ impl Encoding {
     pub fn allowed(self, stream: Stream) -> bool {
         use Encoding::*;
         match stream {
-            Stream::Logs => matches!(self, Auto | Json | Logfmt | Line),
-            Stream::Metrics => matches!(self, Auto | Json | Influx | Prometheus),
+            Stream::Logs => matches!(self, Auto | Json | Logfmt | Line | Otlp | OtlpJson),
+            Stream::Metrics => matches!(self, Auto | Json | Influx | Prometheus | Otlp | OtlpJson),
             Stream::Events => matches!(self, Auto | Json | Alertmanager | Pagerduty | Cloudevents),
         }
     }
@@ -249,6 +255,9 @@ impl Decoder {
         }
         let cfg = self.cfg.stream(r.stream);
         let ctx = Context { record: r, cfg };
+        if let Some(decoded) = otlp_payload(r, cfg.encoding, &ctx, out) {
+            return decoded;
+        }
         let p = trim(&r.payload);
         if p.is_empty() {
             return Err(DecodeError::Invalid("empty record".into()));
@@ -338,6 +347,55 @@ fn json_metrics(p: &[u8], ctx: &Context, out: &mut Rows) -> Result<(), DecodeErr
         .map(|o| json::metric(o, ctx))
         .collect::<Result<Vec<_>, _>>()?;
     extend(&mut out.metrics, rows)
+}
+
+/// OTLP logs and metrics: protobuf when the stream says `otlp`, or (with `auto`) when
+/// the payload is not text or starts like an OTLP request (field 1, length-delimited)
+/// and decodes as one; OTLP JSON when the stream says `otlp_json`, or (with `auto`) when
+/// a JSON object starts with `resourceLogs` / `resourceMetrics`. `None`: not OTLP.
+fn otlp_payload(r: &RawRecord, enc: Encoding, ctx: &Context, out: &mut Rows) -> Option<Result<(), DecodeError>> {
+    let p = r.payload.as_slice();
+    let (logs, key) = match r.stream {
+        Stream::Logs => (true, "\"resourceLogs\""),
+        Stream::Metrics => (false, "\"resourceMetrics\""),
+        Stream::Events => return None,
+    };
+    let json = match enc {
+        Encoding::OtlpJson => true,
+        Encoding::Otlp => false,
+        Encoding::Auto if otlp::is_json(trim(p), key) => true,
+        Encoding::Auto if p.first() == Some(&0x0a) || std::str::from_utf8(p).is_err() => {
+            // a guess: only a request that decodes into records is taken as OTLP
+            let rows = if logs {
+                otlp::decode_logs(p)
+                    .and_then(|d| otlp::logs(d, ctx))
+                    .map(|r| extend(&mut out.logs, r))
+            } else {
+                otlp::decode_metrics(p)
+                    .and_then(|d| otlp::metrics(d, ctx))
+                    .map(|r| extend(&mut out.metrics, r))
+            };
+            return rows.ok();
+        }
+        _ => return None,
+    };
+    Some(if logs {
+        let d = if json {
+            otlp::from_json::logs(trim(p))
+        } else {
+            otlp::decode_logs(p)
+        };
+        d.and_then(|d| otlp::logs(d, ctx))
+            .and_then(|r| extend(&mut out.logs, r))
+    } else {
+        let d = if json {
+            otlp::from_json::metrics(trim(p))
+        } else {
+            otlp::decode_metrics(p)
+        };
+        d.and_then(|d| otlp::metrics(d, ctx))
+            .and_then(|r| extend(&mut out.metrics, r))
+    })
 }
 
 fn extend<T>(out: &mut Vec<T>, rows: Vec<T>) -> Result<(), DecodeError> {

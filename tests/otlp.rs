@@ -1,0 +1,74 @@
+//! OpenTelemetry input from an independent producer: the OpenTelemetry project's Python
+//! classes (opentelemetry-proto) write OTLP logs and metrics to Kafka as protobuf and as
+//! OTLP JSON, the `lookout` binary consumes them with the default pipeline (encoding
+//! `auto`), and the faults they carry come out as incidents.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{broker, repo};
+
+fn python_has(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn producer(bootstrap: &str, mode: &str) -> serde_json::Value {
+    let out = Command::new("python3")
+        .arg(repo().join("tests/clients/otlp_producer.py"))
+        .args([bootstrap, mode])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn otlp_logs_and_metrics_reach_incidents() {
+    for m in ["confluent_kafka", "opentelemetry.proto"] {
+        if !python_has(m) {
+            assert!(
+                std::env::var_os("LOOKOUT_CI").is_none(),
+                "python3 cannot import {m} (.ci/run installs it)"
+            );
+            eprintln!("SKIPPED: python3 cannot import {m} (pip install confluent-kafka opentelemetry-proto)");
+            return;
+        }
+    }
+    let broker = broker();
+    let bs = broker.bootstrap_servers().to_string();
+    let produced = producer(&bs, "produce");
+    assert_eq!(produced["unflushed"], 0, "{produced}");
+    let mut lookout = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .current_dir(repo())
+        .args(["run", "--brokers", &bs, "--group", "otlp", "--http", "off", "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let seen = producer(&bs, "consume");
+    let _ = Command::new("kill").args(["-TERM", &lookout.id().to_string()]).status();
+    let status = lookout.wait().unwrap();
+    let titles: Vec<&str> = seen["titles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    assert!(
+        titles
+            .iter()
+            .any(|t| t.contains("FATAL log on payments: OutOfMemoryError in CardTokenizer")),
+        "{seen}"
+    );
+    assert!(
+        titles
+            .iter()
+            .any(|t| t.contains("checkout: error ratio 0.35 on checkout-1")),
+        "{seen}"
+    );
+    assert!(status.success(), "{status:?}");
+}
