@@ -42,6 +42,9 @@ enum Command {
     Run(RunArgs),
     /// Run a pipeline over recorded files as fast as possible and write what it would publish.
     Replay(ReplayArgs),
+    /// Print the pipeline.toml reference (every key, its type, default and meaning),
+    /// generated from the configuration's own definitions.
+    ConfigReference,
     /// Check pipeline directories (pipeline.toml, SQL, catalog) without running.
     Validate {
         /// Pipeline directories (default: every directory under pipelines/).
@@ -94,6 +97,9 @@ struct TrainArgs {
     /// Clusters of the log-pattern and service-signals models, at most.
     #[arg(long, default_value_t = 4)]
     clusters: usize,
+    /// No progress on standard error.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(clap::Args)]
@@ -113,6 +119,9 @@ struct BenchArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// No progress on standard error.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(clap::Args)]
@@ -244,6 +253,12 @@ struct ReplayArgs {
     /// Where incidents go (JSON lines); `-` for stdout.
     #[arg(long, required_unless_present = "diff")]
     output: Option<PathBuf>,
+    /// No progress and no summary on standard error.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Print the summary as one JSON object on standard output (for scripts).
+    #[arg(long)]
+    json: bool,
     /// Also replay this other version of the pipeline and print what would change
     /// downstream: incidents created, suppressed, merged, split, re-ranked, and alerts
     /// that fire differently. `--pipeline` is the new version, this the old.
@@ -323,6 +338,10 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
     match cmd {
         Command::Run(a) => run(a).await,
         Command::Replay(a) => replay(a).await,
+        Command::ConfigReference => {
+            print!("{}", lookout::config::reference::markdown());
+            Ok(())
+        }
         Command::Validate { dirs } => validate(dirs).await,
         Command::Explain { file } => explain(&file).await,
         Command::Templates(a) => templates(a),
@@ -344,13 +363,8 @@ async fn bench(a: BenchArgs) -> Result<(), Failure> {
         events: a.events.max(1),
         brokers: a.brokers,
         seed: a.seed,
+        quiet: a.quiet,
     };
-    if !a.json {
-        eprintln!(
-            "producing {} records, then reading them with a plain consumer and with Lookout ...",
-            opts.events
-        );
-    }
     let report = pipeline::bench::bench(&cfg, &opts).await.map_err(|e| Failure(1, e))?;
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -505,10 +519,17 @@ fn train(a: TrainArgs) -> Result<(), Failure> {
         k: a.clusters,
         ..Default::default()
     };
+    let mut progress = lookout::observe::progress::Progress::new(a.quiet);
+    let mut read = (0, 0, 0);
+    let line = |(records, logs, templates): (u64, u64, usize)| {
+        format!("training: read {records} records ({logs} log lines), {templates} templates")
+    };
     let trained = train::train(&cfg, &input, &dir, params, vectors, |records, logs, templates| {
-        eprintln!("read {records} records ({logs} log lines), {templates} templates");
+        read = (records, logs, templates);
+        progress.update(|| line(read));
     })
     .map_err(usage)?;
+    progress.finish_with(line(read));
     let m = &trained.model.manifest;
     println!(
         "trained on {} records, log lines from {} to {}: {} templates, {} services, {} windows, {:.2}% of training windows over threshold",
@@ -771,6 +792,9 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
 }
 
 async fn replay(a: ReplayArgs) -> Result<(), Failure> {
+    if a.json && a.output.as_deref() == Some(Path::new("-")) {
+        return Err(usage("--json prints on standard output, which --output - already uses"));
+    }
     let Some(old) = &a.diff else {
         return replay_one(&a, &a.pipeline, &mut |_| {}).await;
     };
@@ -822,11 +846,48 @@ async fn replay_one(a: &ReplayArgs, dir: &Path, on_publish: pipeline::OnPublish<
     }
     let mut sink = Sink::Files(sink::file::FileSink::new(&paths)?);
     let started = std::time::Instant::now();
-    let stats = pipeline::replay(&mut processor, &mut source, &mut sink, on_publish).await?;
+    let mut progress = lookout::observe::progress::Progress::new(a.quiet);
+    let stats = pipeline::replay_with_progress(&mut processor, &mut source, &mut sink, on_publish, &mut |s| {
+        progress.update(|| {
+            format!(
+                "{}: {} records, {:.0}/s, {} incident updates, {} anomalies, {} dead letters",
+                dir.display(),
+                s.records_in,
+                s.records_in as f64 / started.elapsed().as_secs_f64().max(1e-3),
+                s.incident_updates,
+                s.anomalies,
+                s.dead_letters
+            )
+        })
+    })
+    .await?;
+    progress.finish();
     let (templates, evicted) = {
         let miner = processor.miner();
         (miner.len(), miner.stats.evicted)
     };
+    if a.json && a.diff.is_none() {
+        println!(
+            "{}",
+            serde_json::json!({
+                "pipeline": dir.display().to_string(),
+                "records": stats.records_in,
+                "logs": stats.logs,
+                "metrics": stats.metrics,
+                "events": stats.events,
+                "templates": templates,
+                "incident_updates": stats.incident_updates,
+                "anomalies": stats.anomalies,
+                "dead_letters": stats.dead_letters,
+                "late_records": stats.late_records,
+                "dropped_series": stats.dropped_series,
+                "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+            })
+        );
+    }
+    if a.quiet {
+        return Ok(());
+    }
     eprintln!(
         "{}: replayed {} records ({} logs: {} templates, {} evicted; {} metrics, {} events) in {:.1} s: {} incident updates, {} anomalies ({}), {} dead letters ({})",
         dir.display(),

@@ -180,6 +180,48 @@ fn validate_passes_on_shipped_pipelines_and_locates_errors() {
     );
 }
 
+/// For scripts: `--quiet` says nothing on standard error, `--json` prints one summary.
+#[test]
+fn replay_quiet_json_prints_one_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let logs = tmp.path().join("logs.jsonl");
+    std::fs::write(
+        &logs,
+        "{\"ts\":\"2025-03-04T10:00:00Z\",\"service\":\"api\",\"level\":\"FATAL\",\"message\":\"boom\"}\nnot a record\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out.jsonl");
+    let (code, stdout, stderr) = common::lookout(&[
+        "replay",
+        "--quiet",
+        "--json",
+        "--input",
+        logs.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(summary["records"], 2, "{summary}");
+    assert_eq!(summary["dead_letters"], 1, "{summary}");
+    let (code, _, err) = common::lookout(&["replay", "--json", "--input", logs.to_str().unwrap(), "--output", "-"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+/// docs/config-reference.md is what `lookout config-reference` generates now.
+#[test]
+fn the_config_reference_is_generated_and_current() {
+    let (code, out, err) = common::lookout(&["config-reference"]);
+    assert_eq!(code, 0, "{err}");
+    let doc = std::fs::read_to_string(repo().join("docs/config-reference.md")).unwrap();
+    let table = &doc[doc.find("| key |").expect("a table")..];
+    assert_eq!(
+        table, out,
+        "docs/config-reference.md is stale: regenerate it with `lookout config-reference`"
+    );
+}
+
 #[test]
 fn explain_shows_the_window_and_watermark() {
     let (code, out, err) = common::lookout(&["explain", "pipelines/latency_saturation/host_saturated.sql"]);

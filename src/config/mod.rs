@@ -7,6 +7,7 @@
 //! parser knows it.
 
 pub mod catalog;
+pub mod reference;
 
 use std::path::{Path, PathBuf};
 
@@ -37,10 +38,12 @@ impl ConfigError {
 }
 
 /// `pipeline.toml` as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineToml {
+    /// The pipeline's name: its models live in `models/<name>/`.
     pub name: String,
+    /// What the pipeline is for, for people.
     #[serde(default)]
     pub description: String,
     /// Service catalog file, relative to the pipeline directory.
@@ -70,7 +73,7 @@ pub struct PipelineToml {
 }
 
 /// `[windows]`: event-time progress for windowed SQL.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Windows {
     /// A partition that delivers nothing for this many seconds (wall time) stops
@@ -98,7 +101,7 @@ fn default_idle_s() -> f64 {
 }
 
 /// `[templates]`: log template mining.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Templates {
     /// Regular expressions whose matches are parameters (a source's known value shapes).
@@ -130,7 +133,7 @@ fn default_max_templates() -> usize {
 }
 
 /// Input topics and their encodings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sources {
     #[serde(default = "logs_source")]
@@ -161,15 +164,17 @@ fn events_source() -> SourceStream {
     SourceStream::named("events")
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceStream {
+    /// The input topic.
     pub topic: String,
     #[serde(default)]
     pub encoding: Encoding,
     /// For raw text lines, e.g. `<Date> <Time> <Level> <Component>: <Content>`.
     #[serde(default)]
     pub line_format: Option<String>,
+    /// Service of records that name none (else `unknown`).
     #[serde(default)]
     pub default_service: Option<String>,
 }
@@ -186,15 +191,19 @@ impl SourceStream {
 }
 
 /// Output topics.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sinks {
+    /// Topic of incident updates (`lookout.incident.v1`).
     #[serde(default = "incidents_topic")]
     pub incidents: String,
+    /// Topic of anomalies (`lookout.anomaly.v1`).
     #[serde(default = "anomalies_topic")]
     pub anomalies: String,
+    /// Topic of trend reports.
     #[serde(default = "trend_topic")]
     pub trend_reports: String,
+    /// Topic of records that could not be processed (original bytes, reason in headers).
     #[serde(default = "dead_topic")]
     pub dead_letters: String,
 }
@@ -224,11 +233,13 @@ fn dead_topic() -> String {
 }
 
 /// When a poll batch closes: at `max_records`, or `max_wait_ms` after its first record.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Batch {
+    /// A batch closes at this many records...
     #[serde(default = "default_max_records")]
     pub max_records: usize,
+    /// ... or this long after its first record.
     #[serde(default = "default_max_wait_ms")]
     pub max_wait_ms: u64,
 }
@@ -250,7 +261,7 @@ fn default_max_wait_ms() -> u64 {
 }
 
 /// Correlation settings (event time, seconds).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Correlation {
     /// An alert joins an incident whose last alert is at most this old.
@@ -272,6 +283,7 @@ pub struct Correlation {
     /// `flap_window_s` is flapping: its flips stop changing the incident.
     #[serde(default = "default_flap_window")]
     pub flap_window_s: u64,
+    /// Flips within `flap_window_s` that make an alert flapping.
     #[serde(default = "default_flap_threshold")]
     pub flap_threshold: usize,
     /// Maintenance windows: alerts of these services or hosts in this time are
@@ -338,7 +350,7 @@ fn default_flap_threshold() -> usize {
 }
 
 /// What a maintenance window does to the alerts it covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MaintenanceMode {
     /// Drop them (counted).
@@ -348,17 +360,21 @@ pub enum MaintenanceMode {
 }
 
 /// `[[correlation.maintenance]]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Maintenance {
+    /// Services the window covers.
     #[serde(default)]
     pub services: Vec<String>,
+    /// Hosts the window covers.
     #[serde(default)]
     pub hosts: Vec<String>,
     /// RFC 3339.
     pub start: String,
+    /// RFC 3339.
     pub end: String,
     pub mode: MaintenanceMode,
+    /// Why, for the incident's timeline.
     #[serde(default)]
     pub reason: String,
 }
@@ -373,9 +389,10 @@ fn yes() -> bool {
 }
 
 /// Input size limits.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
+    /// Larger records are dead letters.
     #[serde(default = "default_max_record_bytes")]
     pub max_record_bytes: usize,
     /// How much of a bad record a dead letter keeps (below the broker's message limit).

@@ -57,7 +57,7 @@ pub enum DecodeError {
 }
 
 /// How the records of one stream are encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
     /// Recognise the encoding of each record.

@@ -38,17 +38,22 @@ const GRACE_MS: i64 = 30_000;
 const ALPHA: f64 = 1.0 / 60.0;
 
 /// `[log_anomalies]` in pipeline.toml.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogAnomalyConfig {
+    /// Report a template seen for the first time after the warm-up.
     #[serde(default = "yes")]
     pub new_templates: bool,
+    /// Event time learnt before new templates are reported (a restored template state skips it).
     #[serde(default = "default_warmup")]
     pub warmup_s: u64,
+    /// A burst: at least this many lines of a template in a minute...
     #[serde(default = "default_burst_min")]
     pub burst_min: u64,
+    /// ... and this many times its usual rate.
     #[serde(default = "default_burst_factor")]
     pub burst_factor: f64,
+    /// (service, template) rates kept at most.
     #[serde(default = "default_max_keys")]
     pub max_keys: usize,
     /// `evidence` (default) or `symptom`: what the alerts are to correlation.
@@ -56,7 +61,7 @@ pub struct LogAnomalyConfig {
     pub role: LogAnomalyRole,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogAnomalyRole {
     Evidence,

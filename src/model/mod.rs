@@ -46,7 +46,7 @@ use crate::decode::time::format_ms;
 use crate::decode::{Severity, Status};
 
 /// What a series means to correlation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Symptom,
@@ -66,27 +66,32 @@ impl Role {
 }
 
 /// `[[detect]]` in pipeline.toml: one metric to watch.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectSpec {
+    /// The metric name to watch (every series of it: per service and host).
     pub metric: String,
     pub direction: Direction,
     pub role: Role,
 }
 
 /// `[detection]` in pipeline.toml.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectionConfig {
     /// Watch the per-minute count of ERROR/FATAL log lines of each service.
     #[serde(default = "yes")]
     pub log_errors: bool,
+    /// `envelope`: robust z-score beyond which a point departs.
     #[serde(default = "default_z")]
     pub z: f64,
+    /// Departing points in a row before an anomaly is reported.
     #[serde(default = "default_confirm")]
     pub confirm: u32,
+    /// `envelope`: points of history per series.
     #[serde(default = "default_history")]
     pub history: usize,
+    /// Series watched at most; more are counted as dropped (`lookout_dropped_series_total`).
     #[serde(default = "default_max_series")]
     pub max_series: usize,
     /// Which detector watches each series.
@@ -99,7 +104,7 @@ pub struct DetectionConfig {
 }
 
 /// `[detection] model`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DetectorKind {
     /// Median and MAD of a rolling history, confirmed over `confirm` points.

@@ -8,6 +8,7 @@
 
 pub mod board;
 pub mod http;
+pub mod progress;
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -44,6 +44,8 @@ pub struct BenchOptions {
     /// An external cluster; `None` starts the embedded broker.
     pub brokers: Option<String>,
     pub seed: u64,
+    /// No progress on standard error.
+    pub quiet: bool,
 }
 
 /// What the bench measured.
@@ -126,6 +128,15 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
     };
 
     // Produce.
+    let say = |what: String| {
+        if !opts.quiet {
+            eprintln!("bench: {what}");
+        }
+    };
+    say(format!(
+        "producing {} records into {partitions} input partitions",
+        records.len()
+    ));
     let producer: FutureProducer = client
         .clone()
         .set("linger.ms", "20")
@@ -185,6 +196,7 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
         ));
     }
 
+    say("a plain consumer reads every record (the ceiling)".into());
     // The ceiling: a plain consumer.
     let plain: StreamConsumer = client
         .clone()
@@ -210,6 +222,7 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
     let ceiling_s = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
     drop(plain);
 
+    say("Lookout's default pipeline reads every record end to end".into());
     // Lookout.
     let mut processor = Processor::build(&cfg).await.map_err(|e| e.to_string())?;
     let topics = cfg.topics();

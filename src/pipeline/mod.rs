@@ -555,12 +555,24 @@ pub async fn replay(
     sink: &mut Sink,
     on_publish: OnPublish<'_>,
 ) -> Result<Stats, PipelineError> {
+    replay_with_progress(processor, source, sink, on_publish, &mut |_| {}).await
+}
+
+/// [`replay`], calling `on_batch` with the counters after every batch.
+pub async fn replay_with_progress(
+    processor: &mut Processor,
+    source: &mut FileSource,
+    sink: &mut Sink,
+    on_publish: OnPublish<'_>,
+    on_batch: &mut (dyn FnMut(&Stats) + Send),
+) -> Result<Stats, PipelineError> {
     while let Some(batch) = source.next_batch()? {
         let messages = processor.process(&batch).await?;
         sink.publish(&messages).await?;
         for m in &messages {
             on_publish(m);
         }
+        on_batch(&processor.stats);
     }
     // The input has ended: every window is complete.
     let messages = processor.finish().await?;
