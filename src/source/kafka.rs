@@ -86,20 +86,22 @@ impl KafkaSource {
     /// The next batch: up to `max_records`, closed `max_wait_ms` after its first
     /// record. `None` once `cancel` fires.
     pub async fn next_batch(&mut self, cancel: &CancellationToken) -> Result<Option<Vec<RawRecord>>, SourceError> {
-        let mut out = Vec::new();
-        let mut deadline: Option<tokio::time::Instant> = None;
+        let mut out = Vec::with_capacity(self.batch.max_records.min(16_384));
+        // One timer per batch, not one per record: idle for `max_wait_ms` (at least
+        // 50 ms) before the first record, then `max_wait_ms` after it.
+        let deadline = tokio::time::sleep(Duration::from_millis(self.batch.max_wait_ms.max(50)));
+        tokio::pin!(deadline);
+        let mut started = false;
         loop {
-            let wait = match deadline {
-                Some(d) => d.saturating_duration_since(tokio::time::Instant::now()),
-                None => Duration::from_millis(self.batch.max_wait_ms.max(50)),
-            };
             let msg = tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return Ok(if out.is_empty() { None } else { Some(out) }),
-                r = tokio::time::timeout(wait, self.consumer.recv()) => r,
+                _ = &mut deadline => Err(()),
+                r = self.consumer.recv() => Ok(r),
             };
             match msg {
-                Err(_) if !out.is_empty() => return Ok(Some(out)),
-                Err(_) => return Ok(Some(out)), // idle: an empty batch lets event time and shutdown move
+                // the batch's time is up; an empty batch lets event time and shutdown move
+                Err(()) => return Ok(Some(out)),
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "consumer error");
                     if !out.is_empty() {
@@ -130,8 +132,11 @@ impl KafkaSource {
                             headers,
                         },
                     });
-                    if deadline.is_none() {
-                        deadline = Some(tokio::time::Instant::now() + Duration::from_millis(self.batch.max_wait_ms));
+                    if !started {
+                        started = true;
+                        deadline
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + Duration::from_millis(self.batch.max_wait_ms));
                     }
                     if out.len() >= self.batch.max_records {
                         return Ok(Some(out));
