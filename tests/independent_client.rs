@@ -8,13 +8,6 @@ use std::process::{Command, Stdio};
 
 use common::{broker, repo};
 
-fn python_has_confluent_kafka() -> bool {
-    Command::new("python3")
-        .args(["-c", "import confluent_kafka"])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 fn client(bootstrap: &str, mode: &str) -> serde_json::Value {
     let out = Command::new("python3")
         .arg(repo().join("tests/clients/independent_client.py"))
@@ -27,7 +20,7 @@ fn client(bootstrap: &str, mode: &str) -> serde_json::Value {
 
 #[test]
 fn confluent_kafka_produces_and_consumes() {
-    if !python_has_confluent_kafka() {
+    if !common::python_has("confluent_kafka") {
         eprintln!("SKIPPED: python3 cannot import confluent_kafka (pip install confluent-kafka)");
         return;
     }

@@ -7,14 +7,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{broker, repo};
-
-fn python_has(module: &str) -> bool {
-    Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .status()
-        .is_ok_and(|s| s.success())
-}
+use common::{broker, python_has, repo};
 
 fn producer(bootstrap: &str, mode: &str) -> serde_json::Value {
     let out = Command::new("python3")

@@ -906,6 +906,13 @@ mod tests {
         Watermarks::new(std::time::Duration::from_secs(30))
     }
 
+    /// Runs the files on a batch of logs (no metrics or events).
+    async fn run_logs(e: &mut SqlEngine, logs: &RecordBatch, watermark: i64) -> Result<SqlOutput, SqlError> {
+        let (metrics, events) = (metrics_batch(&[]).unwrap(), events_batch(&[]).unwrap());
+        e.run(logs, &metrics, &events, watermark, &marks(), Instant::now())
+            .await
+    }
+
     fn file(name: &str, text: &str) -> SqlFile {
         SqlFile::parse(Path::new(&format!("p/{name}.sql")), text).unwrap()
     }
@@ -935,35 +942,13 @@ mod tests {
         .await
         .unwrap();
         let logs = logs_batch(&[log("a", Level::Fatal, "boom"), log("b", Level::Info, "fine")]).unwrap();
-        let alerts = e
-            .run(
-                &logs,
-                &metrics_batch(&[]).unwrap(),
-                &events_batch(&[]).unwrap(),
-                0,
-                &marks(),
-                Instant::now(),
-            )
-            .await
-            .unwrap()
-            .alerts;
+        let alerts = run_logs(&mut e, &logs, 0).await.unwrap().alerts;
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].title, "fatal on a: boom");
         assert_eq!(alerts[0].severity, Severity::Critical);
         assert_eq!(alerts[0].ts, 5_000);
         // the same key gives the same fingerprint on the next batch
-        let again = e
-            .run(
-                &logs,
-                &metrics_batch(&[]).unwrap(),
-                &events_batch(&[]).unwrap(),
-                0,
-                &marks(),
-                Instant::now(),
-            )
-            .await
-            .unwrap()
-            .alerts;
+        let again = run_logs(&mut e, &logs, 0).await.unwrap().alerts;
         assert_eq!(again[0].fingerprint, alerts[0].fingerprint);
     }
 
@@ -1019,16 +1004,7 @@ mod tests {
         .await
         .unwrap();
         let logs = logs_batch(&[log("a", Level::Error, "x")]).unwrap();
-        let alerts = e
-            .run(
-                &logs,
-                &metrics_batch(&[]).unwrap(),
-                &events_batch(&[]).unwrap(),
-                7,
-                &marks(),
-                Instant::now(),
-            )
-            .await;
+        let alerts = run_logs(&mut e, &logs, 7).await;
         assert!(alerts.is_ok(), "{alerts:?}");
     }
 

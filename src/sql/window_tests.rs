@@ -156,11 +156,21 @@ async fn late_rows_update_a_kept_window_and_emit_a_correction() {
         "minute 0 again, with the late row"
     );
     assert_eq!(e.corrections(), 1);
+    // a key that had no row in the kept window gets one, as a correction
+    let out = f.feed(&mut e, &[log(58_000, "b", Level::Info)]).await;
+    assert_eq!(
+        points(&out),
+        vec![
+            ("epm.errors".into(), "b".into(), 0, 0.0),
+            ("epm.lines".into(), "b".into(), 0, 1.0)
+        ]
+    );
+    assert_eq!(e.corrections(), 2);
     // past keep_closed the window is gone and the row only counted
     f.feed(&mut e, &[log(200_000, "a", Level::Info)]).await;
     let out = f.feed(&mut e, &[log(30_000, "a", Level::Error)]).await;
     assert!(points(&out).iter().all(|p| p.2 != 0));
-    assert_eq!(e.late_rows(), 2);
+    assert_eq!(e.late_rows(), 3);
 }
 
 #[tokio::test]
@@ -194,6 +204,12 @@ async fn sessions_grow_merge_and_close_after_the_gap() {
     // 100s + 1m gap: closes at watermark 160s (280s - 2m)
     let out = f.feed(&mut e, &[log(280_000, "b", Level::Error)]).await;
     assert_eq!(points(&out), vec![("bursts.n".into(), "a".into(), 0, 3.0)]);
+    // the end of input closes b's session at its own end (last row + gap), not "forever"
+    let rule = "--! kind = \"alert\"\n--! keys = [\"service\"]\nSELECT session(ts, INTERVAL '1 minute') AS started, service, count(*) AS n FROM logs GROUP BY 1, service";
+    let mut e = engine(vec![file("burst_rule", rule)]).await;
+    Feeder::new().feed(&mut e, &[log(10_000, "c", Level::Error)]).await;
+    let alerts = e.flush(0).await.unwrap().alerts;
+    assert_eq!(alerts.iter().map(|a| a.ts).collect::<Vec<_>>(), vec![70_000]);
 }
 
 #[tokio::test]

@@ -88,7 +88,7 @@ struct Slot {
 /// Rows of closed windows, in the aggregate's output schema.
 pub struct Closed {
     pub batch: RecordBatch,
-    /// When the window closed: its end (for sessions, the watermark that closed them).
+    /// When the window closed: its end (for sessions, the latest end among them).
     pub end: i64,
     /// A window emitted before, again with late rows folded in.
     pub correction: bool,
@@ -326,17 +326,22 @@ impl Windowed {
                     slot.last = slot.last.max(t);
                     return Some(s);
                 }
+                // a closed window still kept takes the row as a correction of it, even
+                // for a key it had no row of
+                let kept = self.late == LatePolicy::Update && start + size + self.keep_closed > self.closed_through;
                 if closed {
                     late[i] = true;
-                    return None;
+                    if !kept {
+                        return None;
+                    }
                 }
                 let s = self.slots.len() as u32;
                 self.slots.push(Slot {
                     start,
                     last: t,
                     key: row_key(rows, i).to_vec(),
-                    emitted: false,
-                    dirty: false,
+                    emitted: closed,
+                    dirty: closed,
                     merged_into: None,
                 });
                 self.index.insert(key.clone(), s);
@@ -451,8 +456,9 @@ impl Windowed {
                 continue;
             }
             let end = self.close_at(s);
+            // sessions close at their own times: one batch for all, its end set below
             let session = matches!(self.kind, WindowKind::Session { .. });
-            let group_end = if session { wm } else { end };
+            let group_end = if session { 0 } else { end };
             if !s.emitted && end <= wm {
                 emit.entry((false, group_end)).or_default().push(i as u32);
             } else if s.emitted && s.dirty {
@@ -516,9 +522,17 @@ impl Windowed {
             if *correction {
                 self.corrections += 1;
             }
+            let end = match self.kind {
+                WindowKind::Session { .. } => targets
+                    .iter()
+                    .map(|&t| self.close_at(&self.slots[t as usize]))
+                    .max()
+                    .unwrap_or(*end),
+                _ => *end,
+            };
             out.push(Closed {
                 batch,
-                end: *end,
+                end,
                 correction: *correction,
             });
         }
