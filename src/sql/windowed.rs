@@ -49,10 +49,6 @@ impl Acc {
     fn get(&mut self) -> &mut dyn GroupsAccumulator {
         self.0.get_mut().unwrap_or_else(|e| e.into_inner()).as_mut()
     }
-
-    fn size(&self) -> usize {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).size()
-    }
 }
 
 impl Agg {
@@ -221,16 +217,6 @@ impl Windowed {
     /// Open and kept slots (windows × keys): what the state's size follows.
     pub fn slots(&self) -> usize {
         self.slots.iter().filter(|s| s.merged_into.is_none()).count()
-    }
-
-    /// Bytes held by the accumulators.
-    pub fn state_bytes(&self) -> usize {
-        self.aggs.iter().map(|a| a.acc.size()).sum::<usize>()
-            + self
-                .slots
-                .iter()
-                .map(|s| s.key.len() + size_of::<Slot>())
-                .sum::<usize>()
     }
 
     /// Folds one batch of the aggregate's input into the open windows.
@@ -592,7 +578,15 @@ impl Windowed {
         let mut keys = self
             .converter
             .convert_rows(targets.iter().map(|&t| parser.parse(&self.slots[t as usize].key)))?;
-        let starts: TimestampMillisecondArray = targets.iter().map(|&t| Some(self.slots[t as usize].start)).collect();
+        let tz = match self.out_schema.field(self.window_pos).data_type() {
+            DataType::Timestamp(_, tz) => tz.clone(),
+            _ => None,
+        };
+        let starts: TimestampMillisecondArray = targets
+            .iter()
+            .map(|&t| Some(self.slots[t as usize].start))
+            .collect::<TimestampMillisecondArray>()
+            .with_timezone_opt(tz);
         keys.insert(self.window_pos, Arc::new(starts));
         Ok(keys)
     }
