@@ -17,6 +17,7 @@ pub mod json;
 pub mod line;
 pub mod logfmt;
 pub mod otlp;
+pub mod otlp_json;
 pub mod pagerduty;
 pub mod prometheus;
 pub mod schema;
@@ -446,7 +447,7 @@ fn otlp_payload(r: &RawRecord, enc: Encoding, ctx: &Context, out: &mut Rows) -> 
     };
     Some(if logs {
         let d = if json {
-            otlp::from_json::logs(trim(p))
+            otlp_json::logs(trim(p))
         } else {
             otlp::decode_logs(p)
         };
@@ -454,7 +455,7 @@ fn otlp_payload(r: &RawRecord, enc: Encoding, ctx: &Context, out: &mut Rows) -> 
             .and_then(|r| extend(&mut out.logs, r))
     } else {
         let d = if json {
-            otlp::from_json::metrics(trim(p))
+            otlp_json::metrics(trim(p))
         } else {
             otlp::decode_metrics(p)
         };

@@ -3,11 +3,16 @@
 //!
 //! The three input streams are tables `logs`, `metrics` and `events` whose contents are
 //! swapped for each batch; `catalog` is a static table of the service catalog. Views
-//! are registered under their file names in dependency order (cycles are refused);
-//! alert rules are planned once into logical plans and executed per batch, and their
-//! rows become [`Alert`]s. Errors point at file:line:column with DataFusion's message.
+//! are registered under their file names in dependency order (cycles are refused).
+//! Stateless alert rules run on each batch; windowed files (signals, and alert rules
+//! with a window in `GROUP BY`) fold each batch into their windows ([`stream`],
+//! [`windowed`]) and emit the windows their watermark ([`watermark`]) has passed: a
+//! signal's rows become [`SignalPoint`]s for the detectors, a rule's rows [`Alert`]s, and
+//! either is a table for the files that read it. Errors point at file:line:column with
+//! DataFusion's message.
 
 pub mod file;
+mod rows;
 pub mod stream;
 pub mod watermark;
 pub mod window;
@@ -18,9 +23,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use arrow::util::display::array_value_to_string;
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::MemTable;
 use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
@@ -30,10 +34,10 @@ pub use file::{FileError, FileKind, Header, LatePolicy, SqlFile};
 pub use watermark::Watermarks;
 
 use crate::config::Catalog;
-use crate::correlate::alert::derived_fingerprint;
 use crate::correlate::Alert;
-use crate::decode::{Severity, Status, Stream};
+use crate::decode::Stream;
 use crate::model::{Direction, Role};
+use rows::{rows_to_alerts, rows_to_points, TITLE_FIELD};
 use stream::WindowedFile;
 
 /// An error while running planned SQL on a batch: a bug or resource problem, not the
@@ -701,171 +705,6 @@ fn check_alert_schema(f: &SqlFile, schema: &Schema) -> Result<(), FileError> {
     Ok(())
 }
 
-/// `{column}` in an alert title.
-static TITLE_FIELD: std::sync::LazyLock<regex::Regex> =
-    std::sync::LazyLock::new(|| regex::Regex::new(r"\{([A-Za-z_][A-Za-z0-9_]*)\}").expect("static regex"));
-
-fn rows_to_alerts(f: &SqlFile, b: &RecordBatch, watermark: i64) -> Vec<Alert> {
-    let schema = b.schema();
-    let text_col = |name: &str| -> Option<ArrayRef> {
-        let c = b.column_by_name(name)?;
-        arrow::compute::cast(c, &DataType::Utf8).ok()
-    };
-    let ts = b
-        .column_by_name("ts")
-        .and_then(|c| arrow::compute::cast(c, &DataType::Timestamp(TimeUnit::Millisecond, None)).ok());
-    let service = text_col("service");
-    let host = text_col("host");
-    let severity = text_col("severity");
-    let keys: Vec<String> = match &f.header.keys {
-        Some(k) => k.clone(),
-        None => ["service", "host"]
-            .iter()
-            .filter(|k| schema.field_with_name(k).is_ok())
-            .map(|k| k.to_string())
-            .collect(),
-    };
-    let get = |c: &Option<ArrayRef>, i: usize| -> Option<String> {
-        let a = c.as_ref()?.as_string_opt::<i32>()?;
-        (!a.is_null(i)).then(|| a.value(i).to_string())
-    };
-    let value = |name: &str, i: usize| -> String {
-        b.column_by_name(name)
-            .and_then(|c| array_value_to_string(c, i).ok())
-            .unwrap_or_default()
-    };
-    let title_re = &*TITLE_FIELD;
-    (0..b.num_rows())
-        .map(|i| {
-            let t = ts
-                .as_ref()
-                .and_then(|c| {
-                    c.as_primitive_opt::<arrow::datatypes::TimestampMillisecondType>()
-                        .filter(|a| !a.is_null(i))
-                        .map(|a| a.value(i))
-                })
-                .unwrap_or(watermark);
-            let title = match &f.header.title {
-                Some(tpl) => title_re
-                    .replace_all(tpl, |c: &regex::Captures| value(&c[1], i))
-                    .into_owned(),
-                None => format!(
-                    "{} on {}",
-                    f.name,
-                    get(&service, i).unwrap_or_else(|| "unknown service".into())
-                ),
-            };
-            let mut parts: Vec<String> = vec![format!("rule:{}", f.name)];
-            parts.extend(keys.iter().map(|k| value(k, i)));
-            let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-            let labels: Vec<(String, String)> = schema
-                .fields()
-                .iter()
-                .map(|f| f.name())
-                .filter(|n| !matches!(n.as_str(), "ts" | "service" | "host" | "severity"))
-                .map(|n| (n.clone(), value(n, i)))
-                .chain(std::iter::once(("rule".to_string(), f.name.clone())))
-                .collect();
-            Alert {
-                fingerprint: derived_fingerprint(&refs),
-                source: format!("rule:{}", f.name),
-                service: get(&service, i),
-                host: get(&host, i),
-                severity: get(&severity, i)
-                    .and_then(|s| Severity::parse(&s))
-                    .or(f.header.severity)
-                    .unwrap_or(Severity::Warning),
-                status: Status::Firing,
-                title,
-                ts: t,
-                labels,
-            }
-        })
-        .collect()
-}
-
-/// Each numeric column of a signal's row is a point of the series named by the file,
-/// the column and the row's text columns (service and host are the series' own). The
-/// point's time is the row's first timestamp column (the window start, when selected),
-/// else the window's end.
-fn rows_to_points(f: &SqlFile, b: &RecordBatch, end: i64) -> Vec<SignalPoint> {
-    let schema = b.schema();
-    let mut texts = Vec::new();
-    let mut numbers = Vec::new();
-    let mut time = None;
-    for (i, field) in schema.fields().iter().enumerate() {
-        let c = b.column(i);
-        match field.data_type() {
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-                if let Ok(c) = arrow::compute::cast(c, &DataType::Utf8) {
-                    texts.push((field.name().as_str(), c));
-                }
-            }
-            DataType::Timestamp(_, _) if time.is_none() => {
-                time = arrow::compute::cast(c, &DataType::Timestamp(TimeUnit::Millisecond, None)).ok();
-            }
-            t if t.is_numeric() => {
-                if let Ok(c) = arrow::compute::cast(c, &DataType::Float64) {
-                    numbers.push((field.name().as_str(), c));
-                }
-            }
-            _ => {}
-        }
-    }
-    let direction = f.header.direction.unwrap_or(Direction::Up);
-    let role = f.header.role.unwrap_or(Role::Symptom);
-    let mut out = Vec::new();
-    for i in 0..b.num_rows() {
-        let text = |name: &str| {
-            texts
-                .iter()
-                .find(|(n, _)| *n == name)
-                .and_then(|(_, c)| {
-                    let a = c.as_string::<i32>();
-                    (!a.is_null(i)).then(|| a.value(i).to_string())
-                })
-                .unwrap_or_default()
-        };
-        let others: Vec<String> = texts
-            .iter()
-            .filter(|(n, _)| !matches!(*n, "service" | "host"))
-            .map(|(n, c)| {
-                let a = c.as_string::<i32>();
-                format!("{n}={}", if a.is_null(i) { "" } else { a.value(i) })
-            })
-            .collect();
-        let ts = time
-            .as_ref()
-            .map(|c| c.as_primitive::<arrow::datatypes::TimestampMillisecondType>())
-            .filter(|c| !c.is_null(i))
-            .map_or(end, |c| c.value(i));
-        for (name, c) in &numbers {
-            let v = c.as_primitive::<arrow::datatypes::Float64Type>();
-            if v.is_null(i) || !v.value(i).is_finite() {
-                continue;
-            }
-            let mut series = if *name == f.name {
-                f.name.clone()
-            } else {
-                format!("{}.{name}", f.name)
-            };
-            if !others.is_empty() {
-                series.push_str(&format!("{{{}}}", others.join(",")));
-            }
-            out.push(SignalPoint {
-                series,
-                service: text("service"),
-                host: text("host"),
-                ts,
-                value: v.value(i),
-                direction,
-                role,
-            });
-        }
-    }
-    out
-}
-
 /// The service catalog as a table: name, owner, tier, kind, depends_on (comma list).
 static CATALOG_SCHEMA: std::sync::LazyLock<arrow::datatypes::SchemaRef> = std::sync::LazyLock::new(|| {
     Arc::new(Schema::new(vec![
@@ -897,131 +736,4 @@ fn catalog_batch(c: &Catalog) -> RecordBatch {
 mod window_tests;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::decode::schema::{events_batch, logs_batch, metrics_batch};
-    use crate::decode::{Level, LogRow};
-
-    fn marks() -> Watermarks {
-        Watermarks::new(std::time::Duration::from_secs(30))
-    }
-
-    /// Runs the files on a batch of logs (no metrics or events).
-    async fn run_logs(e: &mut SqlEngine, logs: &RecordBatch, watermark: i64) -> Result<SqlOutput, SqlError> {
-        let (metrics, events) = (metrics_batch(&[]).unwrap(), events_batch(&[]).unwrap());
-        e.run(logs, &metrics, &events, watermark, &marks(), Instant::now())
-            .await
-    }
-
-    fn file(name: &str, text: &str) -> SqlFile {
-        SqlFile::parse(Path::new(&format!("p/{name}.sql")), text).unwrap()
-    }
-
-    async fn plan(files: Vec<SqlFile>) -> Result<SqlEngine, Vec<FileError>> {
-        SqlEngine::plan(files, &Catalog::default(), Vec::new()).await
-    }
-
-    fn log(service: &str, level: Level, msg: &str) -> LogRow {
-        LogRow {
-            ts: 5_000,
-            service: service.into(),
-            host: Some("h1".into()),
-            level,
-            message: msg.into(),
-            trace_id: None,
-            attrs: vec![("k".into(), "v".into())],
-        }
-    }
-
-    #[tokio::test]
-    async fn views_feed_rules_and_rows_become_alerts() {
-        let mut e = plan(vec![
-            file("zz_rule", "--! kind = \"alert\"\n--! severity = \"critical\"\n--! title = \"fatal on {service}: {message}\"\nSELECT ts, service, host, message FROM bad_logs WHERE attrs['k'] = 'v'"),
-            file("bad_logs", "--! kind = \"view\"\nSELECT * FROM logs WHERE level = 'FATAL'"),
-        ])
-        .await
-        .unwrap();
-        let logs = logs_batch(&[log("a", Level::Fatal, "boom"), log("b", Level::Info, "fine")]).unwrap();
-        let alerts = run_logs(&mut e, &logs, 0).await.unwrap().alerts;
-        assert_eq!(alerts.len(), 1);
-        assert_eq!(alerts[0].title, "fatal on a: boom");
-        assert_eq!(alerts[0].severity, Severity::Critical);
-        assert_eq!(alerts[0].ts, 5_000);
-        // the same key gives the same fingerprint on the next batch
-        let again = run_logs(&mut e, &logs, 0).await.unwrap().alerts;
-        assert_eq!(again[0].fingerprint, alerts[0].fingerprint);
-    }
-
-    #[tokio::test]
-    async fn errors_are_located() {
-        let errs = plan(vec![file(
-            "a",
-            "--! kind = \"alert\"\n\nSELECT service,\n  nosuch FROM logs",
-        )])
-        .await
-        .err()
-        .unwrap();
-        assert_eq!((errs[0].line, errs[0].column), (4, 3), "{}", errs[0]);
-        assert!(errs[0].hint.is_some());
-        let errs = plan(vec![file("a", "--! kind = \"alert\"\nSELECT FROM WHERE")])
-            .await
-            .err()
-            .unwrap();
-        assert_eq!(errs[0].line, 2, "{}", errs[0]);
-        let errs = plan(vec![file("a", "--! kind = \"alert\"\nSELECT 1; SELECT 2")])
-            .await
-            .err()
-            .unwrap();
-        assert!(errs[0].message.contains("exactly one statement"));
-        let errs = plan(vec![file(
-            "a",
-            "--! kind = \"alert\"\nSELECT 1 + 'x' AS service FROM nosuchtable",
-        )])
-        .await
-        .err()
-        .unwrap();
-        assert!(errs[0].message.contains("nosuchtable"), "{}", errs[0]);
-    }
-
-    #[tokio::test]
-    async fn cycles_are_refused() {
-        let errs = plan(vec![
-            file("v1", "--! kind = \"view\"\nSELECT * FROM v2"),
-            file("v2", "--! kind = \"view\"\nSELECT * FROM v1"),
-        ])
-        .await
-        .err()
-        .unwrap();
-        assert!(errs[0].message.contains("cycle"), "{}", errs[0]);
-    }
-
-    #[tokio::test]
-    async fn division_by_zero_is_null_not_a_crash() {
-        let mut e = plan(vec![file(
-            "r",
-            "--! kind = \"alert\"\nSELECT service, CAST(count(*) AS DOUBLE) / 0 AS ratio FROM logs GROUP BY service",
-        )])
-        .await
-        .unwrap();
-        let logs = logs_batch(&[log("a", Level::Error, "x")]).unwrap();
-        let alerts = run_logs(&mut e, &logs, 7).await;
-        assert!(alerts.is_ok(), "{alerts:?}");
-    }
-
-    #[tokio::test]
-    async fn alert_rule_output_types_are_checked() {
-        let errs = plan(vec![file("r", "--! kind = \"alert\"\nSELECT 1 AS service FROM logs")])
-            .await
-            .err()
-            .unwrap();
-        assert!(errs[0].message.contains("must be text"), "{}", errs[0]);
-        let errs = plan(vec![file(
-            "r",
-            "--! kind = \"alert\"\n--! title = \"{nope}\"\nSELECT service FROM logs",
-        )])
-        .await
-        .err()
-        .unwrap();
-        assert!(errs[0].message.contains("{nope}"), "{}", errs[0]);
-    }
-}
+mod tests;
