@@ -153,8 +153,8 @@ async fn the_catalog_is_reloaded_when_it_changes() {
 }
 
 /// A record later than its window's lateness is counted, in the stats and in
-/// `/metrics`, and the windows close per partition: a partition that is behind holds
-/// them open until it catches up.
+/// `/metrics`, and the windows close per partition: a partition that is behind (less
+/// than `[windows] idle_s`) holds them open until it catches up.
 #[tokio::test]
 async fn late_records_are_counted_and_slow_partitions_hold_windows() {
     let dir = tempfile::tempdir().unwrap();
@@ -186,8 +186,8 @@ async fn late_records_are_counted_and_slow_partitions_hold_windows() {
             ..Default::default()
         },
     };
-    // partition 1 is at 0:05, partition 0 already at 1:30: minute 0 stays open
-    p.process(&[log(1, 5), log(0, 90)]).await.unwrap();
+    // partition 1 is at 0:55, partition 0 already at 1:20: minute 0 stays open
+    p.process(&[log(1, 55), log(0, 80)]).await.unwrap();
     assert_eq!(p.stats.rule_alerts, 0);
     // partition 1 reaches 1:20: both are past 0:60 + 10 s, minute 0 closes
     p.process(&[log(1, 80)]).await.unwrap();

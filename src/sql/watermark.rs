@@ -1,12 +1,16 @@
 //! Event-time progress: a watermark per input partition, combined per stream.
 //!
 //! A partition's watermark is the newest event time it has delivered. A stream's is the
-//! oldest of its partitions' that are still active, so one slow partition holds windows
-//! open until its records arrive. A partition that delivers nothing for `idle` (wall
-//! time) stops holding anything; when every partition of a stream is idle, its
-//! watermark moves on with the wall clock from the newest event, so that windows close
-//! even when traffic stops. A windowed file closes windows at the oldest watermark of
-//! the streams it reads, minus its declared lateness.
+//! oldest of its partitions' that are active, so one slow partition holds windows open
+//! until its records arrive. A partition is idle, and holds nothing, when it has
+//! delivered nothing for `idle` of wall time (a quiet topic in a live run) or when its
+//! newest event is more than `idle` older than the newest of all partitions (a sparse
+//! input in a replay, where wall time hardly passes: the same records give the same
+//! windows however fast they are read). A stream whose partitions are all idle holds
+//! nothing. A windowed file closes windows at the oldest watermark of the streams it
+//! reads that are not idle, minus its declared lateness; when all of them are idle, time
+//! moves on with the wall clock from the newest event, so that windows close when traffic
+//! stops. Records of an idle partition that arrive later than that are late.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -45,34 +49,40 @@ impl Watermarks {
         }
     }
 
-    /// The watermark of one stream, or `None` before its first record.
-    pub fn stream(&self, stream: Stream, now: Instant) -> Option<i64> {
-        let parts: Vec<&Part> = self
-            .parts
-            .iter()
-            .filter(|((s, _, _), _)| *s == stream)
-            .map(|(_, p)| p)
-            .collect();
-        let active = parts
-            .iter()
-            .filter(|p| now.saturating_duration_since(p.seen) < self.idle)
-            .map(|p| p.newest)
-            .min();
-        active.or_else(|| {
-            let newest = parts.iter().max_by_key(|p| p.newest)?;
-            let quiet = now.saturating_duration_since(newest.seen).as_millis() as i64;
-            Some(newest.newest.saturating_add(quiet))
-        })
+    fn newest(&self) -> Option<&Part> {
+        self.parts.values().max_by_key(|p| p.newest)
     }
 
-    /// The watermark of a file reading `streams`: the oldest of theirs, less `lateness`.
-    /// Streams that have delivered nothing yet hold nothing.
-    pub fn for_streams(&self, streams: &[Stream], lateness: i64, now: Instant) -> Option<i64> {
-        streams
+    fn active(&self, p: &Part, newest: i64, now: Instant) -> bool {
+        now.saturating_duration_since(p.seen) < self.idle && newest - p.newest <= self.idle.as_millis() as i64
+    }
+
+    /// The watermark of one stream, or `None` before its first record or while all its
+    /// partitions are idle.
+    pub fn stream(&self, stream: Stream, now: Instant) -> Option<i64> {
+        let newest = self.newest()?.newest;
+        self.parts
             .iter()
-            .filter_map(|s| self.stream(*s, now))
+            .filter(|((s, _, _), p)| *s == stream && self.active(p, newest, now))
+            .map(|(_, p)| p.newest)
             .min()
-            .map(|w| w.saturating_sub(lateness))
+    }
+
+    /// The watermark of a file reading `streams`: the oldest of the active ones', less
+    /// `lateness`; with none active, the newest event plus the wall time since it.
+    pub fn for_streams(&self, streams: &[Stream], lateness: i64, now: Instant) -> Option<i64> {
+        let active = streams.iter().filter_map(|s| self.stream(*s, now)).min();
+        let w = active.or_else(|| {
+            let newest = self
+                .parts
+                .iter()
+                .filter(|((s, _, _), _)| streams.contains(s))
+                .map(|(_, p)| p)
+                .max_by_key(|p| p.newest)?;
+            let quiet = now.saturating_duration_since(newest.seen).as_millis() as i64;
+            Some(newest.newest.saturating_add(quiet))
+        })?;
+        Some(w.saturating_sub(lateness))
     }
 }
 
@@ -85,31 +95,48 @@ mod tests {
         let t0 = Instant::now();
         let mut w = Watermarks::new(Duration::from_secs(30));
         assert_eq!(w.stream(Stream::Logs, t0), None);
-        w.observe(Stream::Logs, "logs", 0, 10_000, t0);
-        w.observe(Stream::Logs, "logs", 1, 4_000, t0);
-        w.observe(Stream::Logs, "logs", 0, 9_000, t0);
-        assert_eq!(w.stream(Stream::Logs, t0), Some(4_000));
-        assert_eq!(w.for_streams(&[Stream::Logs], 1_000, t0), Some(3_000));
-        // another stream does not hold this one
-        w.observe(Stream::Metrics, "metrics", 0, 1_000, t0);
-        assert_eq!(w.stream(Stream::Logs, t0), Some(4_000));
-        assert_eq!(w.for_streams(&[Stream::Logs, Stream::Metrics], 0, t0), Some(1_000));
+        w.observe(Stream::Logs, "logs", 0, 30_000, t0);
+        w.observe(Stream::Logs, "logs", 1, 24_000, t0);
+        w.observe(Stream::Logs, "logs", 0, 29_000, t0);
+        assert_eq!(w.stream(Stream::Logs, t0), Some(24_000));
+        assert_eq!(w.for_streams(&[Stream::Logs], 1_000, t0), Some(23_000));
+        // another stream holds a file that reads both, not this stream
+        w.observe(Stream::Metrics, "metrics", 0, 10_000, t0);
+        assert_eq!(w.stream(Stream::Logs, t0), Some(24_000));
+        assert_eq!(w.for_streams(&[Stream::Logs, Stream::Metrics], 0, t0), Some(10_000));
     }
 
     #[test]
-    fn idle_partitions_stop_holding_windows_open() {
+    fn partitions_quiet_in_wall_time_stop_holding_windows_open() {
         let t0 = Instant::now();
         let mut w = Watermarks::new(Duration::from_secs(30));
         w.observe(Stream::Logs, "logs", 0, 100_000, t0);
-        w.observe(Stream::Logs, "logs", 1, 40_000, t0);
+        w.observe(Stream::Logs, "logs", 1, 90_000, t0);
         let later = t0 + Duration::from_secs(20);
-        w.observe(Stream::Logs, "logs", 0, 120_000, later);
-        assert_eq!(w.stream(Stream::Logs, later), Some(40_000));
+        w.observe(Stream::Logs, "logs", 0, 110_000, later);
+        assert_eq!(w.stream(Stream::Logs, later), Some(90_000));
         // partition 1 has been quiet for 31 s: only partition 0 counts
         let t = t0 + Duration::from_secs(31);
-        assert_eq!(w.stream(Stream::Logs, t), Some(120_000));
+        assert_eq!(w.stream(Stream::Logs, t), Some(110_000));
         // everything quiet: time goes on from the newest event
         let t = later + Duration::from_secs(45);
-        assert_eq!(w.stream(Stream::Logs, t), Some(165_000));
+        assert_eq!(w.stream(Stream::Logs, t), None);
+        assert_eq!(w.for_streams(&[Stream::Logs], 0, t), Some(155_000));
+    }
+
+    /// A replay reads fast: a sparse input (deploy events an hour apart) must not hold
+    /// the windows of the busy ones, and the same records give the same watermarks.
+    #[test]
+    fn a_partition_far_behind_in_event_time_is_idle() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(Duration::from_secs(30));
+        w.observe(Stream::Events, "events", 0, 0, t0);
+        w.observe(Stream::Logs, "logs", 0, 20_000, t0);
+        assert_eq!(w.for_streams(&[Stream::Logs, Stream::Events], 0, t0), Some(0));
+        w.observe(Stream::Logs, "logs", 0, 600_000, t0);
+        assert_eq!(w.stream(Stream::Events, t0), None, "10 min behind: idle");
+        assert_eq!(w.for_streams(&[Stream::Logs, Stream::Events], 0, t0), Some(600_000));
+        w.observe(Stream::Events, "events", 0, 599_000, t0);
+        assert_eq!(w.for_streams(&[Stream::Logs, Stream::Events], 0, t0), Some(599_000));
     }
 }
