@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{broker, repo};
 
@@ -29,16 +29,7 @@ fn confluent_kafka_produces_and_consumes() {
     let produced = client(&bs, "produce");
     assert_eq!(produced["unflushed"], 0);
 
-    let mut lookout = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .current_dir(repo())
-        .args(["run", "--brokers", &bs, "--group", "independent", "--quiet"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let seen = client(&bs, "consume");
-    let _ = Command::new("kill").args(["-TERM", &lookout.id().to_string()]).status();
-    let status = lookout.wait().unwrap();
+    let (seen, status) = common::while_lookout_runs(&bs, "independent", || client(&bs, "consume"));
 
     let fps: Vec<&str> = seen["fingerprints"]
         .as_array()

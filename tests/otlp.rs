@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{broker, python_has, repo};
 
@@ -35,16 +35,7 @@ fn otlp_logs_and_metrics_reach_incidents() {
     let bs = broker.bootstrap_servers().to_string();
     let produced = producer(&bs, "produce");
     assert_eq!(produced["unflushed"], 0, "{produced}");
-    let mut lookout = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .current_dir(repo())
-        .args(["run", "--brokers", &bs, "--group", "otlp", "--http", "off", "--quiet"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let seen = producer(&bs, "consume");
-    let _ = Command::new("kill").args(["-TERM", &lookout.id().to_string()]).status();
-    let status = lookout.wait().unwrap();
+    let (seen, status) = common::while_lookout_runs(&bs, "otlp", || producer(&bs, "consume"));
     let titles: Vec<&str> = seen["titles"]
         .as_array()
         .unwrap()

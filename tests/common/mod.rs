@@ -172,3 +172,32 @@ pub fn python_has(module: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// Runs `lookout run` against a broker while `during` runs (a client producing and
+/// reading), then stops it with SIGTERM; `during`'s result and Lookout's exit status.
+pub fn while_lookout_runs<T>(
+    bootstrap: &str,
+    group: &str,
+    during: impl FnOnce() -> T,
+) -> (T, std::process::ExitStatus) {
+    use std::process::{Command, Stdio};
+    let mut lookout = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .current_dir(repo())
+        .args([
+            "run",
+            "--brokers",
+            bootstrap,
+            "--group",
+            group,
+            "--http",
+            "off",
+            "--quiet",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("lookout starts");
+    let out = during();
+    let _ = Command::new("kill").args(["-TERM", &lookout.id().to_string()]).status();
+    (out, lookout.wait().expect("lookout exits"))
+}
