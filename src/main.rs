@@ -705,6 +705,12 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
     }
     let mut processor = Processor::build(&cfg).await.map_err(usage)?;
     processor.use_models(&a.models.join(&cfg.spec.name)).map_err(usage)?;
+    if !embedded {
+        // the embedded broker starts empty each time: no offsets for windows to follow
+        processor
+            .resume_windows(&a.models.join(&cfg.spec.name))
+            .map_err(usage)?;
+    }
     if a.http != "off" {
         let health = std::sync::Arc::new(lookout::observe::Health::default());
         match std::net::TcpListener::bind(&a.http) {

@@ -198,3 +198,53 @@ async fn late_records_are_counted_and_slow_partitions_hold_windows() {
     assert_eq!(p.stats.late_records, 1);
     assert!(health.render().contains("lookout_late_records_total 1\n"));
 }
+
+/// A clean stop keeps the open SQL windows (`windows.json`) and the next start goes on
+/// from them; the file is consumed, and a broken one fails start naming it.
+#[tokio::test]
+async fn open_windows_survive_a_clean_restart() {
+    let dir = repo().join("pipelines/http_errors");
+    let mut cfg = PipelineConfig::load(&dir, None).unwrap();
+    cfg.catalog = Catalog::parse(&catalog_json().to_string(), "scenario").unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let scenario = Scenario::new(7, START_MS);
+    let minute = |m: i64| -> Vec<RawRecord> {
+        scenario
+            .minute(m)
+            .into_iter()
+            .map(|g| RawRecord {
+                stream: g.stream,
+                payload: g.payload,
+                meta: RecordMeta {
+                    topic: g.stream.name().into(),
+                    kafka_ts: Some(g.ts),
+                    ..Default::default()
+                },
+            })
+            .collect()
+    };
+    let mut first = Processor::build(&cfg).await.unwrap();
+    first.resume_windows(models.path()).unwrap();
+    for m in 0..3 {
+        first.process(&minute(m)).await.unwrap();
+    }
+    let open = first.sql().open_slots();
+    assert!(open > 0, "windows are open at the stop");
+    first.save_windows().unwrap();
+    let file = models.path().join("windows.json");
+    assert!(file.exists());
+
+    let mut second = Processor::build(&cfg).await.unwrap();
+    second.resume_windows(models.path()).unwrap();
+    assert_eq!(second.sql().open_slots(), open, "the same windows are open again");
+    assert!(!file.exists(), "consumed: a crash later must not restore it again");
+    for m in 3..5 {
+        second.process(&minute(m)).await.unwrap();
+    }
+    assert_eq!(second.stats.late_records, 0);
+
+    std::fs::write(&file, "{ not json").unwrap();
+    let mut third = Processor::build(&cfg).await.unwrap();
+    let err = third.resume_windows(models.path()).unwrap_err();
+    assert!(err.contains("windows.json"), "{err}");
+}

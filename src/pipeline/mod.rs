@@ -108,6 +108,9 @@ fn lap(clock: &mut Instant) -> u64 {
     ns
 }
 
+/// The open windows of windowed SQL at a clean stop, in the models directory.
+const WINDOWS_FILE: &str = "windows.json";
+
 /// How often a running pipeline saves its template state.
 const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -132,6 +135,8 @@ pub struct Processor {
     catalog_watch: Option<Watched>,
     /// Where each batch's snapshot goes for `/metrics` and `/ready`.
     health: Option<Arc<Health>>,
+    /// Where open SQL windows are saved at a clean stop (`lookout run` on Kafka).
+    windows_state: Option<PathBuf>,
     /// What the web view shows, and when it was last rendered.
     board: Option<(Board, Instant)>,
     name: String,
@@ -160,6 +165,7 @@ impl Processor {
             catalog_watch: cfg.catalog_path.clone().map(Watched::new),
             health: None,
             board: None,
+            windows_state: None,
             name: cfg.spec.name.clone(),
             stats: Stats::default(),
         })
@@ -311,6 +317,44 @@ impl Processor {
     }
 
     /// Saves what must outlive the process (the template state).
+    /// For `lookout run`: continues windowed SQL from the state a clean stop left in the
+    /// models directory (`windows.json`, saved with the offsets committed), and removes
+    /// the file: after a crash the input is read again from older offsets, and an older
+    /// window state must not meet it. (Not for replay, whose input is another.)
+    pub fn resume_windows(&mut self, dir: &Path) -> Result<(), String> {
+        self.windows_state = Some(dir.join(WINDOWS_FILE));
+        let path = &dir.join(WINDOWS_FILE);
+        if !path.exists() {
+            return Ok(());
+        }
+        let bad = |e: String| format!("{}: {e}; remove the file to start the windows empty", path.display());
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let states: std::collections::BTreeMap<String, crate::sql::stream::FileState> =
+            serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let n = states.len();
+        self.sql.restore(states).map_err(|e| bad(e.to_string()))?;
+        std::fs::remove_file(path).map_err(|e| bad(e.to_string()))?;
+        tracing::info!(file = %path.display(), files = n, open = self.sql.open_slots(), "SQL windows restored");
+        Ok(())
+    }
+
+    /// Saves the open windows of windowed SQL where [`Processor::resume_windows`] reads
+    /// them, for the next start; called at a clean stop, after the offsets are committed.
+    pub fn save_windows(&mut self) -> Result<(), PipelineError> {
+        let Some(path) = self.windows_state.clone() else {
+            return Ok(());
+        };
+        if !self.sql.has_windows() {
+            return Ok(());
+        }
+        let states = self.sql.checkpoint()?;
+        let text = serde_json::to_string(&states).map_err(|e| PipelineError::State(e.to_string()))?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| PipelineError::State(format!("{}: {e}", path.display())))
+    }
+
     pub fn save_state(&mut self) -> std::io::Result<()> {
         if let Some((path, saved)) = &mut self.templates_state {
             self.miner.lock().unwrap_or_else(|e| e.into_inner()).save(path)?;
@@ -545,6 +589,10 @@ pub async fn run_kafka(
     processor
         .save_state()
         .map_err(|e| PipelineError::State(e.to_string()))?;
+    // Windows match the committed offsets only when every batch was acknowledged.
+    if result.is_ok() {
+        processor.save_windows()?;
+    }
     result.map(|_| processor.stats)
 }
 
