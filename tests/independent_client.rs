@@ -4,18 +4,10 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{broker, repo};
+use common::broker;
 
 fn client(bootstrap: &str, mode: &str) -> serde_json::Value {
-    let out = Command::new("python3")
-        .arg(repo().join("tests/clients/independent_client.py"))
-        .args([bootstrap, mode])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::python_client("independent_client.py", &[bootstrap, mode])
 }
 
 #[test]

@@ -5,18 +5,10 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{broker, python_has, repo};
+use common::{broker, python_has};
 
 fn producer(bootstrap: &str, mode: &str) -> serde_json::Value {
-    let out = Command::new("python3")
-        .arg(repo().join("tests/clients/otlp_producer.py"))
-        .args([bootstrap, mode])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::python_client("otlp_producer.py", &[bootstrap, mode])
 }
 
 #[test]

@@ -376,10 +376,10 @@ pub fn logs(d: LogsData, ctx: &Context) -> Result<Vec<LogRow>, DecodeError> {
 
 pub fn metrics(d: MetricsData, ctx: &Context) -> Result<Vec<MetricRow>, DecodeError> {
     let mut out = Vec::new();
-    for rm in &d.resource_metrics {
+    for rm in d.resource_metrics {
         let o = origin(rm.resource.as_ref());
-        for sm in &rm.scope_metrics {
-            for m in &sm.metrics {
+        for sm in rm.scope_metrics {
+            for m in sm.metrics {
                 let mut push =
                     |name: String, value: f64, ts: u64, attrs: &[KeyValue], extra: Option<(&str, String)>| {
                         let ts = match nanos_to_ms(ts) {
@@ -400,7 +400,12 @@ pub fn metrics(d: MetricsData, ctx: &Context) -> Result<Vec<MetricRow>, DecodeEr
                         Ok::<(), DecodeError>(())
                     };
                 use metric::Data;
-                match &m.data {
+                // an exponential histogram is read as a histogram: count and sum
+                let data = match m.data {
+                    Some(Data::ExponentialHistogram(e)) => Some(Data::Histogram(e.into())),
+                    other => other,
+                };
+                match &data {
                     Some(Data::Gauge(p) | Data::Sum(p)) => {
                         for dp in &p.data_points {
                             let v = match dp.value {
@@ -411,12 +416,7 @@ pub fn metrics(d: MetricsData, ctx: &Context) -> Result<Vec<MetricRow>, DecodeEr
                             push(m.name.clone(), v, dp.time_unix_nano, &dp.attributes, None)?;
                         }
                     }
-                    Some(Data::Histogram(_) | Data::ExponentialHistogram(_)) => {
-                        let h = match m.data.clone() {
-                            Some(Data::ExponentialHistogram(e)) => e.into(),
-                            Some(Data::Histogram(h)) => h,
-                            _ => unreachable!("matched above"),
-                        };
+                    Some(Data::Histogram(h)) => {
                         for dp in &h.data_points {
                             push(
                                 format!("{}_count", m.name),
@@ -457,7 +457,8 @@ pub fn metrics(d: MetricsData, ctx: &Context) -> Result<Vec<MetricRow>, DecodeEr
                             }
                         }
                     }
-                    None => {}
+                    // exponential histograms were turned into histograms above
+                    Some(Data::ExponentialHistogram(_)) | None => {}
                 }
             }
         }
@@ -550,6 +551,39 @@ mod tests {
         assert_eq!(rows.metrics[0].labels, vec![("code".to_string(), "500".to_string())]);
         assert_eq!(rows.metrics[0].service.as_deref(), Some("api"));
         assert!(rows.metrics[5].labels.contains(&("quantile".into(), "0.99".into())));
+    }
+
+    #[test]
+    fn an_exponential_histogram_gives_count_and_sum() {
+        let req = MetricsData {
+            resource_metrics: vec![ResourceMetrics {
+                resource: None,
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "rpc_ms".into(),
+                        data: Some(metric::Data::ExponentialHistogram(ExpHistogramPoints {
+                            data_points: vec![ExpHistogramDataPoint {
+                                attributes: vec![KeyValue {
+                                    key: "route".into(),
+                                    value: Some(AnyValue {
+                                        value: Some(any_value::Value::StringValue("/pay".into())),
+                                    }),
+                                }],
+                                time_unix_nano: 1_544_712_660_300_000_000,
+                                count: 7,
+                                sum: Some(21.0),
+                            }],
+                        })),
+                    }],
+                }],
+            }],
+        };
+        let d = Decoder::new(DecodeConfig::default());
+        let (rows, dead) = d.decode_rows(&[record(Stream::Metrics, &req.encode_to_vec())]);
+        assert!(dead.is_empty(), "{dead:?}");
+        let got: Vec<(&str, f64)> = rows.metrics.iter().map(|m| (m.name.as_str(), m.value)).collect();
+        assert_eq!(got, vec![("rpc_ms_count", 7.0), ("rpc_ms_sum", 21.0)]);
+        assert_eq!(rows.metrics[0].labels, vec![("route".to_string(), "/pay".to_string())]);
     }
 
     #[test]

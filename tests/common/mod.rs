@@ -201,3 +201,19 @@ pub fn while_lookout_runs<T>(
     let _ = Command::new("kill").args(["-TERM", &lookout.id().to_string()]).status();
     (out, lookout.wait().expect("lookout exits"))
 }
+
+/// Runs one of the independent Python clients in `tests/clients/` with its arguments and
+/// returns the JSON object it prints.
+pub fn python_client(script: &str, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new("python3")
+        .arg(repo().join("tests/clients").join(script))
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the client prints one JSON object")
+}
