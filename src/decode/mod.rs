@@ -153,15 +153,25 @@ fn merge(first: Timed, second: Timed) -> Timed {
     rows.events.extend(r2.events);
     dead.extend(d2);
     for t in t2 {
-        match times
-            .iter_mut()
-            .find(|p| p.stream == t.stream && p.partition == t.partition && p.topic == t.topic)
-        {
-            Some(p) => p.newest = p.newest.max(t.newest),
-            None => times.push(t),
-        }
+        note_time(&mut times, t.stream, &t.topic, t.partition, t.newest);
     }
     (rows, dead, times)
+}
+
+/// Keeps the newest event time of a partition (a batch holds a few partitions).
+fn note_time(times: &mut Vec<PartitionTime>, stream: Stream, topic: &str, partition: i32, ts: i64) {
+    match times
+        .iter_mut()
+        .find(|p| p.stream == stream && p.partition == partition && p.topic == topic)
+    {
+        Some(p) => p.newest = p.newest.max(ts),
+        None => times.push(PartitionTime {
+            stream,
+            topic: topic.to_string(),
+            partition,
+            newest: ts,
+        }),
+    }
 }
 
 /// What decoding one poll batch gives.
@@ -236,19 +246,7 @@ impl Decoder {
             let before = rows.len_of(r.stream);
             let decoded = self.decode_one(r, &mut rows);
             if let Some(t) = rows.newest_since(r.stream, before) {
-                let m = &r.meta;
-                match times
-                    .iter_mut()
-                    .find(|p| p.stream == r.stream && p.partition == m.partition && p.topic == m.topic)
-                {
-                    Some(p) => p.newest = p.newest.max(t),
-                    None => times.push(PartitionTime {
-                        stream: r.stream,
-                        topic: m.topic.clone(),
-                        partition: m.partition,
-                        newest: t,
-                    }),
-                }
+                note_time(&mut times, r.stream, &r.meta.topic, r.meta.partition, t);
             }
             if let Err(e) = decoded {
                 dead.push(DeadLetter::new(

@@ -1,6 +1,6 @@
 //! What the live web view shows: the latest state of open and recent incidents, the
 //! series that had anomalies with their recent points, and the pipeline's counters,
-//! kept from the messages the pipeline publishes and served as `/api/state`.
+//! kept from what the pipeline publishes and served as `/api/state`.
 //!
 //! Bounded: at most [`MAX_INCIDENTS`] incidents (open ones first, then the most recently
 //! updated) and [`MAX_SERIES`] series of [`MAX_MARKS`] anomalies each.
@@ -8,8 +8,6 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::{json, Value};
-
-use crate::sink::{Message, Topic};
 
 pub const MAX_INCIDENTS: usize = 40;
 pub const MAX_SERIES: usize = 24;
@@ -34,25 +32,24 @@ pub struct Board {
 }
 
 impl Board {
-    /// Takes the messages of one batch; true when something shown changed.
-    pub fn take(&mut self, messages: &[Message]) -> bool {
+    /// Takes one batch's incident updates and anomalies (the JSON the pipeline
+    /// publishes); true when something shown changed.
+    pub fn take<'a>(
+        &mut self,
+        incidents: impl Iterator<Item = &'a Value>,
+        anomalies: impl Iterator<Item = &'a Value>,
+    ) -> bool {
         let mut changed = false;
-        for m in messages {
-            if !matches!(m.topic, Topic::Incidents | Topic::Anomalies) {
-                continue;
-            }
-            let Ok(v) = serde_json::from_slice::<Value>(&m.payload) else {
-                continue;
-            };
+        for v in incidents {
             self.tick += 1;
             changed = true;
-            match m.topic {
-                Topic::Incidents => {
-                    let id = v["incident_id"].as_str().unwrap_or_default().to_string();
-                    self.incidents.insert(id, (self.tick, v));
-                }
-                _ => self.mark(&v),
-            }
+            let id = v["incident_id"].as_str().unwrap_or_default().to_string();
+            self.incidents.insert(id, (self.tick, v.clone()));
+        }
+        for a in anomalies {
+            self.tick += 1;
+            changed = true;
+            self.mark(a);
         }
         if self.incidents.len() > MAX_INCIDENTS {
             // drop the resolved ones updated longest ago, then the oldest
@@ -149,24 +146,28 @@ impl Board {
 mod tests {
     use super::*;
 
-    fn incident(id: &str, status: &str) -> Message {
-        Message::json(
-            Topic::Incidents,
-            Some(id.into()),
-            &json!({"incident_id": id, "status": status}),
-        )
+    fn incident(id: &str, status: &str) -> Value {
+        json!({"incident_id": id, "status": status})
+    }
+
+    fn take(b: &mut Board, incidents: &[Value], anomalies: &[Value]) -> bool {
+        b.take(incidents.iter(), anomalies.iter())
     }
 
     #[test]
     fn keeps_the_latest_state_open_incidents_first_and_bounded() {
         let mut b = Board::default();
-        assert!(!b.take(&[]));
-        assert!(b.take(&[incident("a", "open"), incident("a", "resolved"), incident("b", "open")]));
+        assert!(!take(&mut b, &[], &[]));
+        assert!(take(
+            &mut b,
+            &[incident("a", "open"), incident("a", "resolved"), incident("b", "open")],
+            &[]
+        ));
         let state: Value = serde_json::from_str(&b.render(json!({}), &[])).unwrap();
         assert_eq!(state["incidents"][0]["incident_id"], "b");
         assert_eq!(state["incidents"][1]["status"], "resolved");
         for i in 0..100 {
-            b.take(&[incident(&format!("r{i}"), "resolved")]);
+            take(&mut b, &[incident(&format!("r{i}"), "resolved")], &[]);
         }
         assert_eq!(b.incidents.len(), MAX_INCIDENTS);
         assert!(b.incidents.contains_key("b"), "open incidents stay");
@@ -175,14 +176,8 @@ mod tests {
     #[test]
     fn anomalies_mark_their_series() {
         let mut b = Board::default();
-        let a = |v: f64| {
-            Message::json(
-                Topic::Anomalies,
-                None,
-                &json!({"signal": "latency", "series": {"service": "api", "host": null}, "ts": "t", "value": v, "score": 0.9}),
-            )
-        };
-        b.take(&[a(1.0), a(2.0)]);
+        let a = |v: f64| json!({"signal": "latency", "series": {"service": "api", "host": null}, "ts": "t", "value": v, "score": 0.9});
+        take(&mut b, &[], &[a(1.0), a(2.0)]);
         assert_eq!(b.series_keys(), vec![("latency".into(), "api".into(), String::new())]);
         let state: Value = serde_json::from_str(&b.render(json!({}), &[vec![(1, 5.0)]])).unwrap();
         assert_eq!(state["signals"][0]["anomalies"].as_array().unwrap().len(), 2);

@@ -120,6 +120,20 @@ mod tests {
             "{metrics}"
         );
         assert!(metrics.contains("\nlookout_open_incidents 2\n"), "{metrics}");
+        // the batch histogram's buckets are cumulative
+        health.observe_batch(0.02);
+        health.observe_batch(3.0);
+        health.set_lag(vec![("logs".into(), 1, 42)]);
+        let metrics = get(addr, "GET /metrics HTTP/1.1\r\n\r\n");
+        for line in [
+            "lookout_batch_duration_seconds_bucket{le=\"0.01\"} 0\n",
+            "lookout_batch_duration_seconds_bucket{le=\"0.025\"} 1\n",
+            "lookout_batch_duration_seconds_bucket{le=\"5\"} 2\n",
+            "lookout_batch_duration_seconds_count 2\n",
+            "lookout_consumer_lag_records{topic=\"logs\",partition=\"1\"} 42\n",
+        ] {
+            assert!(metrics.contains(line), "{line}{metrics}");
+        }
         assert!(
             metrics.contains("\nlookout_model_loaded{model=\"service_signals\"} 0\n"),
             "{metrics}"

@@ -248,6 +248,12 @@ impl Health {
             "Records not yet consumed, per input partition (from librdkafka statistics, every 5 s).",
             &lag,
         );
+        metric(
+            "lookout_ready",
+            "gauge",
+            "1 once models are loaded and the first batch is processed.",
+            &[("", if self.ready() { 1.0 } else { 0.0 })],
+        );
         {
             let h = self.batches.lock().unwrap_or_else(|e| e.into_inner());
             let name = "lookout_batch_duration_seconds";
@@ -264,18 +270,6 @@ impl Health {
             let _ = writeln!(out, "{name}_sum {}", h.sum);
             let _ = writeln!(out, "{name}_count {}", h.count);
         }
-        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, f64)]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(out, "{name}{labels} {v}");
-            }
-        };
-        metric(
-            "lookout_ready",
-            "gauge",
-            "1 once models are loaded and the first batch is processed.",
-            &[("", if self.ready() { 1.0 } else { 0.0 })],
-        );
         out
     }
 }

@@ -138,7 +138,7 @@ pub struct Processor {
     /// Where open SQL windows are saved at a clean stop (`lookout run` on Kafka).
     windows_state: Option<PathBuf>,
     /// What the web view shows, and when it was last rendered.
-    board: Option<(Board, Instant)>,
+    board: Option<BoardState>,
     name: String,
     pub stats: Stats,
 }
@@ -187,15 +187,20 @@ impl Processor {
     /// Publishes a snapshot into `health` after every batch (metrics and readiness).
     pub fn report_to(&mut self, health: Arc<Health>) {
         self.health = Some(health);
-        self.board = Some((Board::default(), Instant::now()));
+        self.board = Some(BoardState {
+            board: Board::default(),
+            rendered: Instant::now(),
+            changed: true,
+        });
     }
 
     /// Publishes the snapshot for `/metrics` and, when something changed (or a second
     /// passed), the web view's state.
-    fn publish_health(&mut self, out: &[Message]) {
-        if let (Some(h), Some((board, rendered))) = (&self.health, &mut self.board) {
-            if board.take(out) || rendered.elapsed() >= std::time::Duration::from_secs(1) {
-                let points: Vec<Vec<(i64, f64)>> = board
+    fn publish_health(&mut self) {
+        if let (Some(h), Some(b)) = (&self.health, &mut self.board) {
+            if b.changed || b.rendered.elapsed() >= std::time::Duration::from_secs(1) {
+                let points: Vec<Vec<(i64, f64)>> = b
+                    .board
                     .series_keys()
                     .iter()
                     .map(|k| self.detectors.recent_points(k))
@@ -214,8 +219,9 @@ impl Processor {
                     "late_records": t.late_records,
                     "watermark": (self.watermark > i64::MIN).then(|| crate::decode::time::format_ms(self.watermark)),
                 });
-                h.set_board(board.render(counters, &points));
-                *rendered = Instant::now();
+                h.set_board(b.board.render(counters, &points));
+                b.rendered = Instant::now();
+                b.changed = false;
             }
         }
         if let Some(h) = &self.health {
@@ -443,7 +449,7 @@ impl Processor {
         detections.anomalies.append(&mut log_detections.anomalies);
         let mut out: Vec<Message> = d.dead_letters.iter().map(Message::dead_letter).collect();
         out.extend(self.conclude(sql, detections, &d.events, &mut clock));
-        self.publish_health(&out);
+        self.publish_health();
         Ok(out)
     }
 
@@ -455,7 +461,7 @@ impl Processor {
         self.stats.time.sql += lap(&mut clock);
         let empty = RecordBatch::new_empty(crate::decode::Stream::Events.schema());
         let out = self.conclude(sql, Detections::default(), &empty, &mut clock);
-        self.publish_health(&out);
+        self.publish_health();
         Ok(out)
     }
 
@@ -499,9 +505,22 @@ impl Processor {
                 .iter()
                 .map(|u| Message::json(Topic::Incidents, Some(u.incident_id.clone()), &u.json)),
         );
+        if let Some(b) = &mut self.board {
+            b.changed |= b
+                .board
+                .take(updates.iter().map(|u| &u.json), detections.anomalies.iter());
+        }
         self.stats.time.correlation += lap(clock);
         out
     }
+}
+
+/// The web view's state and when it was last rendered for `/api/state`.
+struct BoardState {
+    board: Board,
+    rendered: Instant,
+    /// Incidents or anomalies arrived since.
+    changed: bool,
 }
 
 fn modified(p: &Path) -> Option<SystemTime> {

@@ -82,18 +82,9 @@ impl WindowedFile {
                 "the windowed GROUP BY must read rows, not another aggregate; make that a view or signal".into(),
             );
         }
-        let keep_default = match window_of(agg.group_expr.iter().find(|g| window_of(g).is_some()).expect("found")) {
-            Some(Ok((WindowKind::Tumble { size } | WindowKind::Hop { size, .. }, _))) => size,
-            _ => 0,
-        };
         let state = ctx.state();
-        let window = Windowed::new(
-            &agg,
-            &state,
-            file.header.late,
-            file.keep_closed_ms.unwrap_or(keep_default),
-        )?
-        .expect("the aggregate has a window");
+        let window =
+            Windowed::new(&agg, &state, file.header.late, file.keep_closed_ms)?.expect("the aggregate has a window");
         if file.header.for_windows.is_some() && matches!(window.kind, WindowKind::Session { .. }) {
             return Err("for_windows counts fixed windows; sessions have no sequence".into());
         }

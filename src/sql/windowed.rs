@@ -125,11 +125,13 @@ pub struct Windowed {
 
 impl Windowed {
     /// The windowed aggregation of `agg`, or `Ok(None)` when its GROUP BY has no window.
+    /// `keep_closed`: how long closed windows take late rows with `late = "update"`
+    /// (default: one window; sessions none).
     pub fn new(
         agg: &Aggregate,
         state: &SessionState,
         late: LatePolicy,
-        keep_closed: i64,
+        keep_closed: Option<i64>,
     ) -> Result<Option<Windowed>, String> {
         let mut window = None;
         let mut keys = Vec::new();
@@ -199,7 +201,10 @@ impl Windowed {
             converter,
             out_schema: Arc::new(agg.schema.as_arrow().clone()),
             late,
-            keep_closed,
+            keep_closed: keep_closed.unwrap_or(match kind {
+                WindowKind::Tumble { size } | WindowKind::Hop { size, .. } => size,
+                WindowKind::Session { .. } => 0,
+            }),
             slots: Vec::new(),
             index: HashMap::new(),
             sessions: HashMap::new(),
