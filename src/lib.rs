@@ -17,7 +17,11 @@
 //!        ▼
 //! alerts + changes → incidents                    correlate/ dedup, grouping, lifecycle, explanations
 //!        ▼
-//! incidents · anomalies · dead letters            sink/      Kafka producer, JSON-lines files, stdout
+//! trend reports: levels, forecasts, thresholds,   report/    per period on event time;
+//! incident analytics (MTTD/MTTR, noise, types)               `lookout report`, `forecast-quality`
+//!        ▼
+//! incidents · anomalies · trend reports · dead    sink/      Kafka producer, JSON-lines files, stdout
+//! letters
 //! ```
 //!
 //! `observe/` serves what operators watch: Prometheus metrics, health and readiness.
@@ -35,6 +39,7 @@ pub mod logs;
 pub mod model;
 pub mod observe;
 pub mod pipeline;
+pub mod report;
 pub mod sink;
 pub mod source;
 pub mod sql;

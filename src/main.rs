@@ -67,6 +67,14 @@ enum Command {
     /// Score the default detector on the Numenta Anomaly Benchmark: the standard,
     /// reward-low-FP and reward-low-FN scores with thresholds optimised over the data given.
     Nab(NabArgs),
+    /// Measure the trend reports' forecaster on series with a known future (NAB, and the
+    /// memory leaks of the scenarios) against the seasonal-naive forecast, as MASE, and
+    /// print a table.
+    ForecastQuality(ForecastQualityArgs),
+    /// Render trend reports for people: the latest period as a terminal table, and with
+    /// --html one self-contained page with charts (levels, forecast bands, thresholds,
+    /// incident counts) that needs no network to view.
+    Report(ReportArgs),
     /// Fit a pipeline's models from recorded input into MODELS/<pipeline name>/: the log
     /// template state, the log-pattern model (k-means on template counts per minute), the
     /// series detectors warmed on the input, and the service-signals model (k-means on a
@@ -163,6 +171,41 @@ struct NabArgs {
     /// Set a detector parameter, e.g. `--set decay=0.99` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// A JSON-lines file of trend reports (what `replay` writes as *.trend-reports.jsonl).
+    #[arg(long, required_unless_present = "topic", conflicts_with = "topic")]
+    input: Option<PathBuf>,
+    /// Read the reports from this Kafka topic instead (from its beginning to its end).
+    #[arg(long, requires = "brokers")]
+    topic: Option<String>,
+    /// Kafka bootstrap servers, for --topic.
+    #[arg(long)]
+    brokers: Option<String>,
+    /// A librdkafka setting for --topic, e.g. `security.protocol=SSL` (repeatable).
+    #[arg(long = "kafka", value_name = "KEY=VALUE")]
+    kafka: Vec<String>,
+    /// The period length to show (default: the shortest there is).
+    #[arg(long)]
+    period: Option<String>,
+    /// Also write the HTML page here.
+    #[arg(long)]
+    html: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ForecastQualityArgs {
+    /// NAB's directory (data/<category>/*.csv, labels/combined_windows.json).
+    #[arg(long, default_value = "../shared/data/nab")]
+    nab: PathBuf,
+    /// A directory of scenarios (each with truth.json and metrics.jsonl).
+    #[arg(long, default_value = "../shared/data/scenarios")]
+    scenarios: PathBuf,
+    /// Print the rows as JSON lines instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -349,6 +392,8 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
         Command::Detect(a) => detect(a),
         Command::Bench(a) => bench(a).await,
         Command::Nab(a) => nab(a),
+        Command::ForecastQuality(a) => forecast_quality(a),
+        Command::Report(a) => report(a),
     }
 }
 
@@ -420,6 +465,63 @@ fn detect(a: DetectArgs) -> Result<(), Failure> {
         m.save(path)
             .map_err(|e| Failure(1, format!("{}: {e}", path.display())))?;
         eprintln!("saved the detector after {} points to {}", ts.len(), path.display());
+    }
+    Ok(())
+}
+
+fn report(a: ReportArgs) -> Result<(), Failure> {
+    use lookout::report::render;
+    let lines: Vec<(String, Vec<u8>)> = match (&a.input, &a.topic) {
+        (Some(path), _) => std::fs::read(path)
+            .map_err(|e| usage(format!("{}: {e}", path.display())))?
+            .split(|b| *b == b'\n')
+            .enumerate()
+            .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+            .map(|(i, l)| (format!("{}:{}", path.display(), i + 1), l.to_vec()))
+            .collect(),
+        (None, Some(topic)) => {
+            let mut client = ClientConfig::new();
+            client.set("bootstrap.servers", a.brokers.clone().unwrap_or_default());
+            for kv in &a.kafka {
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| usage(format!("--kafka {kv}: expected KEY=VALUE")))?;
+                client.set(k.trim(), v.trim());
+            }
+            lookout::source::kafka::read_topic(&client, topic, std::time::Duration::from_secs(30))?
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| (format!("{topic} message {}", i + 1), m))
+                .collect()
+        }
+        (None, None) => return Err(usage("give --input or --topic")),
+    };
+    let mut reports = Vec::with_capacity(lines.len());
+    for (at, l) in &lines {
+        let v: serde_json::Value =
+            serde_json::from_slice(l).map_err(|e| Failure(2, format!("{at}: not a JSON report: {e}")))?;
+        reports.push(v);
+    }
+    let picked = render::Reports::pick(&reports, a.period.as_deref()).map_err(|e| Failure(2, e))?;
+    print!("{}", render::table(&picked));
+    if let Some(path) = &a.html {
+        std::fs::write(path, render::html(&picked)).map_err(|e| format!("{}: {e}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn forecast_quality(a: ForecastQualityArgs) -> Result<(), Failure> {
+    use lookout::report::quality;
+    let corpus = lookout::model::nab::Corpus::load(&a.nab).map_err(usage)?;
+    let mut rows = quality::nab(&corpus);
+    rows.extend(quality::leaks(&a.scenarios).map_err(usage)?);
+    if a.json {
+        for r in &rows {
+            println!("{}", serde_json::to_string(r)?);
+        }
+    } else {
+        print!("{}", quality::table(&rows));
     }
     Ok(())
 }
@@ -747,11 +849,13 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
     let producer_task = if embedded {
         println!("Lookout embedded default: Kafka-protocol broker on {bootstrap}");
         println!(
-            "  topics: {} {} {} in; {} {} out (read them with any Kafka client)",
+            "  topics: {} {} {} in; {} {} {} {} out (read them with any Kafka client)",
             cfg.spec.sources.logs.topic,
             cfg.spec.sources.metrics.topic,
             cfg.spec.sources.events.topic,
             cfg.spec.sinks.incidents,
+            cfg.spec.sinks.anomalies,
+            cfg.spec.sinks.trend_reports,
             cfg.spec.sinks.dead_letters
         );
         println!("  scenario: 7 services, a bad deploy and a cache saturation every simulated hour, at {} simulated min/s; Ctrl-C stops", a.speed);
@@ -777,7 +881,7 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
     let quiet = a.quiet;
     let mut print = move |m: &sink::Message| {
         if !quiet {
-            if let Some(line) = describe_incident(m) {
+            if let Some(line) = describe_incident(m).or_else(|| lookout::report::render::describe(m)) {
                 println!("{line}");
             }
         }
@@ -836,18 +940,23 @@ async fn replay_one(a: &ReplayArgs, dir: &Path, on_publish: pipeline::OnPublish<
         FileSource::open(&a.input, a.stream.map(Stream::from), cfg.spec.batch.max_records).map_err(usage)?;
     let mut paths = BTreeMap::new();
     let output = a.output.clone().filter(|_| dir == a.pipeline);
-    let (dead, anomalies) = match &output {
+    let (dead, anomalies, trends) = match &output {
         Some(out) => (
             a.dead_letters.clone().unwrap_or_else(|| sibling(out, "dead-letters")),
             sibling(out, "anomalies"),
+            sibling(out, "trend-reports"),
         ),
-        None => (PathBuf::from("(not written)"), PathBuf::from("(not written)")),
+        None => {
+            let none = PathBuf::from("(not written)");
+            (none.clone(), none.clone(), none)
+        }
     };
     if let Some(out) = &output {
         paths.insert(Topic::Incidents, out.clone());
         if out != Path::new("-") {
             paths.insert(Topic::DeadLetters, dead.clone());
             paths.insert(Topic::Anomalies, anomalies.clone());
+            paths.insert(Topic::TrendReports, trends.clone());
         }
     }
     let mut sink = Sink::Files(sink::file::FileSink::new(&paths)?);
@@ -885,6 +994,7 @@ async fn replay_one(a: &ReplayArgs, dir: &Path, on_publish: pipeline::OnPublish<
                 "incident_updates": stats.incident_updates,
                 "anomalies": stats.anomalies,
                 "dead_letters": stats.dead_letters,
+                "trend_reports": stats.trend_reports,
                 "late_records": stats.late_records,
                 "dropped_series": stats.dropped_series,
                 "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
@@ -895,7 +1005,7 @@ async fn replay_one(a: &ReplayArgs, dir: &Path, on_publish: pipeline::OnPublish<
         return Ok(());
     }
     eprintln!(
-        "{}: replayed {} records ({} logs: {} templates, {} evicted; {} metrics, {} events) in {:.1} s: {} incident updates, {} anomalies ({}), {} dead letters ({})",
+        "{}: replayed {} records ({} logs: {} templates, {} evicted; {} metrics, {} events) in {:.1} s: {} incident updates, {} anomalies ({}), {} trend reports ({}), {} dead letters ({})",
         dir.display(),
         stats.records_in,
         stats.logs,
@@ -907,6 +1017,8 @@ async fn replay_one(a: &ReplayArgs, dir: &Path, on_publish: pipeline::OnPublish<
         stats.incident_updates,
         stats.anomalies,
         anomalies.display(),
+        stats.trend_reports,
+        trends.display(),
         stats.dead_letters,
         dead.display()
     );

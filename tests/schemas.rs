@@ -35,8 +35,9 @@ fn golden_outputs_of_every_pipeline_validate() {
         let f = f.unwrap().path().display().to_string();
         args.push(format!("incidents={f}"));
         args.push(format!("anomalies={f}"));
+        args.push(format!("trend-reports={f}"));
     }
-    assert!(args.len() >= 10, "a golden output per pipeline");
+    assert!(args.len() >= 15, "a golden output per pipeline");
     let (ok, text) = validate(&args);
     assert!(ok, "{text}");
     assert!(!text.contains("incidents: 0 valid"), "{text}");
@@ -84,8 +85,10 @@ fn a_replay_and_its_dead_letters_validate() {
     let (ok, text) = validate(&[
         format!("incidents={}", out.display()),
         format!("anomalies={}", tmp.path().join("p1.anomalies.jsonl").display()),
+        format!("trend-reports={}", tmp.path().join("p1.trend-reports.jsonl").display()),
     ]);
     assert!(ok, "{text}");
+    assert!(!text.contains("trend-reports: 0 valid"), "{text}");
 }
 
 /// The check can fail: an incident without its id, or with an unknown status, does not

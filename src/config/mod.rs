@@ -70,6 +70,8 @@ pub struct PipelineToml {
     pub log_anomalies: crate::logs::LogAnomalyConfig,
     #[serde(default)]
     pub windows: Windows,
+    #[serde(default)]
+    pub trends: crate::report::TrendConfig,
 }
 
 /// `[windows]`: event-time progress for windowed SQL.
@@ -490,6 +492,7 @@ impl PipelineConfig {
                 return Err(invalid(format!("correlation.maintenance[{i}]: name services or hosts")));
             }
         }
+        spec.trends.validate().map_err(invalid)?;
         if spec.batch.max_records == 0 {
             return Err(invalid("batch.max_records must be at least 1".into()));
         }

@@ -32,6 +32,7 @@ use crate::model::services::ServiceSignalModel;
 use crate::model::{Detections, SignalDetectors};
 use crate::observe::board::Board;
 use crate::observe::{Health, Snapshot};
+use crate::report::Trends;
 use crate::sink::{Message, Sink, SinkError, Topic};
 use crate::source::file::FileSource;
 use crate::source::kafka::KafkaSource;
@@ -86,6 +87,8 @@ pub struct Stats {
     pub window_corrections: u64,
     /// Points of SQL signals handed to the detectors.
     pub signal_points: u64,
+    /// Trend report messages published.
+    pub trend_reports: u64,
     /// Where processing time went.
     pub time: StageTimes,
 }
@@ -139,6 +142,10 @@ pub struct Processor {
     windows_state: Option<PathBuf>,
     /// What the web view shows, and when it was last rendered.
     board: Option<BoardState>,
+    /// Trend reports (None when `[trends] enabled = false`).
+    trends: Option<Trends>,
+    /// Event time up to which trend periods may close: the oldest active input.
+    trend_mark: Option<i64>,
     name: String,
     pub stats: Stats,
 }
@@ -166,6 +173,16 @@ impl Processor {
             health: None,
             board: None,
             windows_state: None,
+            trends: match cfg.spec.trends.enabled {
+                true => Some(Trends::new(&cfg.spec.trends).map_err(|message| {
+                    BuildError::Config(crate::config::ConfigError::Invalid {
+                        file: cfg.dir.join("pipeline.toml").display().to_string(),
+                        message,
+                    })
+                })?),
+                false => None,
+            },
+            trend_mark: None,
             name: cfg.spec.name.clone(),
             stats: Stats::default(),
         })
@@ -435,6 +452,15 @@ impl Processor {
         for p in &d.partitions {
             self.marks.observe(p.stream, &p.topic, p.partition, p.newest, now);
         }
+        if let Some(t) = &mut self.trends {
+            t.observe_metrics(&d.metrics);
+            t.observe_events(&d.events);
+            use crate::decode::Stream;
+            self.trend_mark = self
+                .marks
+                .for_streams(&[Stream::Logs, Stream::Metrics, Stream::Events], 0, now)
+                .or(self.trend_mark);
+        }
         self.stats.time.templates += lap(&mut clock);
         let sql = if d.rows() > 0 || self.sql.has_windows() {
             self.sql
@@ -448,7 +474,7 @@ impl Processor {
         detections.alerts.append(&mut log_detections.alerts);
         detections.anomalies.append(&mut log_detections.anomalies);
         let mut out: Vec<Message> = d.dead_letters.iter().map(Message::dead_letter).collect();
-        out.extend(self.conclude(sql, detections, &d.events, &mut clock));
+        out.extend(self.conclude(sql, detections, &d.events, &mut clock, false));
         self.publish_health();
         Ok(out)
     }
@@ -460,19 +486,21 @@ impl Processor {
         let sql = self.sql.flush(self.watermark).await?;
         self.stats.time.sql += lap(&mut clock);
         let empty = RecordBatch::new_empty(crate::decode::Stream::Events.schema());
-        let out = self.conclude(sql, Detections::default(), &empty, &mut clock);
+        let out = self.conclude(sql, Detections::default(), &empty, &mut clock, true);
         self.publish_health();
         Ok(out)
     }
 
     /// From SQL's alerts and signal points, the detectors' findings and the batch's
-    /// events to the anomaly and incident messages.
+    /// events to the anomaly, incident and trend-report messages (`finish`: the input
+    /// has ended, every trend period closes).
     fn conclude(
         &mut self,
         sql: SqlOutput,
         mut detections: Detections,
         events: &RecordBatch,
         clock: &mut Instant,
+        finish: bool,
     ) -> Vec<Message> {
         let mut alerts = sql.alerts;
         self.stats.rule_alerts += alerts.len() as u64;
@@ -488,10 +516,28 @@ impl Processor {
         self.stats.time.detectors += lap(clock);
         let (external, changes) = correlate::alert::from_events(events);
         alerts.extend(external);
+        if let Some(t) = &mut self.trends {
+            t.observe_points(&sql.points);
+            t.observe_alerts(&alerts);
+        }
         let mut updates = self.correlator.ingest(alerts, changes);
         if self.watermark > i64::MIN {
             updates.extend(self.correlator.advance(self.watermark));
         }
+        let reports = match &mut self.trends {
+            Some(t) => {
+                for u in &updates {
+                    t.observe_incident(&u.json);
+                }
+                match (finish, self.trend_mark) {
+                    (true, _) => t.finish(),
+                    (false, Some(mark)) => t.advance(mark),
+                    (false, None) => Vec::new(),
+                }
+            }
+            None => Vec::new(),
+        };
+        self.stats.trend_reports += reports.len() as u64;
         self.stats.incident_updates += updates.len() as u64;
         let mut out = Vec::new();
         out.extend(
@@ -504,6 +550,11 @@ impl Processor {
             updates
                 .iter()
                 .map(|u| Message::json(Topic::Incidents, Some(u.incident_id.clone()), &u.json)),
+        );
+        out.extend(
+            reports
+                .iter()
+                .map(|r| Message::json(Topic::TrendReports, r["report_id"].as_str().map(str::to_string), r)),
         );
         if let Some(b) = &mut self.board {
             b.changed |= b

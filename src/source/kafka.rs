@@ -182,3 +182,47 @@ impl KafkaSource {
         }
     }
 }
+
+/// Reads every message of `topic` from the beginning up to the end it had when asked
+/// (each partition's high watermark), without a consumer group: what `lookout report
+/// --topic` shows. Gives up after `timeout` with what it read.
+pub fn read_topic(client: &ClientConfig, topic: &str, timeout: Duration) -> Result<Vec<Vec<u8>>, SourceError> {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::{Offset, TopicPartitionList};
+    let mut cfg = client.clone();
+    cfg.set("group.id", "lookout-report")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    let consumer: BaseConsumer = cfg.create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut ends = HashMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+        for p in t.partitions() {
+            let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+            if high > low {
+                ends.insert(p.id(), high);
+                tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if ends.is_empty() {
+        return Ok(out);
+    }
+    consumer.assign(&tpl)?;
+    let deadline = std::time::Instant::now() + timeout;
+    while !ends.is_empty() && std::time::Instant::now() < deadline {
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m?;
+        if let Some(p) = m.payload() {
+            out.push(p.to_vec());
+        }
+        if ends.get(&m.partition()).is_some_and(|&end| m.offset() + 1 >= end) {
+            ends.remove(&m.partition());
+        }
+    }
+    Ok(out)
+}

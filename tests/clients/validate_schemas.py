@@ -3,7 +3,7 @@ jsonschema, not Lookout's code).
 
     python3 validate_schemas.py SCHEMA_DIR TOPIC=FILE [TOPIC=FILE ...]
 
-TOPIC is incidents, anomalies or dead-letters; FILE holds one JSON message per line, or
+TOPIC is incidents, anomalies, trend-reports or dead-letters; FILE holds one JSON message per line, or
 `topic<TAB>json` lines (the golden outputs), of which only that topic's are read.
 Prints `TOPIC: N valid` per file; exits 1 at the first invalid message, saying why.
 """
@@ -12,7 +12,12 @@ import sys
 
 import jsonschema
 
-SCHEMAS = {"incidents": "incident.v1", "anomalies": "anomaly.v1", "dead-letters": "dead_letter.v1"}
+SCHEMAS = {
+    "incidents": "incident.v1",
+    "anomalies": "anomaly.v1",
+    "trend-reports": "trend_report.v1",
+    "dead-letters": "dead_letter.v1",
+}
 
 
 def main():
