@@ -257,3 +257,39 @@ fn the_forecaster_beats_seasonal_naive_on_most_series() {
         rows.len()
     );
 }
+
+/// Over the three public days, certificate expiries (one a day in the truth: api-gateway,
+/// auth, cart) come out as a recurring type of two or more incidents, named by what
+/// they share.
+#[test]
+fn recurring_incident_types_over_three_days() {
+    let Some(shared) = shared() else { return };
+    let s = shared.join("data/scenarios");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("all.jsonl");
+    let mut args = vec!["replay".to_string(), "--quiet".into(), "--input".into()];
+    for p in ["public-1", "public-2", "public-3"] {
+        args.push(s.join(p).display().to_string());
+    }
+    args.extend([
+        "--catalog".into(),
+        s.join("public-1/catalog.json").display().to_string(),
+        "--output".into(),
+        out.display().to_string(),
+    ]);
+    let (code, _, err) = lookout(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(tmp.path().join("all.trend-reports.jsonl")).unwrap();
+    let last_day = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .rfind(|r| r["report_id"] == "1d/2025-03-06T00:00:00.000Z/operations")
+        .unwrap();
+    let recurring = last_day["operations"]["recurring"].as_array().unwrap().clone();
+    let cert = recurring
+        .iter()
+        .find(|c| c["alerts"].to_string().contains("SSLCertExpired"))
+        .unwrap_or_else(|| panic!("no certificate type among {recurring:?}"));
+    assert!(cert["incidents"].as_u64().unwrap() >= 2, "{cert}");
+    assert!(cert["services"].as_array().unwrap().len() >= 2, "{cert}");
+}

@@ -74,7 +74,7 @@ pub struct Ledger {
 /// `error ratio # on web-#`, so one rule's notifications are one source.
 pub fn title_shape(title: &str) -> String {
     static NUM: std::sync::LazyLock<regex::Regex> =
-        std::sync::LazyLock::new(|| regex::Regex::new(r"\b\d+(\.\d+)?\b").expect("static regex"));
+        std::sync::LazyLock::new(|| regex::Regex::new(r"\b\d+(\.\d+)?").expect("static regex"));
     NUM.replace_all(title, "#").into_owned()
 }
 
@@ -161,14 +161,16 @@ impl Ledger {
             .iter()
             .filter_map(|a| a["fingerprint"].as_str().map(str::to_string))
             .collect();
+        // the alert's own service is blanked too, so one kind of failure on two
+        // services has one shape
         t.kinds = alerts
             .iter()
             .map(|a| {
-                format!(
-                    "{}: {}",
-                    a["source"].as_str().unwrap_or(""),
-                    title_shape(a["title"].as_str().unwrap_or(""))
-                )
+                let mut title = a["title"].as_str().unwrap_or("").to_string();
+                if let Some(svc) = a["service"].as_str().filter(|s| !s.is_empty()) {
+                    title = title.replace(svc, "*");
+                }
+                format!("{}: {}", a["source"].as_str().unwrap_or(""), title_shape(&title))
             })
             .collect();
         let pending = std::mem::take(&mut self.pending_acks);
@@ -422,6 +424,14 @@ mod tests {
         assert_eq!(r["noise_reduction"], Value::Null);
         assert_eq!(r["mtta_s"], Value::Null);
         assert_eq!(r["mtta_note"], "no acknowledgements in this period");
+    }
+
+    #[test]
+    fn title_shapes_blank_numbers_but_not_names() {
+        assert_eq!(
+            title_shape("p95 latency 0.08s above 1.5s on web-12"),
+            "p95 latency #s above #s on web-#"
+        );
     }
 
     #[test]
