@@ -66,6 +66,32 @@ pub struct TrendConfig {
     /// Thresholds whose crossing the reports forecast (capacity, error objectives).
     #[serde(default)]
     pub thresholds: Vec<Threshold>,
+    /// Error budgets: how much of each is spent and when it runs out at the current burn.
+    #[serde(default)]
+    pub budgets: Vec<Budget>,
+}
+
+/// An error budget on a service's error-ratio series: `1 − objective` of the window may
+/// fail. Spent is the mean ratio over the window's kept periods times their time; the
+/// burn rate is this period's ratio over `1 − objective` (1 spends the budget exactly
+/// in the window). Unweighted by traffic: each period counts by its time.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// The error-ratio metric or SQL signal (values 0..1).
+    pub metric: String,
+    /// The objective, e.g. 0.999 for 99.9% good.
+    pub objective: f64,
+    /// The objective's window: `30d`, `7d`, `28d`...
+    #[serde(default = "default_budget_window")]
+    pub window: String,
+    /// What it is, for people (default: `metric objective`).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+fn default_budget_window() -> String {
+    "30d".into()
 }
 
 /// One period length.
@@ -191,6 +217,7 @@ impl Default for TrendConfig {
             metrics: Vec::new(),
             max_series: default_max_series(),
             thresholds: Vec::new(),
+            budgets: Vec::new(),
         }
     }
 }
@@ -237,6 +264,12 @@ impl TrendConfig {
             if !t.value().is_finite() {
                 return Err(format!("trends.thresholds[{i}]: the value must be a number"));
             }
+        }
+        for (i, b) in self.budgets.iter().enumerate() {
+            if !(b.objective > 0.0 && b.objective < 1.0) {
+                return Err(format!("trends.budgets[{i}].objective: between 0 and 1, e.g. 0.999"));
+            }
+            crate::sql::window::parse_duration(&b.window).map_err(|e| format!("trends.budgets[{i}].window: {e}"))?;
         }
         if !(0.0..=86_400.0).contains(&self.lateness_s) {
             return Err("trends.lateness_s: between 0 and 86400".into());
@@ -464,7 +497,11 @@ impl Trends {
                 .enumerate()
                 .filter(|(_, t)| t.metric == key.signal && (t.per == Where::Host) == key.host.is_some())
                 .collect();
-            let mut v = s.close(p, start, &watching);
+            let budgets: Vec<&Budget> = match key.host {
+                Some(_) => Vec::new(),
+                None => self.cfg.budgets.iter().filter(|b| b.metric == key.signal).collect(),
+            };
+            let mut v = s.close(p, start, &watching, &budgets);
             v["signal"] = json!(key.signal);
             v["host"] = json!(key.host);
             by_service.entry(key.service.clone()).or_default().push(v);

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde_json::{json, Map, Value};
 
 use super::forecast::{self, theil_sen};
-use super::{Period, Threshold};
+use super::{Budget, Period, Threshold};
 use crate::decode::time::format_ms;
 
 /// Values kept per open period for its p95: a uniform subsample past this many.
@@ -127,7 +127,7 @@ impl SeriesState {
     }
 
     /// Closes the period at `start` and says what the report shows about the series.
-    pub fn close(&mut self, p: &Period, start: i64, thresholds: &[(usize, &Threshold)]) -> Value {
+    pub fn close(&mut self, p: &Period, start: i64, thresholds: &[(usize, &Threshold)], budgets: &[&Budget]) -> Value {
         let open = self.open.remove(&start);
         let previous_start = self.last_start;
         self.levels_through(p, start);
@@ -257,8 +257,69 @@ impl SeriesState {
         if !t.is_empty() {
             out.insert("thresholds".into(), json!(t));
         }
+        if !budgets.is_empty() {
+            let b: Vec<Value> = budgets.iter().map(|b| self.budget(p, b, level)).collect();
+            out.insert("budgets".into(), json!(b));
+        }
         out.insert("notes".into(), json!(notes));
         Value::Object(out)
+    }
+}
+
+impl SeriesState {
+    /// How much of an error budget the kept periods within its window have spent, and
+    /// when the rest runs out at this period's burn.
+    fn budget(&self, p: &Period, b: &Budget, level: f64) -> Value {
+        let window = crate::sql::window::parse_duration(&b.window).unwrap_or(30 * 86_400_000);
+        let allowed = 1.0 - b.objective;
+        let periods = ((window / p.len).max(1) as usize).min(self.levels.len());
+        let seen: Vec<f64> = self
+            .levels
+            .iter()
+            .rev()
+            .take(periods)
+            .copied()
+            .filter(|v| !v.is_nan())
+            .collect();
+        let observed = seen.len() as f64 * p.len as f64;
+        // error-time spent over the error-time the window allows
+        let spent = seen.iter().sum::<f64>() * p.len as f64 / (allowed * window as f64);
+        let remaining = 1.0 - spent;
+        let burn = level / allowed;
+        let mut m = Map::new();
+        m.insert(
+            "name".into(),
+            json!(b
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{} {}", b.metric, b.objective))),
+        );
+        m.insert("objective".into(), json!(b.objective));
+        m.insert("window".into(), json!(b.window));
+        m.insert("spent".into(), json!(round(spent)));
+        m.insert("burn_rate".into(), json!(round(burn)));
+        m.insert("observed_s".into(), json!(observed / 1000.0));
+        if remaining <= 0.0 {
+            m.insert("status".into(), json!("exhausted"));
+        } else if level > 0.0 {
+            // the rest of the budget's error-time at this period's error ratio
+            let s = remaining * allowed * window as f64 / level / 1000.0;
+            m.insert("status".into(), json!(if burn > 1.0 { "burning" } else { "within" }));
+            m.insert("exhausted_in_s".into(), json!(s.round()));
+        } else {
+            m.insert("status".into(), json!("within"));
+        }
+        if observed < window as f64 {
+            m.insert(
+                "note".into(),
+                json!(format!(
+                    "spent over the {:.1} days seen of the {} window",
+                    observed / 86_400_000.0,
+                    b.window
+                )),
+            );
+        }
+        Value::Object(m)
     }
 }
 

@@ -182,3 +182,33 @@ fn bad_settings_fail_with_the_key() {
     });
     assert!(c.validate().unwrap_err().contains("trends.thresholds[0]"));
 }
+
+#[test]
+fn an_error_budget_says_how_much_is_spent_and_when_it_runs_out() {
+    let mut t = hourly(vec![]);
+    t.cfg.budgets.push(Budget {
+        metric: "disk_usage".into(),
+        objective: 0.99,
+        window: "1d".into(),
+        name: None,
+    });
+    // 0.5% errors for 10 hours, then 3% for 2
+    feed(&mut t, "db-1", T0, 10, |_| 0.005);
+    feed(&mut t, "db-1", T0 + 10 * H, 2, |_| 0.03);
+    let r = t.advance(T0 + 12 * H + 61_000);
+    let b = &signal(&r, T0 + 9 * H, None)["budgets"][0];
+    assert_eq!(b["status"], "within", "{b}");
+    assert_eq!(b["burn_rate"], 0.5);
+    // 10 h at 0.5% of the 1% a day allows: 0.05 / 0.24 of the budget
+    assert!((b["spent"].as_f64().unwrap() - 0.05 / 0.24).abs() < 1e-6, "{b}");
+    let b = &signal(&r, T0 + 11 * H, None)["budgets"][0];
+    assert_eq!(b["status"], "burning", "{b}");
+    assert_eq!(b["burn_rate"], 3.0);
+    // spent (0.05 + 0.06) / 0.24; the rest at 3% lasts 0.13 h-of-errors / 0.03 = 4.33 h
+    let left_h = b["exhausted_in_s"].as_f64().unwrap() / 3600.0;
+    assert!((left_h - 0.13 / 0.03).abs() < 0.01, "{b}");
+    assert!(b["note"].as_str().unwrap().contains("0.5 days seen"), "{b}");
+    feed(&mut t, "db-1", T0 + 12 * H, 6, |_| 0.03);
+    let r = t.advance(T0 + 18 * H + 61_000);
+    assert_eq!(signal(&r, T0 + 17 * H, None)["budgets"][0]["status"], "exhausted");
+}
