@@ -31,8 +31,10 @@ fn lookout_run_publishes_reports_that_report_reads_from_the_topic() {
     produce(&bs, "metrics", &metrics);
     let (reports, status) = while_lookout_runs(&bs, "trends", || {
         consume_until(&bs, "trend-reports", Duration::from_secs(60), |o| {
-            o.iter()
-                .any(|m| m.json()["report_id"] == "1h/2025-03-04T11:00:00.000Z/db")
+            ["db", "operations"].iter().all(|scope| {
+                let id = format!("1h/2025-03-04T11:00:00.000Z/{scope}");
+                o.iter().any(|m| m.json()["report_id"] == id.as_str())
+            })
         })
     });
     assert!(status.success(), "{status:?}");

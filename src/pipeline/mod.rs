@@ -144,7 +144,7 @@ pub struct Processor {
     board: Option<BoardState>,
     /// Trend reports (None when `[trends] enabled = false`).
     trends: Option<Trends>,
-    /// Event time up to which trend periods may close: the oldest active input.
+    /// Event time up to which trend periods may close: the oldest live input partition.
     trend_mark: Option<i64>,
     name: String,
     pub stats: Stats,
@@ -186,6 +186,15 @@ impl Processor {
             name: cfg.spec.name.clone(),
             stats: Stats::default(),
         })
+    }
+
+    /// Tells event-time tracking which input partitions this instance reads, before they
+    /// deliver anything, so that trend periods wait for them.
+    pub fn expect_partitions(&mut self, parts: &[(crate::decode::Stream, String, i32)]) {
+        let now = Instant::now();
+        for (stream, topic, partition) in parts {
+            self.marks.expect(*stream, topic, *partition, now);
+        }
     }
 
     pub fn sql(&self) -> &SqlEngine {
@@ -455,11 +464,7 @@ impl Processor {
         if let Some(t) = &mut self.trends {
             t.observe_metrics(&d.metrics);
             t.observe_events(&d.events);
-            use crate::decode::Stream;
-            self.trend_mark = self
-                .marks
-                .for_streams(&[Stream::Logs, Stream::Metrics, Stream::Events], 0, now)
-                .or(self.trend_mark);
+            self.trend_mark = self.marks.settled(now).or(self.trend_mark);
         }
         self.stats.time.templates += lap(&mut clock);
         let sql = if d.rows() > 0 || self.sql.has_windows() {
@@ -630,6 +635,7 @@ pub async fn run_kafka(
     let result = async {
         while let Some(batch) = source.next_batch(cancel).await? {
             let started = Instant::now();
+            processor.expect_partitions(&source.assigned());
             let messages = processor.process(&batch).await?;
             sink.publish(&messages).await?;
             source.ack(&batch);

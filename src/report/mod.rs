@@ -4,7 +4,8 @@
 //! For every configured period length (hourly and daily by default) each series (a
 //! metric or an SQL signal column, per service; per host too for metrics a threshold
 //! watches host by host) gathers its values while the period is open. When the watermark
-//! (the oldest active input, see [`crate::sql::Watermarks`]) passes a period's end plus
+//! (the oldest input partition still delivering, [`crate::sql::Watermarks::settled`])
+//! passes a period's end plus
 //! `lateness_s`, the period closes and the report says, per series: level (mean), p95,
 //! min, max, the slope within the period with its 95% interval (Theil–Sen), the change
 //! against the previous period and the same period a week earlier, a forecast of the
@@ -303,6 +304,9 @@ pub struct Trends {
     series: Vec<HashMap<Key, SeriesState>>,
     /// Period starts with something to report, per period length.
     pending: Vec<BTreeSet<i64>>,
+    /// The latest period start reported, per period length: anything for it or before
+    /// is late (a report is never published twice under one key).
+    closed: Vec<Option<i64>>,
     ledger: incidents::Ledger,
     pub stats: TrendStats,
 }
@@ -314,6 +318,7 @@ impl Trends {
             cfg: cfg.clone(),
             series: periods.iter().map(|_| HashMap::new()).collect(),
             pending: periods.iter().map(|_| BTreeSet::new()).collect(),
+            closed: periods.iter().map(|_| None).collect(),
             ledger: incidents::Ledger::new(periods.iter().map(|p| p.len).collect()),
             periods,
             stats: TrendStats::default(),
@@ -325,13 +330,18 @@ impl Trends {
             return;
         }
         for (i, p) in self.periods.iter().enumerate() {
+            let start = ts.div_euclid(p.len) * p.len;
+            if self.closed[i].is_some_and(|c| start <= c) {
+                self.stats.late += 1;
+                continue;
+            }
             let map = &mut self.series[i];
             if !map.contains_key(&key) && map.len() >= self.cfg.max_series {
                 self.stats.dropped += 1;
                 continue;
             }
             if map.entry(key.clone()).or_default().add(p, ts, v) {
-                self.pending[i].insert(ts.div_euclid(p.len) * p.len);
+                self.pending[i].insert(start);
             } else {
                 self.stats.late += 1;
             }
@@ -413,7 +423,11 @@ impl Trends {
         self.ledger.observe_alerts(alerts);
         for a in alerts {
             for (i, p) in self.periods.iter().enumerate() {
-                self.pending[i].insert(a.ts.div_euclid(p.len) * p.len);
+                let start = a.ts.div_euclid(p.len) * p.len;
+                // an alert for a reported period is not reported again
+                if self.closed[i].is_none_or(|c| start > c) {
+                    self.pending[i].insert(start);
+                }
             }
         }
     }
@@ -472,6 +486,7 @@ impl Trends {
             let starts: Vec<i64> = self.pending[i].iter().copied().filter(|&s| due(s, p.len)).collect();
             for start in starts {
                 self.pending[i].remove(&start);
+                self.closed[i] = Some(start);
                 out.extend(self.close_period(i, &p, start, closed_by));
             }
         }

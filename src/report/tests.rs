@@ -145,9 +145,11 @@ fn clock_jumps_leave_gaps_and_late_values_are_counted() {
     feed(&mut t, "db-1", T0, 8, |_| 0.3);
     let r = t.advance(T0 + 8 * H + 61_000);
     assert!(!r.is_empty());
-    // the clock jumps back into a reported hour: late, left out, counted
+    // the clock jumps back into a reported hour: late, left out, counted, and no
+    // second report for that hour, from this series or a new one
     feed(&mut t, "db-1", T0 + 2 * H, 1, |_| 0.9);
-    assert_eq!(t.stats.late, 60);
+    feed(&mut t, "db-2", T0 + 2 * H, 1, |_| 0.9);
+    assert_eq!(t.stats.late, 120);
     // and forward by three days: one report for the new hour, the gap noted
     feed(&mut t, "db-1", T0 + 80 * H, 1, |_| 0.3);
     let r = t.advance(T0 + 81 * H + 61_000);

@@ -147,6 +147,17 @@ impl KafkaSource {
     }
 
     /// Consumer lag per partition as last reported (every 5 s by default).
+    /// The partitions assigned to this instance now, with their streams.
+    pub fn assigned(&self) -> Vec<(Stream, String, i32)> {
+        let Ok(tpl) = self.consumer.assignment() else {
+            return Vec::new();
+        };
+        tpl.elements()
+            .iter()
+            .filter_map(|e| Some((*self.streams.get(e.topic())?, e.topic().to_string(), e.partition())))
+            .collect()
+    }
+
     pub fn lag(&self) -> Vec<(String, i32, i64)> {
         self.lag
             .lock()

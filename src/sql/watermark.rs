@@ -49,12 +49,25 @@ impl Watermarks {
         }
     }
 
+    /// Notes a partition assigned to this instance before it delivers anything: it holds
+    /// [`Watermarks::settled`] until its first record, or until it has been quiet for
+    /// `idle` (an empty partition).
+    pub fn expect(&mut self, stream: Stream, topic: &str, partition: i32, now: Instant) {
+        self.parts
+            .entry((stream, topic.to_string(), partition))
+            .or_insert(Part {
+                newest: i64::MIN,
+                seen: now,
+            });
+    }
+
     fn newest(&self) -> Option<&Part> {
         self.parts.values().max_by_key(|p| p.newest)
     }
 
     fn active(&self, p: &Part, newest: i64, now: Instant) -> bool {
-        now.saturating_duration_since(p.seen) < self.idle && newest - p.newest <= self.idle.as_millis() as i64
+        now.saturating_duration_since(p.seen) < self.idle
+            && newest.saturating_sub(p.newest) <= self.idle.as_millis() as i64
     }
 
     /// The watermark of one stream, or `None` before its first record or while all its
@@ -66,6 +79,25 @@ impl Watermarks {
             .filter(|((s, _, _), p)| *s == stream && self.active(p, newest, now))
             .map(|(_, p)| p.newest)
             .min()
+    }
+
+    /// The oldest newest event of the partitions that delivered within `idle` of wall
+    /// time (event time alone idles nothing here: a partition behind the others in a
+    /// backlog holds this until it catches up); with none, the newest event plus the
+    /// wall time since it. What trend reports close periods on: a period is reported
+    /// once, so it waits for the slowest live partition.
+    pub fn settled(&self, now: Instant) -> Option<i64> {
+        let live = self
+            .parts
+            .values()
+            .filter(|p| now.saturating_duration_since(p.seen) < self.idle)
+            .map(|p| p.newest)
+            .min();
+        live.or_else(|| {
+            let newest = self.newest()?;
+            let quiet = now.saturating_duration_since(newest.seen).as_millis() as i64;
+            Some(newest.newest.saturating_add(quiet))
+        })
     }
 
     /// The watermark of a file reading `streams`: the oldest of the active ones', less
@@ -89,6 +121,29 @@ impl Watermarks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settled_waits_for_a_partition_behind_in_event_time_until_it_goes_quiet() {
+        let t0 = Instant::now();
+        let mut w = Watermarks::new(Duration::from_secs(30));
+        assert_eq!(w.settled(t0), None);
+        w.observe(Stream::Metrics, "metrics", 0, 7_200_000, t0);
+        w.observe(Stream::Metrics, "metrics", 1, 3_600_000, t0);
+        assert_eq!(w.settled(t0), Some(3_600_000));
+        // quiet for longer than idle: the live one decides, then the clock
+        w.observe(Stream::Metrics, "metrics", 0, 7_260_000, t0 + Duration::from_secs(31));
+        assert_eq!(w.settled(t0 + Duration::from_secs(31)), Some(7_260_000));
+        assert_eq!(w.settled(t0 + Duration::from_secs(71)), Some(7_300_000));
+        // an assigned partition that has delivered nothing yet holds it too
+        let mut w = Watermarks::new(Duration::from_secs(30));
+        w.expect(Stream::Metrics, "metrics", 1, t0);
+        w.observe(Stream::Metrics, "metrics", 0, 7_200_000, t0);
+        assert_eq!(w.settled(t0), Some(i64::MIN));
+        assert_eq!(w.stream(Stream::Metrics, t0), Some(7_200_000), "windows are not held");
+        w.observe(Stream::Metrics, "metrics", 1, 3_600_000, t0);
+        w.expect(Stream::Metrics, "metrics", 1, t0);
+        assert_eq!(w.settled(t0), Some(3_600_000));
+    }
 
     #[test]
     fn the_slowest_active_partition_holds_the_stream() {
