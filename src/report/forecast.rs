@@ -97,6 +97,19 @@ pub enum NoForecast {
 /// up to `horizon` points ahead: seasonal when it holds two full seasons, damped Holt
 /// otherwise; `min_points` values at least.
 pub fn fit(y: &[f64], m: usize, min_points: usize, horizon: usize) -> Result<Fit, NoForecast> {
+    fit_with(y, m, min_points, horizon, None)
+}
+
+/// [`fit`], with the weights of an earlier fit of the same method when given (one pass
+/// over `y` instead of the grid's): how a report refreshes its forecast every period and
+/// re-chooses weights only now and then.
+pub fn fit_with(
+    y: &[f64],
+    m: usize,
+    min_points: usize,
+    horizon: usize,
+    earlier: Option<(Method, Weights)>,
+) -> Result<Fit, NoForecast> {
     let points = y.iter().filter(|v| !v.is_nan()).count();
     let need = min_points.max(3);
     if points < need {
@@ -119,8 +132,10 @@ pub fn fit(y: &[f64], m: usize, min_points: usize, horizon: usize) -> Result<Fit
         .chain((horizon > 1).then_some(horizon))
         .collect();
     let gammas: &[f64] = if m > 1 { &GAMMAS } else { &[0.0] };
-    let mut best: Option<(f64, Weights)> = None;
-    for &alpha in &ALPHAS {
+    let mut best: Option<(f64, Weights)> = earlier.filter(|(was, _)| *was == method).map(|(_, w)| (0.0, w));
+    // the earlier weights, or the whole grid
+    let grid: &[f64] = if best.is_some() { &[] } else { &ALPHAS };
+    for &alpha in grid {
         for &b in &BETAS {
             for &g in gammas {
                 for &phi in &PHIS {

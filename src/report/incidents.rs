@@ -89,16 +89,15 @@ impl Ledger {
     /// Counts alert notifications into every period length's bucket.
     pub fn observe_alerts(&mut self, alerts: &[Alert]) {
         for a in alerts {
+            let source = (
+                a.source.clone(),
+                a.service.clone().unwrap_or_default(),
+                title_shape(&a.title),
+            );
             for &len in &self.lengths {
                 let c = self.alerts.entry((len, a.ts.div_euclid(len) * len)).or_default();
                 c.total += 1;
-                *c.by_source
-                    .entry((
-                        a.source.clone(),
-                        a.service.clone().unwrap_or_default(),
-                        title_shape(&a.title),
-                    ))
-                    .or_default() += 1;
+                *c.by_source.entry(source.clone()).or_default() += 1;
             }
         }
     }

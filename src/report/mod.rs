@@ -326,24 +326,33 @@ impl Trends {
     }
 
     fn add(&mut self, key: Key, ts: i64, v: f64) {
-        if !v.is_finite() {
-            return;
-        }
+        self.add_all(key, &[(ts, v)]);
+    }
+
+    /// Adds one series' values (in arrival order) to every period length.
+    fn add_all(&mut self, key: Key, values: &[(i64, f64)]) {
         for (i, p) in self.periods.iter().enumerate() {
-            let start = ts.div_euclid(p.len) * p.len;
-            if self.closed[i].is_some_and(|c| start <= c) {
-                self.stats.late += 1;
-                continue;
-            }
             let map = &mut self.series[i];
             if !map.contains_key(&key) && map.len() >= self.cfg.max_series {
-                self.stats.dropped += 1;
+                self.stats.dropped += values.len() as u64;
                 continue;
             }
-            if map.entry(key.clone()).or_default().add(p, ts, v) {
-                self.pending[i].insert(start);
-            } else {
-                self.stats.late += 1;
+            let state = match map.get_mut(&key) {
+                Some(s) => s,
+                None => map.entry(key.clone()).or_default(),
+            };
+            let mut last = None;
+            for &(ts, v) in values {
+                if !v.is_finite() {
+                    continue;
+                }
+                let start = ts.div_euclid(p.len) * p.len;
+                if self.closed[i].is_some_and(|c| start <= c) || !state.add(p, ts, v) {
+                    self.stats.late += 1;
+                } else if last != Some(start) {
+                    self.pending[i].insert(start);
+                    last = Some(start);
+                }
             }
         }
     }
@@ -369,9 +378,13 @@ impl Trends {
         };
         let text = |col: &str| b.column_by_name(col).and_then(|c| c.as_string_opt::<i32>()).cloned();
         let (service, host) = (text("service"), text("host"));
-        let get = |a: &Option<arrow::array::StringArray>, i: usize| {
-            a.as_ref().filter(|a| !a.is_null(i)).map(|a| a.value(i).to_string())
-        };
+        fn get(a: &Option<arrow::array::StringArray>, i: usize) -> Option<&str> {
+            a.as_ref().filter(|a| !a.is_null(i)).map(|a| a.value(i))
+        }
+        // one series' values together, so a key is built once per batch, not per value;
+        // ordered, so that which series come first (for max_series) does not vary
+        type Series<'a> = (&'a str, Option<&'a str>, &'a str);
+        let mut groups: BTreeMap<Series, Vec<(i64, f64)>> = BTreeMap::new();
         for i in 0..b.num_rows() {
             if value.is_null(i) || ts.is_null(i) {
                 continue;
@@ -380,9 +393,27 @@ impl Trends {
             if !self.cfg.metrics.is_empty() && !self.cfg.metrics.iter().any(|m| m == signal) {
                 continue;
             }
-            let service = get(&service, i).unwrap_or_default();
-            let host = get(&host, i);
-            self.add_point(service, host, signal, ts.value(i), value.value(i));
+            groups
+                .entry((get(&service, i).unwrap_or_default(), get(&host, i), signal))
+                .or_default()
+                .push((ts.value(i), value.value(i)));
+        }
+        for ((service, host, signal), values) in groups {
+            let key = Key {
+                service: service.to_string(),
+                host: None,
+                signal: signal.to_string(),
+            };
+            if let Some(h) = host.filter(|_| self.per_host(signal)) {
+                self.add_all(
+                    Key {
+                        host: Some(h.to_string()),
+                        ..key.clone()
+                    },
+                    &values,
+                );
+            }
+            self.add_all(key, &values);
         }
     }
 

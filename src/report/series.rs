@@ -86,6 +86,8 @@ pub(super) struct SeriesState {
     last_start: Option<i64>,
     /// Since when each threshold (by index) has been crossed.
     crossed_since: BTreeMap<usize, i64>,
+    /// The forecaster's weights and the closes left before they are chosen again.
+    weights: Option<(forecast::Method, forecast::Weights, usize)>,
     pub last_seen: i64,
 }
 
@@ -204,7 +206,15 @@ impl SeriesState {
             change(back(week), "the same period a week earlier", &mut notes),
         );
         let y: Vec<f64> = self.levels.iter().copied().collect();
-        let forecast = forecast::fit(&y, p.season, p.min_history, p.horizon);
+        // weights are chosen from the grid once a season (a day of hourly reports) and
+        // reused in between: the state is refreshed every period at a pass's cost
+        let earlier = self.weights.filter(|w| w.2 > 0).map(|(m, w, _)| (m, w));
+        let forecast = forecast::fit_with(&y, p.season, p.min_history, p.horizon, earlier);
+        self.weights = match (&forecast, self.weights) {
+            (Ok(f), Some((m, w, left))) if left > 0 && m == f.method && w == f.weights => Some((m, w, left - 1)),
+            (Ok(f), _) => Some((f.method, f.weights, p.season.max(6) - 1)),
+            (Err(_), _) => None,
+        };
         let f = match &forecast {
             Ok(fit) => {
                 let fc = fit.forecast(p.horizon, Z95);
