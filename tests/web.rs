@@ -7,20 +7,11 @@
 
 mod common;
 
+use common::{browser, chromium};
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn browser() -> Option<&'static str> {
-    ["chromium", "chromium-browser", "google-chrome"].into_iter().find(|b| {
-        Command::new(b)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
-}
 
 fn get(addr: &str, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -32,34 +23,9 @@ fn get(addr: &str, path: &str) -> String {
         .unwrap_or_default()
 }
 
-fn chromium(browser: &str, args: &[&str], url: &str) -> std::process::Output {
-    Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-            "--virtual-time-budget=5000",
-            "--window-size=1400,1400",
-        ])
-        .args(args)
-        .arg(url)
-        .current_dir(std::env::temp_dir())
-        .output()
-        .expect("the browser runs")
-}
-
 #[test]
 fn the_web_view_shows_incidents_in_a_browser() {
-    let Some(browser) = browser() else {
-        assert!(
-            std::env::var_os("LOOKOUT_CI").is_none(),
-            "no chromium, and LOOKOUT_CI is set: .ci/run installs it"
-        );
-        eprintln!("SKIPPED: no chromium (apt-get install chromium)");
-        return;
-    };
+    let Some(browser) = browser() else { return };
     let models = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
         .current_dir(common::repo())

@@ -217,3 +217,43 @@ pub fn python_client(script: &str, args: &[&str]) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).expect("the client prints one JSON object")
 }
+
+/// Headless Chromium (Debian's `chromium`, which `.ci/run` installs); None, saying the
+/// test is skipped, where there is none (a failure under `LOOKOUT_CI`).
+pub fn browser() -> Option<&'static str> {
+    let found = ["chromium", "chromium-browser", "google-chrome"].into_iter().find(|b| {
+        std::process::Command::new(b)
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("LOOKOUT_CI").is_none(),
+            "no chromium, and LOOKOUT_CI is set: .ci/run installs it"
+        );
+        eprintln!("SKIPPED: no chromium (apt-get install chromium)");
+    }
+    found
+}
+
+/// Runs headless `browser` on `url` with `args` (`--dump-dom`, `--screenshot=F`).
+pub fn chromium(browser: &str, args: &[&str], url: &str) -> std::process::Output {
+    std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            "--virtual-time-budget=5000",
+            "--window-size=1400,1400",
+        ])
+        .args(args)
+        .arg(url)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("the browser runs")
+}
