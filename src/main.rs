@@ -276,6 +276,10 @@ struct RunArgs {
     /// default; a port already in use is reported and the pipeline runs without it.
     #[arg(long, env = "LOOKOUT_HTTP", default_value = "127.0.0.1:9464")]
     http: String,
+    /// A file whose first line is a bearer token that /metrics and the web view then ask
+    /// for (`Authorization: Bearer ...`); /health and /ready stay open for probes.
+    #[arg(long, env = "LOOKOUT_HTTP_TOKEN_FILE")]
+    http_token_file: Option<PathBuf>,
     /// Models and state directory: the log template state is kept in
     /// MODELS/<pipeline name>/templates.json.
     #[arg(long, env = "LOOKOUT_MODELS", default_value = "models")]
@@ -814,11 +818,18 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
             .map_err(usage)?;
     }
     if a.http != "off" {
+        let token = match &a.http_token_file {
+            Some(f) => Some(lookout::observe::http::Token::from_file(f).map_err(usage)?),
+            None => None,
+        };
         let health = std::sync::Arc::new(lookout::observe::Health::default());
         match std::net::TcpListener::bind(&a.http) {
             Ok(listener) => {
                 let addr = listener.local_addr()?;
-                lookout::observe::http::spawn(listener, health.clone())?;
+                if token.is_some() {
+                    println!("  http: a bearer token is required (except /health and /ready)");
+                }
+                lookout::observe::http::spawn(listener, health.clone(), token)?;
                 processor.report_to(health);
                 println!("  metrics: http://{addr}/metrics (also /health, /ready)");
                 println!("  web view: http://{addr}/");

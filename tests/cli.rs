@@ -322,3 +322,25 @@ fn bench_measures_lookout_against_a_plain_consumer_and_loses_nothing() {
     let expected = r["events_per_s"].as_f64().unwrap() / r["ceiling_events_per_s"].as_f64().unwrap();
     assert!((ratio - expected).abs() < 1e-6 * expected.max(1.0), "{r}");
 }
+
+/// A token file that cannot be read, or holds no token, stops `run` at start with the
+/// file's name and exit 2; the token itself is never printed.
+#[test]
+fn a_bad_http_token_file_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = tmp.path().join("token");
+    std::fs::write(&empty, "\n").unwrap();
+    for (file, says) in [
+        (tmp.path().join("missing"), "missing"),
+        (empty, "the HTTP token is empty"),
+    ] {
+        let out = lookout()
+            .args(["run", "--duration", "1", "--http", "127.0.0.1:0", "--http-token-file"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+}

@@ -2,7 +2,9 @@
 //! (`/`) and its data (`/api/state`): one
 //! request per connection, GET only, requests over 8 KiB refused, five seconds to send
 //! one. It runs on a thread of its own with blocking sockets, so that a slow scraper
-//! never holds up the pipeline's runtime. Bound to loopback by default (`--http`).
+//! never holds up the pipeline's runtime. Bound to loopback by default (`--http`). With
+//! a [`Token`], everything but `/health` and `/ready` (what orchestrators probe) asks for
+//! `Authorization: Bearer <token>` (Prometheus: `authorization.credentials_file`).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -14,13 +16,52 @@ use super::Health;
 /// The live web view: one page, no assets from anywhere else; it polls `/api/state`.
 const PAGE: &str = include_str!("web/index.html");
 
+/// A bearer token for the HTTP endpoints. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+impl Token {
+    /// A token from a file's first line (a mounted secret), trimmed; an empty one is an
+    /// error, not "no token".
+    pub fn from_file(path: &std::path::Path) -> Result<Token, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Token::new(text.lines().next().unwrap_or("")).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn new(token: &str) -> Result<Token, String> {
+        let t = token.trim();
+        if t.is_empty() {
+            return Err("the HTTP token is empty".into());
+        }
+        Ok(Token(t.to_string()))
+    }
+
+    /// Whether a request's head carries this token, compared in constant time.
+    fn admits(&self, head: &str) -> bool {
+        let given = head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("authorization")
+                .then(|| v.trim().strip_prefix("Bearer ").unwrap_or("").trim())
+        });
+        let (a, b) = (given.unwrap_or("").as_bytes(), self.0.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+    }
+}
+
 /// Serves on a new thread for as long as the process lives.
-pub fn spawn(listener: TcpListener, health: Arc<Health>) -> std::io::Result<()> {
+pub fn spawn(listener: TcpListener, health: Arc<Health>, token: Option<Token>) -> std::io::Result<()> {
     std::thread::Builder::new().name("http".into()).spawn(move || {
         for conn in listener.incoming() {
             match conn {
                 Ok(stream) => {
-                    if let Err(e) = answer(stream, &health) {
+                    if let Err(e) = answer(stream, &health, token.as_ref()) {
                         tracing::debug!(error = %e, "http request failed");
                     }
                 }
@@ -31,7 +72,7 @@ pub fn spawn(listener: TcpListener, health: Arc<Health>) -> std::io::Result<()> 
     Ok(())
 }
 
-fn answer(mut stream: TcpStream, health: &Health) -> std::io::Result<()> {
+fn answer(mut stream: TcpStream, health: &Health, token: Option<&Token>) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut buf = vec![0u8; 8192];
@@ -60,6 +101,12 @@ fn answer(mut stream: TcpStream, health: &Health) -> std::io::Result<()> {
     let mut first = head.lines().next().unwrap_or("").split_whitespace();
     let (method, path) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
     let path = path.split('?').next().unwrap_or("");
+    let probe = matches!(path, "/health" | "/ready");
+    if token.is_some_and(|t| !probe && !t.admits(&head)) {
+        let head = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nConnection: close\r\n\r\nunauthorized\n";
+        stream.write_all(head.as_bytes())?;
+        return stream.flush();
+    }
     match (method, path) {
         ("GET", "/metrics") => respond(
             &mut stream,
@@ -104,7 +151,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let health = Arc::new(Health::default());
-        spawn(listener, health.clone()).unwrap();
+        spawn(listener, health.clone(), None).unwrap();
         assert!(get(addr, "GET /health HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
         assert!(get(addr, "GET /ready HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 503"));
         let mut snap = super::super::Snapshot::default();
@@ -155,5 +202,35 @@ mod tests {
         assert!(get(addr, "GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
         let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
         assert!(get(addr, &huge).starts_with("HTTP/1.1 431"));
+    }
+
+    #[test]
+    fn a_token_guards_everything_but_the_probes_and_never_shows() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let token = Token::new(" s3cret\n").unwrap();
+        assert_eq!(format!("{token:?}"), "Token(<redacted>)");
+        spawn(listener, Arc::new(Health::default()), Some(token)).unwrap();
+        for path in ["/metrics", "/", "/api/state"] {
+            let r = get(addr, &format!("GET {path} HTTP/1.1\r\n\r\n"));
+            assert!(
+                r.starts_with("HTTP/1.1 401") && r.contains("WWW-Authenticate: Bearer"),
+                "{r}"
+            );
+            let r = get(
+                addr,
+                &format!("GET {path} HTTP/1.1\r\nAuthorization: Bearer s3creT\r\n\r\n"),
+            );
+            assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+            let r = get(
+                addr,
+                &format!("GET {path} HTTP/1.1\r\nauthorization: Bearer s3cret\r\n\r\n"),
+            );
+            assert!(r.starts_with("HTTP/1.1 200"), "{path}: {r}");
+            assert!(!r.contains("s3cret"), "{r}");
+        }
+        assert!(get(addr, "GET /health HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
+        assert!(get(addr, "GET /ready HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 503"));
+        assert!(Token::new("  ").is_err());
     }
 }
