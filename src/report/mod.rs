@@ -482,7 +482,12 @@ impl Trends {
         let fingerprint = b.column_by_name("fingerprint").and_then(|c| c.as_string_opt::<i32>());
         for i in 0..b.num_rows() {
             let row = labels.value(i);
-            let (keys, values) = (row.column(0).as_string::<i32>(), row.column(1).as_string::<i32>());
+            let (Some(keys), Some(values)) = (
+                row.column(0).as_string_opt::<i32>(),
+                row.column(1).as_string_opt::<i32>(),
+            ) else {
+                continue;
+            };
             let label = |k: &str| {
                 (0..keys.len())
                     .find(|&j| keys.value(j) == k && !values.is_null(j))

@@ -214,3 +214,36 @@ fn an_error_budget_says_how_much_is_spent_and_when_it_runs_out() {
     let r = t.advance(T0 + 18 * H + 61_000);
     assert_eq!(signal(&r, T0 + 17 * H, None)["budgets"][0]["status"], "exhausted");
 }
+
+#[test]
+fn a_pagerduty_acknowledge_gives_the_mtta() {
+    use crate::decode::{DecodeConfig, Decoder, Stream};
+    use crate::source::{RawRecord, RecordMeta};
+    let record = |json: &str| RawRecord {
+        stream: Stream::Events,
+        payload: json.as_bytes().to_vec(),
+        meta: RecordMeta {
+            topic: "events".into(),
+            ..Default::default()
+        },
+    };
+    let d = Decoder::new(DecodeConfig::default())
+        .decode(&[record(
+            r#"{"routing_key":"r","event_action":"acknowledge","dedup_key":"pd-7","payload":{"timestamp":"2025-03-04T00:05:00Z"}}"#,
+        )])
+        .unwrap();
+    assert_eq!(d.events.num_rows(), 1, "{:?}", d.dead_letters);
+    let mut t = hourly(vec![]);
+    // the acknowledgement arrives first; the incident with that alert after it
+    t.observe_events(&d.events);
+    t.observe_incident(&serde_json::json!({
+        "incident_id": "inc-1", "opened_at": "2025-03-04T00:02:00Z", "resolved_at": null,
+        "services": ["pay"], "alerts": [{"fingerprint": "pd-7", "source": "pagerduty",
+        "title": "pay down", "first_seen": "2025-03-04T00:01:00Z"}],
+    }));
+    feed(&mut t, "db-1", T0, 1, |_| 0.3);
+    let r = t.advance(T0 + H + 61_000);
+    let ops = r.iter().find(|x| x["kind"] == "operations").unwrap();
+    assert_eq!(ops["operations"]["mtta_s"], 180.0, "{ops}");
+    assert_eq!(ops["operations"]["mttd_s"], 60.0);
+}
