@@ -215,9 +215,9 @@ impl SeriesState {
             (Ok(f), _) => Some((f.method, f.weights, p.season.max(6) - 1)),
             (Err(_), _) => None,
         };
-        let f = match &forecast {
-            Ok(fit) => {
-                let fc = fit.forecast(p.horizon, Z95);
+        let predicted = forecast.as_ref().ok().map(|fit| fit.forecast(p.horizon, Z95));
+        let f = match (&forecast, &predicted) {
+            (Ok(fit), Some(fc)) => {
                 json!({
                     "method": fit.method.name(),
                     "history_periods": fit.points,
@@ -228,10 +228,11 @@ impl SeriesState {
                     })).collect::<Vec<_>>(),
                 })
             }
-            Err(e) => {
+            (Err(e), _) => {
                 notes.push(format!("no forecast: {e}"));
                 Value::Null
             }
+            (Ok(_), None) => Value::Null,
         };
         out.insert("forecast".into(), f);
         let now = slope.map_or(level, |s| s.end_value);
@@ -244,8 +245,7 @@ impl SeriesState {
                 } else {
                     self.crossed_since.remove(&i);
                 }
-                let forecast_crosses = forecast.as_ref().ok().and_then(|fit| {
-                    let fc = fit.forecast(p.horizon, Z95);
+                let forecast_crosses = predicted.as_ref().and_then(|fc| {
                     (0..p.horizon)
                         .find(|&j| t.beyond(fc.mean[j]))
                         .map(|j| format_ms(start + (j as i64 + 1) * p.len))
