@@ -281,11 +281,7 @@ fn initial_state(y: &[f64], m: usize) -> State {
                 .filter(|v| !v.is_nan())
                 .collect();
             d.sort_by(f64::total_cmp);
-            *s = match d.len() {
-                0 => 0.0,
-                n if n % 2 == 1 => d[n / 2],
-                n => (d[n / 2 - 1] + d[n / 2]) / 2.0,
-            };
+            *s = median_of_sorted(&d).unwrap_or(0.0);
         }
     }
     // the level at t = 0 is the first season's mean minus its trend to mid-season
@@ -385,6 +381,15 @@ fn run(y: &[f64], m: usize, w: Weights, init: &State, scale: f64, horizons: &[us
     }
 }
 
+/// The median of values sorted ascending; None for none.
+pub(super) fn median_of_sorted(v: &[f64]) -> Option<f64> {
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[n / 2]),
+        n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
 /// A slope and its confidence interval, in y units per x unit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Slope {
@@ -412,15 +417,7 @@ pub fn theil_sen(points: &[(f64, f64)], z: f64) -> Option<Slope> {
         return None;
     }
     slopes.sort_by(f64::total_cmp);
-    let median = |v: &[f64]| {
-        let k = v.len();
-        if k % 2 == 1 {
-            v[k / 2]
-        } else {
-            (v[k / 2 - 1] + v[k / 2]) / 2.0
-        }
-    };
-    let slope = median(&slopes);
+    let slope = median_of_sorted(&slopes)?;
     let pairs = slopes.len() as f64;
     let nf = n as f64;
     let c = z * (nf * (nf - 1.0) * (2.0 * nf + 5.0) / 18.0).sqrt();
@@ -433,7 +430,7 @@ pub fn theil_sen(points: &[(f64, f64)], z: f64) -> Option<Slope> {
         slope,
         low: slopes[lo],
         high: slopes[hi],
-        end_value: median(&offsets) + slope * last_x,
+        end_value: median_of_sorted(&offsets)? + slope * last_x,
         points: n,
     })
 }

@@ -270,25 +270,16 @@ pub fn table(rows: &[Row]) -> String {
         );
     }
     let better = rows.iter().filter(|r| r.better()).count();
-    let ratio: Vec<f64> = rows.iter().map(|r| r.mase / r.mase_baseline).collect();
+    let mut ratio: Vec<f64> = rows.iter().map(|r| r.mase / r.mase_baseline).collect();
+    ratio.sort_by(f64::total_cmp);
     let _ = writeln!(
         s,
         "better than the baseline on {better} of {} series ({:.1}%); median MASE ratio {:.3}",
         rows.len(),
         100.0 * better as f64 / rows.len().max(1) as f64,
-        median(&ratio)
+        forecast::median_of_sorted(&ratio).unwrap_or(f64::NAN)
     );
     s
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 #[cfg(test)]
