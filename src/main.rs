@@ -1006,6 +1006,7 @@ async fn replay_one(a: &ReplayArgs, dir: &Path, on_publish: pipeline::OnPublish<
                 "anomalies": stats.anomalies,
                 "dead_letters": stats.dead_letters,
                 "trend_reports": stats.trend_reports,
+                "trend_late_values": stats.trend_late_values,
                 "late_records": stats.late_records,
                 "dropped_series": stats.dropped_series,
                 "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
@@ -1037,6 +1038,12 @@ async fn replay_one(a: &ReplayArgs, dir: &Path, on_publish: pipeline::OnPublish<
         eprintln!(
             "{} series not watched: [detection] max_series were watched already",
             stats.dropped_series
+        );
+    }
+    if stats.trend_late_values + stats.trend_dropped_values > 0 {
+        eprintln!(
+            "trend reports left out {} values for periods already reported and {} of series past [trends] max_series",
+            stats.trend_late_values, stats.trend_dropped_values
         );
     }
     if stats.late_records > 0 {

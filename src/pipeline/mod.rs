@@ -89,6 +89,10 @@ pub struct Stats {
     pub signal_points: u64,
     /// Trend report messages published.
     pub trend_reports: u64,
+    /// Values trend reports left out: for a period already reported, or of series past
+    /// `[trends] max_series`.
+    pub trend_late_values: u64,
+    pub trend_dropped_values: u64,
     /// Where processing time went.
     pub time: StageTimes,
 }
@@ -543,6 +547,10 @@ impl Processor {
             None => Vec::new(),
         };
         self.stats.trend_reports += reports.len() as u64;
+        if let Some(t) = &self.trends {
+            self.stats.trend_late_values = t.stats.late;
+            self.stats.trend_dropped_values = t.stats.dropped;
+        }
         self.stats.incident_updates += updates.len() as u64;
         let mut out = Vec::new();
         out.extend(

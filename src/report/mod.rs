@@ -287,10 +287,9 @@ struct Key {
     signal: String,
 }
 
-/// Counters for the stats and the replay summary.
+/// Values left out, for the stats and the replay summary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TrendStats {
-    pub reports: u64,
     /// Values for a period already reported.
     pub late: u64,
     /// Values of series past `max_series`.
@@ -347,9 +346,13 @@ impl Trends {
                     continue;
                 }
                 let start = ts.div_euclid(p.len) * p.len;
-                if self.closed[i].is_some_and(|c| start <= c) || !state.add(p, ts, v) {
+                // every series' reported periods end at or before `closed`
+                if self.closed[i].is_some_and(|c| start <= c) {
                     self.stats.late += 1;
-                } else if last != Some(start) {
+                    continue;
+                }
+                state.add(p, start, ts, v);
+                if last != Some(start) {
                     self.pending[i].insert(start);
                     last = Some(start);
                 }
@@ -526,7 +529,6 @@ impl Trends {
                 out.extend(self.close_period(i, &p, start, closed_by));
             }
         }
-        self.stats.reports += out.len() as u64;
         out
     }
 

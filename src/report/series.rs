@@ -92,16 +92,11 @@ pub(super) struct SeriesState {
 }
 
 impl SeriesState {
-    /// Adds a value; false when its period has closed already (late).
-    pub fn add(&mut self, p: &Period, ts: i64, v: f64) -> bool {
-        let start = ts.div_euclid(p.len) * p.len;
-        if self.last_start.is_some_and(|l| start <= l) {
-            return false;
-        }
+    /// Adds a value to its period (starting at `start`), which the caller knows is open.
+    pub fn add(&mut self, p: &Period, start: i64, ts: i64, v: f64) {
         let frac = (ts - start) as f64 / p.len as f64;
         self.open.entry(start).or_default().add(frac, v);
         self.last_seen = self.last_seen.max(ts);
-        true
     }
 
     /// The series has something to say about the period at `start`: data, or a gap after
