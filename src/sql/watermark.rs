@@ -93,11 +93,7 @@ impl Watermarks {
             .filter(|p| now.saturating_duration_since(p.seen) < self.idle)
             .map(|p| p.newest)
             .min();
-        live.or_else(|| {
-            let newest = self.newest()?;
-            let quiet = now.saturating_duration_since(newest.seen).as_millis() as i64;
-            Some(newest.newest.saturating_add(quiet))
-        })
+        live.or_else(|| self.newest().map(|p| clock_from(p, now)))
     }
 
     /// The watermark of a file reading `streams`: the oldest of the active ones', less
@@ -105,17 +101,22 @@ impl Watermarks {
     pub fn for_streams(&self, streams: &[Stream], lateness: i64, now: Instant) -> Option<i64> {
         let active = streams.iter().filter_map(|s| self.stream(*s, now)).min();
         let w = active.or_else(|| {
-            let newest = self
-                .parts
+            self.parts
                 .iter()
                 .filter(|((s, _, _), _)| streams.contains(s))
                 .map(|(_, p)| p)
-                .max_by_key(|p| p.newest)?;
-            let quiet = now.saturating_duration_since(newest.seen).as_millis() as i64;
-            Some(newest.newest.saturating_add(quiet))
+                .max_by_key(|p| p.newest)
+                .map(|p| clock_from(p, now))
         })?;
         Some(w.saturating_sub(lateness))
     }
+}
+
+/// Event time moving on with the wall clock from a partition's newest event, once
+/// everything is quiet.
+fn clock_from(p: &Part, now: Instant) -> i64 {
+    let quiet = now.saturating_duration_since(p.seen).as_millis() as i64;
+    p.newest.saturating_add(quiet)
 }
 
 #[cfg(test)]
