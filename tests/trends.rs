@@ -67,27 +67,45 @@ fn lookout_run_publishes_reports_that_report_reads_from_the_topic() {
     assert!(table.contains("disk capacity: in 1"), "{table}");
 }
 
-fn replay_public_1(dir: &std::path::Path) -> Option<Vec<Value>> {
-    let shared = shared()?;
-    let out = dir.join("p1.jsonl");
-    let input = shared.join("data/scenarios/public-1");
-    let (code, _, err) = lookout(&[
-        "replay",
-        "--quiet",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let text = std::fs::read_to_string(dir.join("p1.trend-reports.jsonl")).unwrap();
-    Some(text.lines().map(|l| serde_json::from_str(l).unwrap()).collect())
+/// A replay of public-1, made once for the tests that read its trend reports.
+struct Replay {
+    _dir: tempfile::TempDir,
+    file: std::path::PathBuf,
+    reports: Vec<Value>,
+}
+
+fn public_1() -> Option<&'static Replay> {
+    static REPLAY: std::sync::OnceLock<Option<Replay>> = std::sync::OnceLock::new();
+    REPLAY
+        .get_or_init(|| {
+            let shared = shared()?;
+            let dir = tempfile::tempdir().unwrap();
+            let out = dir.path().join("p1.jsonl");
+            let input = shared.join("data/scenarios/public-1");
+            let (code, _, err) = lookout(&[
+                "replay",
+                "--quiet",
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+            ]);
+            assert_eq!(code, 0, "{err}");
+            let file = dir.path().join("p1.trend-reports.jsonl");
+            let text = std::fs::read_to_string(&file).unwrap();
+            let reports = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            Some(Replay {
+                _dir: dir,
+                file,
+                reports,
+            })
+        })
+        .as_ref()
 }
 
 #[test]
 fn a_replay_reports_every_hour_and_sees_the_memory_leak_coming() {
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(reports) = replay_public_1(tmp.path()) else {
+    let Some(Replay { reports, .. }) = public_1() else {
         return;
     };
     let hourly_ops = reports
@@ -130,13 +148,13 @@ fn a_replay_reports_every_hour_and_sees_the_memory_leak_coming() {
 #[test]
 fn the_report_page_renders_in_a_browser() {
     let Some(browser) = browser() else { return };
+    let Some(replay) = public_1() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let Some(_) = replay_public_1(tmp.path()) else { return };
     let page = tmp.path().join("report.html");
     let (code, table, err) = lookout(&[
         "report",
         "--input",
-        tmp.path().join("p1.trend-reports.jsonl").to_str().unwrap(),
+        replay.file.to_str().unwrap(),
         "--html",
         page.to_str().unwrap(),
     ]);
