@@ -284,6 +284,14 @@ struct RunArgs {
     /// MODELS/<pipeline name>/templates.json.
     #[arg(long, env = "LOOKOUT_MODELS", default_value = "models")]
     models: PathBuf,
+    /// Where this instance checkpoints its state with its input offsets
+    /// (`checkpoint.cbor`); default MODELS/<pipeline name>. One per instance.
+    #[arg(long, env = "LOOKOUT_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Seconds between checkpoints; offsets are committed only with one. 0: no
+    /// checkpoints (offsets committed after every batch, state starts empty).
+    #[arg(long, env = "LOOKOUT_CHECKPOINT_INTERVAL", default_value_t = 5.0)]
+    checkpoint_interval: f64,
 }
 
 #[derive(clap::Args)]
@@ -811,12 +819,15 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
     }
     let mut processor = Processor::build(&cfg).await.map_err(usage)?;
     processor.use_models(&a.models.join(&cfg.spec.name)).map_err(usage)?;
-    if !embedded {
-        // the embedded broker starts empty each time: no offsets for windows to follow
-        processor
-            .resume_windows(&a.models.join(&cfg.spec.name))
-            .map_err(usage)?;
-    }
+    // The embedded broker starts empty each time: no offsets for a checkpoint to follow.
+    let resume = if !embedded && a.checkpoint_interval > 0.0 {
+        let dir = a.state_dir.clone().unwrap_or_else(|| a.models.join(&cfg.spec.name));
+        let every = Duration::try_from_secs_f64(a.checkpoint_interval)
+            .map_err(|e| usage(format!("--checkpoint-interval {}: {e}", a.checkpoint_interval)))?;
+        processor.checkpoint_to(&dir, every).map_err(usage)?
+    } else {
+        Default::default()
+    };
     if a.http != "off" {
         let token = match &a.http_token_file {
             Some(f) => Some(lookout::observe::http::Token::from_file(f).map_err(usage)?),
@@ -884,6 +895,7 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
     };
     let topics = cfg.topics();
     let mut source = KafkaSource::new(&client, &a.group, &topics, cfg.spec.batch)?;
+    source.resume_from(resume);
     let mut sink = Sink::Kafka(sink::kafka::KafkaSink::new(
         &client,
         cfg.spec.sinks.clone(),

@@ -10,6 +10,9 @@ use std::path::Path;
 
 use common::repo;
 use lookout::config::{Catalog, PipelineConfig};
+use std::time::Duration;
+
+use lookout::pipeline::checkpoint::{self, pipeline_hash, Checkpoint};
 use lookout::pipeline::Processor;
 use lookout::source::scenario::{catalog_json, Scenario, CYCLE_MINUTES};
 use lookout::source::{RawRecord, RecordMeta};
@@ -17,6 +20,12 @@ use lookout::source::{RawRecord, RecordMeta};
 const START_MS: i64 = 1_741_046_400_000; // 2025-03-04T00:00:00Z
 
 async fn run(dir: &Path) -> String {
+    run_with_restarts(dir, &[], Path::new("")).await
+}
+
+/// [`run`], stopping after each minute in `restarts`: the state is checkpointed into
+/// `state`, and a new processor restored from it goes on.
+async fn run_with_restarts(dir: &Path, restarts: &[i64], state: &Path) -> String {
     let mut cfg = PipelineConfig::load(dir, None).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     cfg.catalog = Catalog::parse(&catalog_json().to_string(), "scenario").unwrap();
     let mut p = Processor::build(&cfg)
@@ -25,6 +34,15 @@ async fn run(dir: &Path) -> String {
     let scenario = Scenario::new(42, START_MS);
     let mut out = String::new();
     for minute in 0..2 * CYCLE_MINUTES + 5 {
+        if restarts.contains(&minute) {
+            let offsets = [(("events".to_string(), 0), minute * 10_000)].into();
+            let c = Checkpoint::new(&cfg.spec.name, &pipeline_hash(dir), offsets, p.state().unwrap());
+            let file = state.join(checkpoint::FILE);
+            c.save(&file).unwrap();
+            p = Processor::build(&cfg).await.unwrap();
+            let resumed = p.checkpoint_to(state, Duration::from_secs(5)).unwrap();
+            assert_eq!(resumed.values().copied().collect::<Vec<_>>(), vec![minute * 10_000]);
+        }
         let batch: Vec<RawRecord> = scenario
             .minute(minute)
             .into_iter()
@@ -199,52 +217,53 @@ async fn late_records_are_counted_and_slow_partitions_hold_windows() {
     assert!(health.render().contains("lookout_late_records_total 1\n"));
 }
 
-/// A clean stop keeps the open SQL windows (`windows.json`) and the next start goes on
-/// from them; the file is consumed, and a broken one fails start naming it.
+/// A pipeline stopped at any point and resumed from its checkpoint publishes exactly
+/// what it would have without the stop: open windows, detectors, templates, incidents
+/// and trend periods all go on. Three stops: before the first fault, inside the first
+/// incident, and during the second hour.
 #[tokio::test]
-async fn open_windows_survive_a_clean_restart() {
+async fn every_pipeline_resumed_from_checkpoints_publishes_the_same() {
+    for name in [
+        "default",
+        "http_errors",
+        "log_volume",
+        "latency_saturation",
+        "deploy_errors",
+    ] {
+        let dir = repo().join("pipelines").join(name);
+        let state = tempfile::tempdir().unwrap();
+        let want = run(&dir).await;
+        let got = run_with_restarts(&dir, &[7, 24, 41], state.path()).await;
+        if got != want {
+            let first = got.lines().zip(want.lines()).position(|(a, b)| a != b).unwrap_or(0);
+            panic!(
+                "{name}: resumed output differs at line {}\n got: {}\nwant: {}",
+                first + 1,
+                got.lines().nth(first).unwrap_or("<end>"),
+                want.lines().nth(first).unwrap_or("<end>")
+            );
+        }
+    }
+}
+
+/// A checkpoint made by other pipeline files is not used; a broken one fails start
+/// naming the file.
+#[tokio::test]
+async fn a_checkpoint_of_other_files_is_ignored_and_a_broken_one_fails_start() {
     let dir = repo().join("pipelines/http_errors");
-    let mut cfg = PipelineConfig::load(&dir, None).unwrap();
-    cfg.catalog = Catalog::parse(&catalog_json().to_string(), "scenario").unwrap();
-    let models = tempfile::tempdir().unwrap();
-    let scenario = Scenario::new(7, START_MS);
-    let minute = |m: i64| -> Vec<RawRecord> {
-        scenario
-            .minute(m)
-            .into_iter()
-            .map(|g| RawRecord {
-                stream: g.stream,
-                payload: g.payload,
-                meta: RecordMeta {
-                    topic: g.stream.name().into(),
-                    kafka_ts: Some(g.ts),
-                    ..Default::default()
-                },
-            })
-            .collect()
-    };
-    let mut first = Processor::build(&cfg).await.unwrap();
-    first.resume_windows(models.path()).unwrap();
-    for m in 0..3 {
-        first.process(&minute(m)).await.unwrap();
-    }
-    let open = first.sql().open_slots();
-    assert!(open > 0, "windows are open at the stop");
-    first.save_windows().unwrap();
-    let file = models.path().join("windows.json");
-    assert!(file.exists());
+    let cfg = PipelineConfig::load(&dir, None).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut p = Processor::build(&cfg).await.unwrap();
+    let offsets = [(("logs".to_string(), 0), 42)].into();
+    let file = state.path().join(checkpoint::FILE);
+    Checkpoint::new(&cfg.spec.name, "another-hash", offsets, p.state().unwrap())
+        .save(&file)
+        .unwrap();
+    let resumed = p.checkpoint_to(state.path(), Duration::from_secs(5)).unwrap();
+    assert!(resumed.is_empty(), "state of other files is not restored: {resumed:?}");
 
-    let mut second = Processor::build(&cfg).await.unwrap();
-    second.resume_windows(models.path()).unwrap();
-    assert_eq!(second.sql().open_slots(), open, "the same windows are open again");
-    assert!(!file.exists(), "consumed: a crash later must not restore it again");
-    for m in 3..5 {
-        second.process(&minute(m)).await.unwrap();
-    }
-    assert_eq!(second.stats.late_records, 0);
-
-    std::fs::write(&file, "{ not json").unwrap();
-    let mut third = Processor::build(&cfg).await.unwrap();
-    let err = third.resume_windows(models.path()).unwrap_err();
-    assert!(err.contains("windows.json"), "{err}");
+    std::fs::write(&file, b"\xa1garbage").unwrap();
+    let mut q = Processor::build(&cfg).await.unwrap();
+    let err = q.checkpoint_to(state.path(), Duration::from_secs(5)).unwrap_err();
+    assert!(err.contains("checkpoint.cbor"), "{err}");
 }

@@ -8,7 +8,7 @@ use crate::decode::{EventKind, Severity, Status};
 
 /// One alert notification. Several notifications of one alert instance share a
 /// fingerprint.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Alert {
     pub fingerprint: String,
     /// `alertmanager`, `pagerduty`, `rule:<name>`, ...
@@ -29,7 +29,7 @@ impl Alert {
 }
 
 /// A deploy or change: a candidate cause of what follows it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Change {
     pub ts: i64,
     pub kind: EventKind,

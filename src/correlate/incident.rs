@@ -24,14 +24,14 @@ use crate::decode::{Severity, Status};
 pub const SCHEMA: &str = "lookout.incident.v1";
 const TIMELINE_CAP: usize = 200;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Phase {
     Open,
     Resolved,
 }
 
 /// What a transition published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Transition {
     Open,
     Updated,
@@ -51,7 +51,7 @@ impl Transition {
 }
 
 /// A member alert (all notifications of one fingerprint).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Member {
     pub alert: Alert,
     pub first_seen: i64,
@@ -81,10 +81,10 @@ impl Member {
 }
 
 /// Why an alert joined its incident.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Explanation {
     /// `opened` (it opened the incident), `same_service`, `same_host`, `topology`.
-    pub rule: &'static str,
+    pub rule: String,
     pub shared_keys: Vec<(String, String)>,
     /// Seconds since the incident's latest alert when this one joined.
     pub time_gap_s: f64,
@@ -92,7 +92,7 @@ pub struct Explanation {
     pub score: f64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Incident {
     pub id: String,
     pub seq: u64,
@@ -109,7 +109,7 @@ pub struct Incident {
     /// Fingerprints in the order they joined.
     pub order: Vec<String>,
     pub changes: Vec<(Change, String)>,
-    pub timeline: Vec<(i64, &'static str, String)>,
+    pub timeline: Vec<(i64, String, String)>,
     /// A candidate is not published until it is confirmed (see [`Incident::confirmed`]).
     pub published: bool,
 }
@@ -137,7 +137,7 @@ impl Incident {
             published: false,
         };
         let join = Explanation {
-            rule: "opened",
+            rule: "opened".into(),
             shared_keys: Vec::new(),
             time_gap_s: 0.0,
             topology_path: Vec::new(),
@@ -173,7 +173,7 @@ impl Incident {
 
     pub fn note(&mut self, ts: i64, event: &'static str, detail: String) {
         if self.timeline.len() < TIMELINE_CAP {
-            self.timeline.push((ts, event, detail));
+            self.timeline.push((ts, event.to_string(), detail));
         }
     }
 

@@ -42,7 +42,7 @@ pub struct IncidentUpdate {
 }
 
 /// Counters for metrics and reports.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CorrelationStats {
     pub alert_messages: u64,
     pub incidents_opened: u64,
@@ -60,7 +60,7 @@ pub struct CorrelationStats {
 }
 
 /// A maintenance window in force (from config or from an announcement event).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Window {
     services: Vec<String>,
     hosts: Vec<String>,
@@ -92,7 +92,43 @@ pub struct Correlator {
     pub stats: CorrelationStats,
 }
 
+/// What a checkpoint keeps of correlation: all of it but the configuration and catalog.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CorrelatorState {
+    windows: Vec<Window>,
+    incidents: BTreeMap<String, Incident>,
+    by_fingerprint: HashMap<String, String>,
+    by_key: HashMap<(IndexKind, String), BTreeSet<String>>,
+    changes: VecDeque<Change>,
+    watermark: i64,
+    stats: CorrelationStats,
+}
+
 impl Correlator {
+    /// The state to checkpoint.
+    pub fn state(&self) -> CorrelatorState {
+        CorrelatorState {
+            windows: self.windows.clone(),
+            incidents: self.incidents.clone(),
+            by_fingerprint: self.by_fingerprint.clone(),
+            by_key: self.by_key.clone(),
+            changes: self.changes.clone(),
+            watermark: self.watermark,
+            stats: self.stats,
+        }
+    }
+
+    /// Continues from a checkpointed state.
+    pub fn restore(&mut self, s: CorrelatorState) {
+        self.windows = s.windows;
+        self.incidents = s.incidents;
+        self.by_fingerprint = s.by_fingerprint;
+        self.by_key = s.by_key;
+        self.changes = s.changes;
+        self.watermark = s.watermark;
+        self.stats = s.stats;
+    }
+
     pub fn new(cfg: Correlation, catalog: Catalog) -> Correlator {
         let windows = cfg
             .maintenance
@@ -474,7 +510,7 @@ impl Correlator {
                 Some((
                     rank,
                     Explanation {
-                        rule,
+                        rule: rule.to_string(),
                         shared_keys: shared,
                         time_gap_s: gap,
                         topology_path: Vec::new(),
@@ -497,7 +533,7 @@ impl Correlator {
                             (
                                 hops,
                                 Explanation {
-                                    rule: "topology",
+                                    rule: "topology".into(),
                                     shared_keys: Vec::new(),
                                     time_gap_s: gap,
                                     topology_path: path,
@@ -563,7 +599,7 @@ impl Correlator {
                 if best.as_ref().is_none_or(|(s, o, id, _)| key > (*s, *o, id.clone())) {
                     let gap = (a.ts - inc.active_at()).max(0) as f64 / 1000.0;
                     let exp = Explanation {
-                        rule: "similar_title",
+                        rule: "similar_title".into(),
                         shared_keys: shared,
                         time_gap_s: gap,
                         topology_path: Vec::new(),
@@ -715,7 +751,7 @@ fn jaccard(a: &BTreeSet<String>, b: &BTreeSet<String>) -> f64 {
 }
 
 /// What an index key is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 enum IndexKind {
     Service,
     Host,

@@ -101,15 +101,28 @@ fn default_max_keys() -> usize {
     100_000
 }
 
-#[derive(Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Seen {
     count: u64,
     template: String,
 }
 
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Rate {
     mean: f64,
     window: i64,
+}
+
+/// What a checkpoint keeps of [`LogAnomalies`]: all but the configuration and model.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LogAnomalyState {
+    first_ts: Option<i64>,
+    warm: bool,
+    watermark: i64,
+    windows: BTreeMap<i64, BTreeMap<(String, String), Seen>>,
+    rates: HashMap<(String, String), Rate>,
+    episodes: HashMap<String, String>,
+    dropped_keys: u64,
 }
 
 pub struct LogAnomalies {
@@ -163,6 +176,30 @@ impl LogAnomalies {
             episodes: HashMap::new(),
             dropped_keys: 0,
         }
+    }
+
+    /// The state to checkpoint.
+    pub fn state(&self) -> LogAnomalyState {
+        LogAnomalyState {
+            first_ts: self.first_ts,
+            warm: self.warm,
+            watermark: self.watermark,
+            windows: self.windows.clone(),
+            rates: self.rates.clone(),
+            episodes: self.episodes.clone(),
+            dropped_keys: self.dropped_keys,
+        }
+    }
+
+    /// Continues from a checkpointed state.
+    pub fn restore(&mut self, s: LogAnomalyState) {
+        self.first_ts = s.first_ts;
+        self.warm = s.warm;
+        self.watermark = s.watermark;
+        self.windows = s.windows;
+        self.rates = s.rates;
+        self.episodes = s.episodes;
+        self.dropped_keys = s.dropped_keys;
     }
 
     /// Templates restored from a saved state: what is new is new now.

@@ -167,6 +167,7 @@ pub struct Detections {
     pub anomalies: Vec<Value>,
 }
 
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Series {
     detector: SeriesDetector,
     episode: Option<String>,
@@ -178,6 +179,18 @@ struct Series {
 /// Series whose latest [`RECENT_POINTS`] points are kept for charts.
 const RECENT_SERIES: usize = 2_000;
 const RECENT_POINTS: usize = 60;
+
+/// What a checkpoint keeps of [`SignalDetectors`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DetectorsState {
+    series: HashMap<(String, String, String), Series>,
+    log_windows: BTreeMap<i64, BTreeMap<String, u64>>,
+    log_services: BTreeMap<String, ()>,
+    watermark: i64,
+    dropped_series: u64,
+    windows: SignalWindows,
+    vector_episodes: HashMap<String, String>,
+}
 
 pub struct SignalDetectors {
     specs: HashMap<String, DetectSpec>,
@@ -225,6 +238,31 @@ impl SignalDetectors {
             vector_episodes: HashMap::new(),
             recorded: None,
         }
+    }
+
+    /// The state to checkpoint: all but the configuration, the model and what training
+    /// records.
+    pub fn state(&self) -> DetectorsState {
+        DetectorsState {
+            series: self.series.clone(),
+            log_windows: self.log_windows.clone(),
+            log_services: self.log_services.clone(),
+            watermark: self.watermark,
+            dropped_series: self.dropped_series,
+            windows: self.windows.clone(),
+            vector_episodes: self.vector_episodes.clone(),
+        }
+    }
+
+    /// Continues from a checkpointed state.
+    pub fn restore(&mut self, s: DetectorsState) {
+        self.series = s.series;
+        self.log_windows = s.log_windows;
+        self.log_services = s.log_services;
+        self.watermark = s.watermark;
+        self.dropped_series = s.dropped_series;
+        self.windows = s.windows;
+        self.vector_episodes = s.vector_episodes;
     }
 
     pub fn series_count(&self) -> usize {

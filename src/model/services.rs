@@ -184,7 +184,7 @@ pub struct Window {
 type Sums = BTreeMap<String, (f64, u32)>;
 
 /// Cuts signal points into one-minute windows per service.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SignalWindows {
     /// Window start → service → signal → (sum, count).
     open: BTreeMap<i64, BTreeMap<String, Sums>>,

@@ -265,7 +265,8 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
         let sent = Instant::now();
         sink.publish(&messages).await.map_err(|e| e.to_string())?;
         publishing += sent.elapsed();
-        source.ack(&batch);
+        source.delivered(&batch);
+        source.store_delivered();
         latencies.push(started.elapsed().as_secs_f64() * 1e3);
         for m in &messages {
             match m.topic {

@@ -9,6 +9,7 @@
 //! `replay` drive directly; [`run_kafka`] and [`replay`] add sources, sinks, shutdown.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod diff;
 pub mod embedded;
 pub mod train;
@@ -38,6 +39,7 @@ use crate::source::file::FileSource;
 use crate::source::kafka::KafkaSource;
 use crate::source::{RawRecord, SourceError};
 use crate::sql::{FileError, SqlEngine, SqlError, SqlOutput, Watermarks};
+use checkpoint::{Checkpoint, Offsets, ProcessorState};
 
 /// Why the pipeline could not start: the user's configuration.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +95,11 @@ pub struct Stats {
     /// `[trends] max_series`.
     pub trend_late_values: u64,
     pub trend_dropped_values: u64,
+    /// Checkpoints written, and the size of the latest.
+    pub checkpoints: u64,
+    pub checkpoint_bytes: u64,
+    /// Records skipped at start because the restored checkpoint holds them already.
+    pub skipped_records: u64,
     /// Where processing time went.
     pub time: StageTimes,
 }
@@ -114,9 +121,6 @@ fn lap(clock: &mut Instant) -> u64 {
     *clock = Instant::now();
     ns
 }
-
-/// The open windows of windowed SQL at a clean stop, in the models directory.
-const WINDOWS_FILE: &str = "windows.json";
 
 /// How often a running pipeline saves its template state.
 const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
@@ -142,8 +146,10 @@ pub struct Processor {
     catalog_watch: Option<Watched>,
     /// Where each batch's snapshot goes for `/metrics` and `/ready`.
     health: Option<Arc<Health>>,
-    /// Where open SQL windows are saved at a clean stop (`lookout run` on Kafka).
-    windows_state: Option<PathBuf>,
+    /// Where and how often the whole state is checkpointed (`lookout run` on Kafka).
+    checkpoints: Option<Checkpoints>,
+    /// A hash of the pipeline's files, which a checkpoint must match.
+    pipeline_hash: String,
     /// What the web view shows, and when it was last rendered.
     board: Option<BoardState>,
     /// Trend reports (None when `[trends] enabled = false`).
@@ -176,7 +182,8 @@ impl Processor {
             catalog_watch: cfg.catalog_path.clone().map(Watched::new),
             health: None,
             board: None,
-            windows_state: None,
+            checkpoints: None,
+            pipeline_hash: checkpoint::pipeline_hash(&cfg.dir),
             trends: match cfg.spec.trends.enabled {
                 true => Some(Trends::new(&cfg.spec.trends).map_err(|message| {
                     BuildError::Config(crate::config::ConfigError::Invalid {
@@ -352,43 +359,102 @@ impl Processor {
         }
     }
 
-    /// Saves what must outlive the process (the template state).
-    /// For `lookout run`: continues windowed SQL from the state a clean stop left in the
-    /// models directory (`windows.json`, saved with the offsets committed), and removes
-    /// the file: after a crash the input is read again from older offsets, and an older
-    /// window state must not meet it. (Not for replay, whose input is another.)
-    pub fn resume_windows(&mut self, dir: &Path) -> Result<(), String> {
-        self.windows_state = Some(dir.join(WINDOWS_FILE));
-        let path = &dir.join(WINDOWS_FILE);
-        if !path.exists() {
-            return Ok(());
+    /// The whole state, for a checkpoint.
+    pub fn state(&mut self) -> Result<ProcessorState, PipelineError> {
+        let miner = self.miner().state();
+        Ok(ProcessorState {
+            watermark: self.watermark,
+            marks: self.marks.state(),
+            trend_mark: self.trend_mark,
+            miner,
+            log_anomalies: self.log_anomalies.state(),
+            windows: self.sql.checkpoint()?,
+            detectors: self.detectors.state(),
+            correlator: self.correlator.state(),
+            trends: self.trends.as_ref().map(Trends::state),
+        })
+    }
+
+    /// Goes on from a checkpointed state.
+    pub fn restore(&mut self, s: ProcessorState) -> Result<(), String> {
+        let miner = Miner::restore(self.miner_config.clone(), s.miner)?;
+        match (&mut self.trends, s.trends) {
+            (Some(t), Some(state)) => t.restore(state)?,
+            (Some(_), None) | (None, Some(_)) => return Err("trend reports were enabled or disabled since".into()),
+            (None, None) => {}
         }
-        let bad = |e: String| format!("{}: {e}; remove the file to start the windows empty", path.display());
-        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-        let states: std::collections::BTreeMap<String, crate::sql::stream::FileState> =
-            serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        let n = states.len();
-        self.sql.restore(states).map_err(|e| bad(e.to_string()))?;
-        std::fs::remove_file(path).map_err(|e| bad(e.to_string()))?;
-        tracing::info!(file = %path.display(), files = n, open = self.sql.open_slots(), "SQL windows restored");
+        self.sql.restore(s.windows).map_err(|e| e.to_string())?;
+        *self.miner() = miner;
+        self.log_anomalies.restore(s.log_anomalies);
+        self.detectors.restore(s.detectors);
+        self.correlator.restore(s.correlator);
+        self.watermark = s.watermark;
+        self.marks.restore(s.marks, Instant::now());
+        self.trend_mark = s.trend_mark;
         Ok(())
     }
 
-    /// Saves the open windows of windowed SQL where [`Processor::resume_windows`] reads
-    /// them, for the next start; called at a clean stop, after the offsets are committed.
-    pub fn save_windows(&mut self) -> Result<(), PipelineError> {
-        let Some(path) = self.windows_state.clone() else {
+    /// Checkpoints the state into `dir` every `every` (see [`checkpoint`]) and resumes
+    /// from the checkpoint there. Returns the input offsets the restored state has
+    /// processed up to (empty when there was none, or it belongs to another pipeline).
+    /// A checkpoint that cannot be read fails here, at start.
+    pub fn checkpoint_to(&mut self, dir: &Path, every: std::time::Duration) -> Result<Offsets, String> {
+        let path = dir.join(checkpoint::FILE);
+        let mut offsets = Offsets::new();
+        if let Some(c) = Checkpoint::load(&path)? {
+            if c.pipeline != self.name || c.pipeline_hash != self.pipeline_hash {
+                tracing::warn!(
+                    file = %path.display(),
+                    "the checkpoint was made by another version of this pipeline's files; starting with empty state at the committed offsets"
+                );
+            } else {
+                let written = crate::decode::time::format_ms(c.written_at);
+                self.restore(c.state)
+                    .map_err(|e| format!("{}: {e}; remove it to start empty", path.display()))?;
+                tracing::info!(
+                    file = %path.display(),
+                    %written,
+                    partitions = c.offsets.len(),
+                    open_incidents = self.correlator.open_incidents(),
+                    open_windows = self.sql.open_slots(),
+                    "state restored from the checkpoint"
+                );
+                offsets = c.offsets;
+            }
+        }
+        self.checkpoints = Some(Checkpoints {
+            path,
+            every,
+            last: Instant::now(),
+        });
+        Ok(offsets)
+    }
+
+    /// True when the state should be checkpointed now (`force`: at a clean stop).
+    fn checkpoint_due(&self, force: bool) -> bool {
+        self.checkpoints
+            .as_ref()
+            .is_some_and(|c| force || c.last.elapsed() >= c.every)
+    }
+
+    /// Writes the state with the offsets it has processed up to.
+    fn write_checkpoint(&mut self, offsets: &Offsets) -> Result<(), PipelineError> {
+        let Some(path) = self.checkpoints.as_ref().map(|c| c.path.clone()) else {
             return Ok(());
         };
-        if !self.sql.has_windows() {
-            return Ok(());
+        let started = Instant::now();
+        let state = self.state()?;
+        let c = Checkpoint::new(&self.name, &self.pipeline_hash, offsets.clone(), state);
+        let bytes = c
+            .save(&path)
+            .map_err(|e| PipelineError::State(format!("{}: {e}", path.display())))?;
+        if let Some(cp) = &mut self.checkpoints {
+            cp.last = Instant::now();
         }
-        let states = self.sql.checkpoint()?;
-        let text = serde_json::to_string(&states).map_err(|e| PipelineError::State(e.to_string()))?;
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| PipelineError::State(format!("{}: {e}", path.display())))
+        self.stats.checkpoints += 1;
+        self.stats.checkpoint_bytes = bytes as u64;
+        tracing::debug!(bytes, ms = started.elapsed().as_millis() as u64, "checkpoint written");
+        Ok(())
     }
 
     pub fn save_state(&mut self) -> std::io::Result<()> {
@@ -579,6 +645,13 @@ impl Processor {
     }
 }
 
+/// Where and how often a running pipeline checkpoints.
+struct Checkpoints {
+    path: PathBuf,
+    every: std::time::Duration,
+    last: Instant,
+}
+
 /// The web view's state and when it was last rendered for `/api/state`.
 struct BoardState {
     board: Board,
@@ -646,7 +719,13 @@ pub async fn run_kafka(
             processor.expect_partitions(&source.assigned());
             let messages = processor.process(&batch).await?;
             sink.publish(&messages).await?;
-            source.ack(&batch);
+            source.delivered(&batch);
+            if processor.checkpoints.is_none() {
+                source.store_delivered();
+            } else if processor.checkpoint_due(false) {
+                checkpoint_and_store(processor, source);
+            }
+            processor.stats.skipped_records = source.skipped();
             if let Some(h) = &processor.health {
                 if !batch.is_empty() {
                     h.observe_batch(started.elapsed().as_secs_f64());
@@ -668,16 +747,32 @@ pub async fn run_kafka(
         Ok::<(), PipelineError>(())
     }
     .await;
+    // What was delivered is checkpointed (when checkpointing) and committed; after an
+    // error the last batch may not have been, and the next start reads it again.
+    if processor.checkpoint_due(true) {
+        checkpoint_and_store(processor, source);
+    }
     source.commit();
     sink.close().await?;
     processor
         .save_state()
         .map_err(|e| PipelineError::State(e.to_string()))?;
-    // Windows match the committed offsets only when every batch was acknowledged.
-    if result.is_ok() {
-        processor.save_windows()?;
-    }
     result.map(|_| processor.stats)
+}
+
+/// Writes a checkpoint of what was delivered and then stores its offsets for Kafka to
+/// commit. A checkpoint that cannot be written is retried at the next interval, and its
+/// offsets are not stored meanwhile: the input is read again rather than lost.
+fn checkpoint_and_store(processor: &mut Processor, source: &mut KafkaSource) {
+    match processor.write_checkpoint(source.delivered_offsets()) {
+        Ok(()) => source.store_delivered(),
+        Err(e) => {
+            tracing::warn!(error = %e, "checkpoint not written; offsets not committed until one is");
+            if let Some(c) = &mut processor.checkpoints {
+                c.last = Instant::now();
+            }
+        }
+    }
 }
 
 /// Runs a pipeline over files as fast as it can.

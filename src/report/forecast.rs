@@ -32,7 +32,7 @@ const RECENT: f64 = 0.990_418_2;
 const HUBER_K: f64 = 3.0;
 
 /// Which model a fit is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Method {
     /// Level, damped trend and season.
     HoltWinters,
@@ -50,7 +50,7 @@ impl Method {
 }
 
 /// Weights of one model.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Weights {
     pub alpha: f64,
     pub beta: f64,

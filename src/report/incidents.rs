@@ -40,7 +40,7 @@ const TOP_SOURCES: usize = 5;
 /// Dimensions of the hashed signature vectors.
 const DIMS: usize = 64;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Tracked {
     opened_at: i64,
     first_evidence: i64,
@@ -53,13 +53,13 @@ struct Tracked {
 }
 
 /// Alerts counted for one period (by its start).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct AlertCounts {
     total: u64,
     by_source: HashMap<(String, String, String), u64>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Ledger {
     incidents: BTreeMap<String, Tracked>,
     /// Acknowledgements not yet matched: (fingerprint or incident id, time).

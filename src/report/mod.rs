@@ -280,7 +280,7 @@ impl TrendConfig {
 }
 
 /// Which series: a signal of a service, or of one host of it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 struct Key {
     service: String,
     host: Option<String>,
@@ -288,12 +288,22 @@ struct Key {
 }
 
 /// Values left out, for the stats and the replay summary.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TrendStats {
     /// Values for a period already reported.
     pub late: u64,
     /// Values of series past `max_series`.
     pub dropped: u64,
+}
+
+/// What a checkpoint keeps of [`Trends`]: all but the configuration.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TrendState {
+    series: Vec<HashMap<Key, SeriesState>>,
+    pending: Vec<BTreeSet<i64>>,
+    closed: Vec<Option<i64>>,
+    ledger: incidents::Ledger,
+    stats: TrendStats,
 }
 
 /// The trend reporter of one pipeline.
@@ -322,6 +332,35 @@ impl Trends {
             periods,
             stats: TrendStats::default(),
         })
+    }
+
+    /// The state to checkpoint.
+    pub fn state(&self) -> TrendState {
+        TrendState {
+            series: self.series.clone(),
+            pending: self.pending.clone(),
+            closed: self.closed.clone(),
+            ledger: self.ledger.clone(),
+            stats: self.stats,
+        }
+    }
+
+    /// Continues from a checkpointed state; one made with other `[[trends.periods]]` is
+    /// refused.
+    pub fn restore(&mut self, s: TrendState) -> Result<(), String> {
+        let n = self.periods.len();
+        if s.series.len() != n || s.pending.len() != n || s.closed.len() != n {
+            return Err(format!(
+                "trend state for {} periods, the pipeline has {n}",
+                s.series.len()
+            ));
+        }
+        self.series = s.series;
+        self.pending = s.pending;
+        self.closed = s.closed;
+        self.ledger = s.ledger;
+        self.stats = s.stats;
+        Ok(())
     }
 
     fn add(&mut self, key: Key, ts: i64, v: f64) {

@@ -17,7 +17,7 @@ const BUCKETS: usize = 60;
 const Z95: f64 = 1.959_964;
 
 /// What one open period has gathered.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct Open {
     count: u64,
     sum: f64,
@@ -77,7 +77,7 @@ impl Open {
 }
 
 /// A series' state in one period length.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct SeriesState {
     open: BTreeMap<i64, Open>,
     /// Levels of closed periods, oldest first, NaN where a period had no data; the last

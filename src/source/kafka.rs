@@ -1,10 +1,12 @@
 //! The Kafka source: one consumer in a consumer group, subscribed to the input topics.
 //!
 //! Offsets are never stored automatically (`enable.auto.offset.store=false`): the
-//! pipeline calls [`KafkaSource::ack`] with a batch once every output derived from it is
-//! delivered, and only then are the batch's offsets stored; librdkafka commits stored
-//! offsets in the background and [`KafkaSource::commit`] commits them synchronously at
-//! shutdown. Batches are processed in order, so offsets advance in order per partition.
+//! pipeline calls [`KafkaSource::delivered`] with a batch once every output derived from
+//! it is acknowledged, and [`KafkaSource::store_delivered`] once the state that holds it
+//! is checkpointed (or at once, without checkpoints); librdkafka commits stored offsets
+//! in the background and [`KafkaSource::commit`] commits them synchronously at shutdown.
+//! Batches are processed in order, so offsets advance in order per partition. Records
+//! below the offsets of a restored checkpoint are skipped ([`KafkaSource::resume_from`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -20,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::{RawRecord, RecordMeta, SourceError};
 use crate::config::Batch;
 use crate::decode::Stream;
+use crate::pipeline::checkpoint::Offsets;
 
 /// Consumer lag per (topic, partition), from librdkafka's statistics.
 pub type Lag = Arc<Mutex<BTreeMap<(String, i32), i64>>>;
@@ -50,6 +53,16 @@ pub struct KafkaSource {
     lag: Lag,
     streams: HashMap<String, Stream>,
     batch: Batch,
+    /// The next offset to process per partition, after the batches delivered so far.
+    delivered: Offsets,
+    resume: Resume,
+}
+
+/// Where a restored checkpoint left each partition: records below are in its state.
+#[derive(Default)]
+struct Resume {
+    offsets: Offsets,
+    skipped: u64,
 }
 
 impl KafkaSource {
@@ -80,6 +93,8 @@ impl KafkaSource {
             lag,
             streams,
             batch,
+            delivered: Offsets::new(),
+            resume: Resume::default(),
         })
     }
 
@@ -112,6 +127,9 @@ impl KafkaSource {
                     let Some(&stream) = self.streams.get(m.topic()) else {
                         continue;
                     };
+                    if self.resume.holds(m.topic(), m.partition(), m.offset()) {
+                        continue;
+                    }
                     let headers = m
                         .headers()
                         .map(|h| {
@@ -167,20 +185,40 @@ impl KafkaSource {
             .collect()
     }
 
-    /// Stores the offsets of a fully delivered batch.
-    pub fn ack(&self, records: &[RawRecord]) {
-        let mut last: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    /// Skips records below `offsets` (a restored checkpoint's): its state holds them.
+    pub fn resume_from(&mut self, offsets: Offsets) {
+        self.delivered = offsets.clone();
+        self.resume.offsets = offsets;
+    }
+
+    /// Records skipped because the restored checkpoint holds them.
+    pub fn skipped(&self) -> u64 {
+        self.resume.skipped
+    }
+
+    /// Notes that every output of a batch is acknowledged.
+    pub fn delivered(&mut self, records: &[RawRecord]) {
         for r in records {
-            let e = last
-                .entry((r.meta.topic.as_str(), r.meta.partition))
-                .or_insert(r.meta.offset);
-            *e = (*e).max(r.meta.offset);
+            let e = self
+                .delivered
+                .entry((r.meta.topic.clone(), r.meta.partition))
+                .or_insert(r.meta.offset + 1);
+            *e = (*e).max(r.meta.offset + 1);
         }
-        for ((topic, partition), offset) in last {
+    }
+
+    /// The next offset to process per partition, after the delivered batches.
+    pub fn delivered_offsets(&self) -> &Offsets {
+        &self.delivered
+    }
+
+    /// Stores the delivered offsets for the next commit.
+    pub fn store_delivered(&self) {
+        for ((topic, partition), next) in &self.delivered {
             // A partition revoked by a rebalance cannot be stored; its new owner reads
             // from the last committed offset, which is at-least-once.
-            if let Err(e) = self.consumer.store_offset(topic, partition, offset) {
-                tracing::warn!(topic, partition, offset, error = %e, "offset not stored");
+            if let Err(e) = self.consumer.store_offset(topic, *partition, next - 1) {
+                tracing::debug!(topic, partition, offset = next - 1, error = %e, "offset not stored");
             }
         }
     }
@@ -191,6 +229,37 @@ impl KafkaSource {
             // Nothing stored since the last commit is reported as an error by librdkafka.
             tracing::debug!(error = %e, "final commit");
         }
+    }
+}
+
+impl Resume {
+    /// True for a record the restored checkpoint holds already. A partition's first
+    /// record past its checkpointed offset ends the skipping there; when it is past by
+    /// a gap (another instance processed those records, or retention deleted them), the
+    /// log says so.
+    fn holds(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
+        if self.offsets.is_empty() {
+            return false;
+        }
+        let key = (topic.to_string(), partition);
+        let Some(&next) = self.offsets.get(&key) else {
+            return false;
+        };
+        if offset < next {
+            self.skipped += 1;
+            return true;
+        }
+        if offset > next {
+            tracing::warn!(
+                topic,
+                partition,
+                checkpoint = next,
+                first = offset,
+                "records between the checkpoint and the committed offset were not processed from this state"
+            );
+        }
+        self.offsets.remove(&key);
+        false
     }
 }
 

@@ -61,6 +61,22 @@ impl Watermarks {
             });
     }
 
+    /// Each partition's newest event time, for checkpoints.
+    pub fn state(&self) -> Vec<((Stream, String, i32), i64)> {
+        let mut out: Vec<_> = self.parts.iter().map(|(k, p)| (k.clone(), p.newest)).collect();
+        out.sort();
+        out
+    }
+
+    /// Continues from checkpointed marks; each partition counts as seen `now`, so it holds
+    /// event time as an assigned one does until it delivers or goes quiet.
+    pub fn restore(&mut self, marks: Vec<((Stream, String, i32), i64)>, now: Instant) {
+        self.parts = marks
+            .into_iter()
+            .map(|(k, newest)| (k, Part { newest, seen: now }))
+            .collect();
+    }
+
     fn newest(&self) -> Option<&Part> {
         self.parts.values().max_by_key(|p| p.newest)
     }
