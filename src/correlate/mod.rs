@@ -89,6 +89,8 @@ pub struct Correlator {
     by_key: HashMap<(IndexKind, String), BTreeSet<String>>,
     changes: VecDeque<Change>,
     watermark: i64,
+    /// Nothing expires before event time passes this (see [`Correlator::due`]).
+    next_due: i64,
     pub stats: CorrelationStats,
 }
 
@@ -126,6 +128,7 @@ impl Correlator {
         self.by_key = s.by_key;
         self.changes = s.changes;
         self.watermark = s.watermark;
+        self.next_due = i64::MIN;
         self.stats = s.stats;
     }
 
@@ -153,6 +156,7 @@ impl Correlator {
             by_key: HashMap::new(),
             changes: VecDeque::new(),
             watermark: i64::MIN,
+            next_due: i64::MIN,
             stats: CorrelationStats::default(),
         }
     }
@@ -167,31 +171,35 @@ impl Correlator {
     }
 
     /// Applies a batch of alerts and changes; returns the incident states that changed.
+    ///
+    /// Changes and alerts are applied in event-time order (changes first at equal
+    /// times), and whatever falls due as event time passes (an incident quiet long
+    /// enough, a resolved candidate) is expired before the first alert past it: the
+    /// incident stream depends on the order of the input, not on how it was cut into
+    /// batches (a restart, a slower consumer give the same one).
     pub fn ingest(&mut self, mut alerts: Vec<Alert>, mut changes: Vec<Change>) -> Vec<IncidentUpdate> {
         changes.sort_by_key(|c| c.ts);
-        for c in changes {
-            self.watermark = self.watermark.max(c.ts);
-            match c
-                .labels
-                .iter()
-                .find(|(k, _)| k == "maintenance")
-                .map(|(_, v)| v.as_str())
-            {
-                Some(what) => self.announce_maintenance(&c, what),
-                None => self.changes.push_back(c),
-            }
-        }
         alerts.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.fingerprint.cmp(&b.fingerprint)));
+        let mut changes = changes.into_iter().peekable();
         // Every transition is published as it happens, so a consumer sees each `seq`,
         // `open` first.
         let mut out = Vec::new();
         for a in alerts {
+            while let Some(c) = changes.next_if(|c| c.ts <= a.ts) {
+                out.extend(self.pass_time(c.ts));
+                self.take_change(c);
+            }
             self.stats.alert_messages += 1;
-            self.watermark = self.watermark.max(a.ts);
+            out.extend(self.pass_time(a.ts));
             let (fp, ts, title) = (a.fingerprint.clone(), a.ts, a.title.clone());
             let changed = self.apply(a);
             // The incident the alert is in now (it may have moved: a clash, a new episode).
             let holder = changed.clone().or_else(|| self.by_fingerprint.get(&fp).cloned());
+            for id in changed.iter().chain(holder.iter()) {
+                if let Some(inc) = self.incidents.get(id) {
+                    self.next_due = self.next_due.min(self.due(inc));
+                }
+            }
             let confirmed = holder.and_then(|id| self.maybe_confirm(&id, ts, &title));
             if confirmed.is_some() {
                 out.extend(confirmed.and_then(|id| self.publish(&id)));
@@ -199,8 +207,55 @@ impl Correlator {
                 out.extend(changed.and_then(|id| self.publish(&id)));
             }
         }
+        for c in changes {
+            out.extend(self.pass_time(c.ts));
+            self.take_change(c);
+        }
         out.extend(self.expire());
         out
+    }
+
+    /// Moves event time to `ts`, expiring what fell due before it.
+    fn pass_time(&mut self, ts: i64) -> Vec<IncidentUpdate> {
+        if ts <= self.watermark {
+            return Vec::new();
+        }
+        self.watermark = ts;
+        if ts > self.next_due {
+            self.expire()
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn take_change(&mut self, c: Change) {
+        let maintenance = c
+            .labels
+            .iter()
+            .find(|(k, _)| k == "maintenance")
+            .map(|(_, v)| v.clone());
+        match maintenance {
+            Some(what) => {
+                self.announce_maintenance(&c, &what);
+                self.next_due = i64::MIN;
+            }
+            None => {
+                let lookback = self.cfg.change_lookback_s as i64 * 1000;
+                self.next_due = self.next_due.min(c.ts.saturating_add(2 * lookback));
+                self.changes.push_back(c);
+            }
+        }
+    }
+
+    /// The event time after which [`Correlator::expire`] changes an incident.
+    fn due(&self, inc: &Incident) -> i64 {
+        let quiet = self.cfg.quiet_period_s as i64 * 1000;
+        let reopen = self.cfg.reopen_window_s as i64 * 1000;
+        match (inc.phase, inc.published) {
+            (Phase::Resolved, false) => inc.resolved_at.unwrap_or(i64::MIN),
+            (Phase::Resolved, true) => inc.resolved_at.unwrap_or(i64::MIN).saturating_add(reopen),
+            (Phase::Open, _) => inc.active_at().saturating_add(quiet),
+        }
     }
 
     /// Moves event time forward without new alerts (idle inputs, end of a replay).
@@ -663,7 +718,13 @@ impl Correlator {
         let dropped: Vec<String> = self
             .incidents
             .values()
-            .filter(|i| !i.published && (i.phase == Phase::Resolved || now - i.active_at() > quiet))
+            .filter(|i| {
+                !i.published
+                    && match i.phase {
+                        Phase::Resolved => i.resolved_at.is_none_or(|r| now > r),
+                        Phase::Open => now - i.active_at() > quiet,
+                    }
+            })
             .map(|i| i.id.clone())
             .collect();
         for id in dropped {
@@ -692,10 +753,19 @@ impl Correlator {
             self.forget(&id);
         }
         self.windows.retain(|w| w.end > now);
-        let keep_from = now.saturating_sub(self.cfg.change_lookback_s as i64 * 1000 * 2);
+        let lookback = self.cfg.change_lookback_s as i64 * 1000;
+        let keep_from = now.saturating_sub(lookback * 2);
         while self.changes.front().is_some_and(|c| c.ts < keep_from) {
             self.changes.pop_front();
         }
+        self.next_due = self
+            .incidents
+            .values()
+            .map(|i| self.due(i))
+            .chain(self.windows.iter().map(|w| w.end.saturating_sub(1)))
+            .chain(self.changes.front().map(|c| c.ts.saturating_add(2 * lookback)))
+            .min()
+            .unwrap_or(i64::MAX);
         out
     }
 

@@ -405,3 +405,62 @@ fn evidence_joins_only_incidents_that_already_involve_its_service() {
     assert!(c.ingest(vec![evidence("e2", "db", 40)], vec![]).is_empty());
     assert_eq!(c.stats.evidence_unattached, 2);
 }
+
+/// However the same alerts are cut into batches (a restart, a consumer that falls
+/// behind), the same incident states are published: quiet incidents resolve before the
+/// first alert past their quiet period, resolved candidates go once time moves on.
+#[test]
+fn the_incident_stream_does_not_depend_on_batch_boundaries() {
+    let cfg = Correlation::default();
+    let quiet = cfg.quiet_period_s as i64;
+    let mut alerts = Vec::new();
+    for (i, svc) in ["db", "web", "cache"].iter().enumerate() {
+        let t = i as i64 * (2 * quiet + 600);
+        alerts.push(symptom(&format!("s{i}"), svc, t));
+        alerts.push(symptom(&format!("t{i}"), "api", t + 40));
+        alerts.push(alert(&format!("w{i}"), svc, t + 60, Status::Firing));
+        alerts.push(alert(&format!("w{i}"), svc, t + 90, Status::Resolved));
+        // something elsewhere moves event time past the quiet period, then the first
+        // symptom repeats: resolved, then reopened, wherever the batches are cut
+        alerts.push(alert(&format!("x{i}"), "elsewhere", t + 90 + quiet + 5, Status::Firing));
+        alerts.push(symptom(&format!("s{i}"), svc, t + 90 + quiet + 6));
+    }
+    alerts.sort_by_key(|a| a.ts);
+    let changes = vec![Change {
+        ts: 30_000,
+        kind: EventKind::Deploy,
+        source: "ci".into(),
+        service: Some("db".into()),
+        title: "deploy db".into(),
+        fingerprint: None,
+        labels: Vec::new(),
+    }];
+    let run = |cuts: &[usize]| {
+        let mut c = Correlator::new(cfg.clone(), catalog());
+        let mut out = BTreeSet::new();
+        let mut from = 0;
+        for &to in cuts.iter().chain([alerts.len()].iter()) {
+            let batch = alerts[from..to].to_vec();
+            // the deploy is read first, whatever it is cut with
+            let ch = if from == 0 { changes.clone() } else { Vec::new() };
+            for u in c.ingest(batch, ch) {
+                out.insert((u.incident_id, u.seq, u.json.to_string()));
+            }
+            from = to;
+        }
+        out
+    };
+    let whole = run(&[]);
+    assert!(whole.len() >= 6, "{whole:?}");
+    assert!(whole.iter().any(|(_, _, j)| j.contains("\"resolved\"")));
+    let differ = |got: &BTreeSet<(String, u64, String)>| -> Vec<(String, u64)> {
+        got.symmetric_difference(&whole)
+            .map(|(id, seq, _)| (id.clone(), *seq))
+            .collect()
+    };
+    for cut in 1..alerts.len() {
+        assert_eq!(differ(&run(&[cut])), vec![], "cut after alert {cut}");
+    }
+    let every: Vec<usize> = (1..alerts.len()).collect();
+    assert_eq!(differ(&run(&every)), vec![], "one alert per batch");
+}
