@@ -819,15 +819,8 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
     }
     let mut processor = Processor::build(&cfg).await.map_err(usage)?;
     processor.use_models(&a.models.join(&cfg.spec.name)).map_err(usage)?;
-    // The embedded broker starts empty each time: no offsets for a checkpoint to follow.
-    let resume = if !embedded && a.checkpoint_interval > 0.0 {
-        let dir = a.state_dir.clone().unwrap_or_else(|| a.models.join(&cfg.spec.name));
-        let every = Duration::try_from_secs_f64(a.checkpoint_interval)
-            .map_err(|e| usage(format!("--checkpoint-interval {}: {e}", a.checkpoint_interval)))?;
-        processor.checkpoint_to(&dir, every).map_err(usage)?
-    } else {
-        Default::default()
-    };
+    let every = Duration::try_from_secs_f64(a.checkpoint_interval)
+        .map_err(|e| usage(format!("--checkpoint-interval {}: {e}", a.checkpoint_interval)))?;
     if a.http != "off" {
         let token = match &a.http_token_file {
             Some(f) => Some(lookout::observe::http::Token::from_file(f).map_err(usage)?),
@@ -895,7 +888,12 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
     };
     let topics = cfg.topics();
     let mut source = KafkaSource::new(&client, &a.group, &topics, cfg.spec.batch)?;
-    source.resume_from(resume);
+    // The embedded broker starts empty each time: no offsets for a checkpoint to follow.
+    if !embedded && !every.is_zero() {
+        let dir = a.state_dir.clone().unwrap_or_else(|| a.models.join(&cfg.spec.name));
+        let scope = source.scope(Duration::from_secs(10));
+        source.resume_from(processor.checkpoint_to(&dir, every, &scope).map_err(usage)?);
+    }
     let mut sink = Sink::Kafka(sink::kafka::KafkaSink::new(
         &client,
         cfg.spec.sinks.clone(),

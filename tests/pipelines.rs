@@ -36,11 +36,11 @@ async fn run_with_restarts(dir: &Path, restarts: &[i64], state: &Path) -> String
     for minute in 0..2 * CYCLE_MINUTES + 5 {
         if restarts.contains(&minute) {
             let offsets = [(("events".to_string(), 0), minute * 10_000)].into();
-            let c = Checkpoint::new(&cfg.spec.name, &pipeline_hash(dir), offsets, p.state().unwrap());
+            let c = Checkpoint::new(&cfg.spec.name, &pipeline_hash(dir), "c/g", offsets, p.state().unwrap());
             let file = state.join(checkpoint::FILE);
             c.save(&file).unwrap();
             p = Processor::build(&cfg).await.unwrap();
-            let resumed = p.checkpoint_to(state, Duration::from_secs(5)).unwrap();
+            let resumed = p.checkpoint_to(state, Duration::from_secs(5), "c/g").unwrap();
             assert_eq!(resumed.values().copied().collect::<Vec<_>>(), vec![minute * 10_000]);
         }
         let batch: Vec<RawRecord> = scenario
@@ -246,7 +246,7 @@ async fn every_pipeline_resumed_from_checkpoints_publishes_the_same() {
     }
 }
 
-/// A checkpoint made by other pipeline files is not used; a broken one fails start
+/// A checkpoint made by other pipeline files, or of another cluster or group, is not used; a broken one fails start
 /// naming the file.
 #[tokio::test]
 async fn a_checkpoint_of_other_files_is_ignored_and_a_broken_one_fails_start() {
@@ -254,16 +254,32 @@ async fn a_checkpoint_of_other_files_is_ignored_and_a_broken_one_fails_start() {
     let cfg = PipelineConfig::load(&dir, None).unwrap();
     let state = tempfile::tempdir().unwrap();
     let mut p = Processor::build(&cfg).await.unwrap();
-    let offsets = [(("logs".to_string(), 0), 42)].into();
+    let offsets: checkpoint::Offsets = [(("logs".to_string(), 0), 42)].into();
     let file = state.path().join(checkpoint::FILE);
-    Checkpoint::new(&cfg.spec.name, "another-hash", offsets, p.state().unwrap())
+    let hash = pipeline_hash(&dir);
+    for (hash, scope, what) in [
+        ("another-hash", "c/g", "other files"),
+        (hash.as_str(), "another-cluster/g", "another cluster"),
+        (hash.as_str(), "c/another-group", "another group"),
+    ] {
+        Checkpoint::new(&cfg.spec.name, hash, scope, offsets.clone(), p.state().unwrap())
+            .save(&file)
+            .unwrap();
+        let resumed = p.checkpoint_to(state.path(), Duration::from_secs(5), "c/g").unwrap();
+        assert!(resumed.is_empty(), "state of {what} is not restored: {resumed:?}");
+    }
+    Checkpoint::new(&cfg.spec.name, &hash, "c/g", offsets.clone(), p.state().unwrap())
         .save(&file)
         .unwrap();
-    let resumed = p.checkpoint_to(state.path(), Duration::from_secs(5)).unwrap();
-    assert!(resumed.is_empty(), "state of other files is not restored: {resumed:?}");
+    assert_eq!(
+        p.checkpoint_to(state.path(), Duration::from_secs(5), "c/g").unwrap(),
+        offsets
+    );
 
     std::fs::write(&file, b"\xa1garbage").unwrap();
     let mut q = Processor::build(&cfg).await.unwrap();
-    let err = q.checkpoint_to(state.path(), Duration::from_secs(5)).unwrap_err();
+    let err = q
+        .checkpoint_to(state.path(), Duration::from_secs(5), "c/g")
+        .unwrap_err();
     assert!(err.contains("checkpoint.cbor"), "{err}");
 }

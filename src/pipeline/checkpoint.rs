@@ -10,8 +10,8 @@
 //! below its offsets, read again when the commit lagged it); what follows is processed
 //! again from the same state, which gives the same incident ids and `seq` (repeats are
 //! dropped downstream by key). A checkpoint made by another pipeline (a changed
-//! `pipeline.toml` or SQL file) is not used: the state starts empty at the committed
-//! offsets, and the log says so.
+//! `pipeline.toml` or SQL file), or for another Kafka cluster or consumer group, is not
+//! used: the state starts empty at the committed offsets, and the log says so.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -56,6 +56,9 @@ pub struct Checkpoint {
     /// The pipeline's name and a hash of its files: a checkpoint of another is not used.
     pub pipeline: String,
     pub pipeline_hash: String,
+    /// Whose offsets these are: the Kafka cluster's id and the consumer group. Offsets
+    /// of another cluster or group mean nothing here.
+    pub scope: String,
     /// Wall time it was written (ms since the epoch), for logs.
     pub written_at: i64,
     pub offsets: Offsets,
@@ -63,11 +66,18 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    pub fn new(pipeline: &str, pipeline_hash: &str, offsets: Offsets, state: ProcessorState) -> Checkpoint {
+    pub fn new(
+        pipeline: &str,
+        pipeline_hash: &str,
+        scope: &str,
+        offsets: Offsets,
+        state: ProcessorState,
+    ) -> Checkpoint {
         Checkpoint {
             format: FORMAT,
             pipeline: pipeline.to_string(),
             pipeline_hash: pipeline_hash.to_string(),
+            scope: scope.to_string(),
             written_at: chrono::Utc::now().timestamp_millis(),
             offsets,
             state,

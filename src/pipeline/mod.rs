@@ -398,7 +398,8 @@ impl Processor {
     /// from the checkpoint there. Returns the input offsets the restored state has
     /// processed up to (empty when there was none, or it belongs to another pipeline).
     /// A checkpoint that cannot be read fails here, at start.
-    pub fn checkpoint_to(&mut self, dir: &Path, every: std::time::Duration) -> Result<Offsets, String> {
+    /// `scope` names whose offsets they are (the cluster id and consumer group).
+    pub fn checkpoint_to(&mut self, dir: &Path, every: std::time::Duration, scope: &str) -> Result<Offsets, String> {
         let path = dir.join(checkpoint::FILE);
         let mut offsets = Offsets::new();
         if let Some(c) = Checkpoint::load(&path)? {
@@ -406,6 +407,13 @@ impl Processor {
                 tracing::warn!(
                     file = %path.display(),
                     "the checkpoint was made by another version of this pipeline's files; starting with empty state at the committed offsets"
+                );
+            } else if c.scope != scope {
+                tracing::warn!(
+                    file = %path.display(),
+                    checkpoint = %c.scope,
+                    now = %scope,
+                    "the checkpoint is of another Kafka cluster or consumer group; starting with empty state at the committed offsets"
                 );
             } else {
                 let written = crate::decode::time::format_ms(c.written_at);
@@ -426,6 +434,7 @@ impl Processor {
             path,
             every,
             last: Instant::now(),
+            scope: scope.to_string(),
         });
         Ok(offsets)
     }
@@ -439,12 +448,12 @@ impl Processor {
 
     /// Writes the state with the offsets it has processed up to.
     fn write_checkpoint(&mut self, offsets: &Offsets) -> Result<(), PipelineError> {
-        let Some(path) = self.checkpoints.as_ref().map(|c| c.path.clone()) else {
+        let Some((path, scope)) = self.checkpoints.as_ref().map(|c| (c.path.clone(), c.scope.clone())) else {
             return Ok(());
         };
         let started = Instant::now();
         let state = self.state()?;
-        let c = Checkpoint::new(&self.name, &self.pipeline_hash, offsets.clone(), state);
+        let c = Checkpoint::new(&self.name, &self.pipeline_hash, &scope, offsets.clone(), state);
         let bytes = c
             .save(&path)
             .map_err(|e| PipelineError::State(format!("{}: {e}", path.display())))?;
@@ -650,6 +659,7 @@ struct Checkpoints {
     path: PathBuf,
     every: std::time::Duration,
     last: Instant,
+    scope: String,
 }
 
 /// The web view's state and when it was last rendered for `/api/state`.
@@ -747,9 +757,10 @@ pub async fn run_kafka(
         Ok::<(), PipelineError>(())
     }
     .await;
-    // What was delivered is checkpointed (when checkpointing) and committed; after an
-    // error the last batch may not have been, and the next start reads it again.
-    if processor.checkpoint_due(true) {
+    // What was delivered is checkpointed (when checkpointing) and committed. After an
+    // error the state may hold a batch that was not delivered: no checkpoint then, and
+    // the next start goes on from the last one.
+    if result.is_ok() && processor.checkpoint_due(true) {
         checkpoint_and_store(processor, source);
     }
     source.commit();

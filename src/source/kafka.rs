@@ -53,6 +53,7 @@ pub struct KafkaSource {
     lag: Lag,
     streams: HashMap<String, Stream>,
     batch: Batch,
+    group: String,
     /// The next offset to process per partition, after the batches delivered so far.
     delivered: Offsets,
     resume: Resume,
@@ -93,6 +94,7 @@ impl KafkaSource {
             lag,
             streams,
             batch,
+            group: group.to_string(),
             delivered: Offsets::new(),
             resume: Resume::default(),
         })
@@ -183,6 +185,14 @@ impl KafkaSource {
             .iter()
             .map(|((t, p), l)| (t.clone(), *p, *l))
             .collect()
+    }
+
+    /// Whose offsets this source reads: `<cluster id>/<group>` (the cluster id is
+    /// asked of the brokers; `unknown` when they do not say within `timeout`).
+    pub fn scope(&self, timeout: Duration) -> String {
+        let group = self.consumer.client().fetch_cluster_id(timeout);
+        let id = group.unwrap_or_else(|| "unknown".into());
+        format!("{id}/{}", self.group)
     }
 
     /// Skips records below `offsets` (a restored checkpoint's): its state holds them.

@@ -181,6 +181,7 @@ pub fn while_lookout_runs<T>(
     during: impl FnOnce() -> T,
 ) -> (T, std::process::ExitStatus) {
     use std::process::{Command, Stdio};
+    let state = tempfile::tempdir().expect("a state directory");
     let mut lookout = Command::new(env!("CARGO_BIN_EXE_lookout"))
         .current_dir(repo())
         .args([
@@ -193,6 +194,8 @@ pub fn while_lookout_runs<T>(
             "off",
             "--quiet",
         ])
+        .arg("--state-dir")
+        .arg(state.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
