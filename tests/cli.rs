@@ -344,3 +344,45 @@ fn a_bad_http_token_file_is_a_usage_error() {
         assert!(err.contains(says), "{err}");
     }
 }
+
+/// A SASL password given with `--kafka` is never printed, even with debug logs and a
+/// broker that refuses the connection (every librdkafka error is logged).
+#[test]
+fn a_kafka_password_is_never_printed() {
+    let state = tempfile::tempdir().unwrap();
+    let out = lookout()
+        .args([
+            "run",
+            "--brokers",
+            "127.0.0.1:1",
+            "--duration",
+            "3",
+            "--http",
+            "off",
+            "--log",
+            "debug",
+        ])
+        .args([
+            "--kafka",
+            "security.protocol=SASL_PLAINTEXT",
+            "--kafka",
+            "sasl.mechanism=PLAIN",
+        ])
+        .args([
+            "--kafka",
+            "sasl.username=lookout",
+            "--kafka",
+            "sasl.password=s3cr3t-XYZ",
+        ])
+        .arg("--state-dir")
+        .arg(state.path())
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("127.0.0.1:1"), "it tried the broker and said so: {all}");
+    assert!(!all.contains("s3cr3t-XYZ"), "the password is printed:\n{all}");
+}
