@@ -176,6 +176,30 @@ impl Health {
             &[("", t.late_records as f64)],
         );
         metric(
+            "lookout_checkpoints_total",
+            "counter",
+            "State checkpoints written (each followed by an offset commit).",
+            &[("", t.checkpoints as f64)],
+        );
+        metric(
+            "lookout_checkpoint_failures_total",
+            "counter",
+            "Checkpoints that could not be written (offsets wait for the next one).",
+            &[("", t.checkpoint_failures as f64)],
+        );
+        metric(
+            "lookout_checkpoint_bytes",
+            "gauge",
+            "Size of the latest checkpoint.",
+            &[("", t.checkpoint_bytes as f64)],
+        );
+        metric(
+            "lookout_skipped_records_total",
+            "counter",
+            "Records skipped at start because the restored checkpoint holds them.",
+            &[("", t.skipped_records as f64)],
+        );
+        metric(
             "lookout_window_corrections_total",
             "counter",
             "Closed windows emitted again because late rows changed them.",

@@ -95,8 +95,9 @@ pub struct Stats {
     /// `[trends] max_series`.
     pub trend_late_values: u64,
     pub trend_dropped_values: u64,
-    /// Checkpoints written, and the size of the latest.
+    /// Checkpoints written, failed, and the size of the latest.
     pub checkpoints: u64,
+    pub checkpoint_failures: u64,
     pub checkpoint_bytes: u64,
     /// Records skipped at start because the restored checkpoint holds them already.
     pub skipped_records: u64,
@@ -779,6 +780,7 @@ fn checkpoint_and_store(processor: &mut Processor, source: &mut KafkaSource) {
         Ok(()) => source.store_delivered(),
         Err(e) => {
             tracing::warn!(error = %e, "checkpoint not written; offsets not committed until one is");
+            processor.stats.checkpoint_failures += 1;
             if let Some(c) = &mut processor.checkpoints {
                 c.last = Instant::now();
             }

@@ -190,9 +190,8 @@ impl KafkaSource {
     /// Whose offsets this source reads: `<cluster id>/<group>` (the cluster id is
     /// asked of the brokers; `unknown` when they do not say within `timeout`).
     pub fn scope(&self, timeout: Duration) -> String {
-        let group = self.consumer.client().fetch_cluster_id(timeout);
-        let id = group.unwrap_or_else(|| "unknown".into());
-        format!("{id}/{}", self.group)
+        let cluster = self.consumer.client().fetch_cluster_id(timeout);
+        format!("{}/{}", cluster.as_deref().unwrap_or("unknown"), self.group)
     }
 
     /// Skips records below `offsets` (a restored checkpoint's): its state holds them.
