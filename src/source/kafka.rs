@@ -6,7 +6,9 @@
 //! is checkpointed (or at once, without checkpoints); librdkafka commits stored offsets
 //! in the background and [`KafkaSource::commit`] commits them synchronously at shutdown.
 //! Batches are processed in order, so offsets advance in order per partition. Records
-//! below the offsets of a restored checkpoint are skipped ([`KafkaSource::resume_from`]).
+//! the pipeline's state holds already are skipped: those below the offsets of a restored
+//! checkpoint ([`KafkaSource::resume_from`]), and those read again when a rebalance hands
+//! a partition back at its committed offset, which lags what was delivered.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -56,13 +58,7 @@ pub struct KafkaSource {
     group: String,
     /// The next offset to process per partition, after the batches delivered so far.
     delivered: Offsets,
-    resume: Resume,
-}
-
-/// Where a restored checkpoint left each partition: records below are in its state.
-#[derive(Default)]
-struct Resume {
-    offsets: Offsets,
+    /// Records skipped because the state holds them already.
     skipped: u64,
 }
 
@@ -96,7 +92,7 @@ impl KafkaSource {
             batch,
             group: group.to_string(),
             delivered: Offsets::new(),
-            resume: Resume::default(),
+            skipped: 0,
         })
     }
 
@@ -129,7 +125,8 @@ impl KafkaSource {
                     let Some(&stream) = self.streams.get(m.topic()) else {
                         continue;
                     };
-                    if self.resume.holds(m.topic(), m.partition(), m.offset()) {
+                    if self.holds(m.topic(), m.partition(), m.offset()) {
+                        self.skipped += 1;
                         continue;
                     }
                     let headers = m
@@ -196,13 +193,21 @@ impl KafkaSource {
 
     /// Skips records below `offsets` (a restored checkpoint's): its state holds them.
     pub fn resume_from(&mut self, offsets: Offsets) {
-        self.delivered = offsets.clone();
-        self.resume.offsets = offsets;
+        self.delivered = offsets;
     }
 
-    /// Records skipped because the restored checkpoint holds them.
+    /// Records skipped because the state holds them already.
     pub fn skipped(&self) -> u64 {
-        self.resume.skipped
+        self.skipped
+    }
+
+    /// True for a record below the next offset delivered for its partition: the state
+    /// holds it. (A scan, not a lookup: no key to allocate per record, and an instance
+    /// reads few partitions.)
+    fn holds(&self, topic: &str, partition: i32, offset: i64) -> bool {
+        self.delivered
+            .iter()
+            .any(|((t, p), next)| *p == partition && offset < *next && t == topic)
     }
 
     /// Notes that every output of a batch is acknowledged.
@@ -238,37 +243,6 @@ impl KafkaSource {
             // Nothing stored since the last commit is reported as an error by librdkafka.
             tracing::debug!(error = %e, "final commit");
         }
-    }
-}
-
-impl Resume {
-    /// True for a record the restored checkpoint holds already. A partition's first
-    /// record past its checkpointed offset ends the skipping there; when it is past by
-    /// a gap (another instance processed those records, or retention deleted them), the
-    /// log says so.
-    fn holds(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
-        if self.offsets.is_empty() {
-            return false;
-        }
-        let key = (topic.to_string(), partition);
-        let Some(&next) = self.offsets.get(&key) else {
-            return false;
-        };
-        if offset < next {
-            self.skipped += 1;
-            return true;
-        }
-        if offset > next {
-            tracing::warn!(
-                topic,
-                partition,
-                checkpoint = next,
-                first = offset,
-                "records between the checkpoint and the committed offset were not processed from this state"
-            );
-        }
-        self.offsets.remove(&key);
-        false
     }
 }
 
