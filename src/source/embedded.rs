@@ -15,8 +15,15 @@ use super::SourceError;
 
 pub struct EmbeddedBroker {
     bootstrap: String,
-    stop: Option<mpsc::Sender<()>>,
+    /// Commands for the cluster's thread; dropping it stops the cluster.
+    control: Option<mpsc::Sender<Control>>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// What the cluster's thread is asked to do (fault injection for tests).
+enum Control {
+    /// The broker drops its connections and refuses new ones, or comes back.
+    Down(bool),
 }
 
 impl EmbeddedBroker {
@@ -24,7 +31,7 @@ impl EmbeddedBroker {
     pub fn start(topics: &[&str], partitions: i32) -> Result<EmbeddedBroker, SourceError> {
         let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let (control_tx, control_rx) = mpsc::channel::<Control>();
         let thread = std::thread::Builder::new()
             .name("embedded-broker".into())
             .spawn(move || {
@@ -42,7 +49,17 @@ impl EmbeddedBroker {
                     }
                 }
                 let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
-                let _ = stop_rx.recv();
+                while let Ok(Control::Down(down)) = control_rx.recv() {
+                    // the mock cluster numbers its brokers from 1
+                    let r = if down {
+                        cluster.broker_down(1)
+                    } else {
+                        cluster.broker_up(1)
+                    };
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, down, "embedded broker: fault not injected");
+                    }
+                }
                 drop(cluster);
             })
             .map_err(|e| SourceError::Config(format!("starting the embedded broker: {e}")))?;
@@ -52,7 +69,7 @@ impl EmbeddedBroker {
             .map_err(SourceError::Config)?;
         Ok(EmbeddedBroker {
             bootstrap,
-            stop: Some(stop_tx),
+            control: Some(control_tx),
             thread: Some(thread),
         })
     }
@@ -60,11 +77,19 @@ impl EmbeddedBroker {
     pub fn bootstrap_servers(&self) -> &str {
         &self.bootstrap
     }
+
+    /// Takes the broker down (it drops every connection and refuses new ones) or brings
+    /// it back: a broker outage, for tests.
+    pub fn set_down(&self, down: bool) {
+        if let Some(c) = &self.control {
+            let _ = c.send(Control::Down(down));
+        }
+    }
 }
 
 impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
-        drop(self.stop.take());
+        drop(self.control.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
