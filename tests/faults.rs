@@ -151,6 +151,38 @@ fn spawn(bootstrap: &str, state: &std::path::Path, log: &std::path::Path) -> Chi
         .expect("lookout starts")
 }
 
+/// Reads the incidents topic until every state of `want` is there (or `timeout`).
+async fn incidents_until_all_of(
+    bootstrap: &str,
+    want: &BTreeMap<(String, u64), String>,
+    timeout: Duration,
+) -> Vec<Out> {
+    let (bs, keys) = (bootstrap.to_string(), want.keys().cloned().collect::<BTreeSet<_>>());
+    tokio::task::spawn_blocking(move || {
+        consume_until(&bs, "incidents", timeout, |o| {
+            let (got, _) = dedup(o);
+            keys.iter().all(|k| got.contains_key(k))
+        })
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits until the incidents topic holds at least `n` messages.
+async fn first_incidents(bootstrap: &str, n: usize) {
+    let bs = bootstrap.to_string();
+    tokio::task::spawn_blocking(move || consume_until(&bs, "incidents", Duration::from_secs(60), |o| o.len() >= n))
+        .await
+        .unwrap();
+}
+
+/// Stops Lookout with SIGTERM: its exit status and its log so far.
+fn terminate(mut child: Child, log: &std::path::Path) -> (std::process::ExitStatus, String) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let status = child.wait().unwrap();
+    (status, std::fs::read_to_string(log).unwrap_or_default())
+}
+
 /// Incident messages by (`incident_id`, `seq`), and how many repeated a key.
 fn dedup(incidents: &[Out]) -> (BTreeMap<(String, u64), String>, usize) {
     let mut out = BTreeMap::new();
@@ -247,17 +279,8 @@ async fn kill_9_twenty_times_while_input_flows_loses_and_changes_nothing() {
     }
     producer.join().unwrap();
 
-    let mut child = spawn(&bs, state.path(), &log);
-    let want_keys: BTreeSet<(String, u64)> = want.keys().cloned().collect();
-    let (bs2, keys) = (bs.clone(), want_keys.clone());
-    let incidents = tokio::task::spawn_blocking(move || {
-        consume_until(&bs2, "incidents", Duration::from_secs(180), |o| {
-            let (got, _) = dedup(o);
-            keys.iter().all(|k| got.contains_key(k))
-        })
-    })
-    .await
-    .unwrap();
+    let child = spawn(&bs, state.path(), &log);
+    let incidents = incidents_until_all_of(&bs, &want, Duration::from_secs(180)).await;
     let (bs3, n_bad) = (bs.clone(), bad.len());
     let dead = tokio::task::spawn_blocking(move || {
         consume_until(&bs3, "dead-letters", Duration::from_secs(60), |o| {
@@ -273,9 +296,7 @@ async fn kill_9_twenty_times_while_input_flows_loses_and_changes_nothing() {
 
     // Scenario 2: SIGTERM drains, commits and exits 0 within the shutdown limit.
     let stop = Instant::now();
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let status = child.wait().unwrap();
-    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    let (status, log_text) = terminate(child, &log);
     assert!(status.success(), "exit after SIGTERM: {status}\n{log_text}");
     assert!(
         stop.elapsed() < Duration::from_secs(15),
@@ -314,24 +335,14 @@ async fn sigterm_and_restart_publish_no_duplicates() {
     let log = state.path().join("lookout.log");
     let half = payloads.len() / 2;
     produce_slowly(&bs, payloads[..half].to_vec(), Duration::ZERO);
-    let mut child = spawn(&bs, state.path(), &log);
-    let bs2 = bs.clone();
-    tokio::task::spawn_blocking(move || consume_until(&bs2, "incidents", Duration::from_secs(60), |o| o.len() >= 3))
-        .await
-        .unwrap();
+    let child = spawn(&bs, state.path(), &log);
+    first_incidents(&bs, 3).await;
     std::thread::sleep(Duration::from_secs(2));
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    assert!(child.wait().unwrap().success());
+    assert!(terminate(child, &log).0.success());
     produce_slowly(&bs, payloads[half..].to_vec(), Duration::ZERO);
-    let mut child = spawn(&bs, state.path(), &log);
-    let (bs3, n) = (bs.clone(), want.len());
-    let incidents = tokio::task::spawn_blocking(move || {
-        consume_until(&bs3, "incidents", Duration::from_secs(120), |o| dedup(o).0.len() >= n)
-    })
-    .await
-    .unwrap();
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    assert!(child.wait().unwrap().success());
+    let child = spawn(&bs, state.path(), &log);
+    let incidents = incidents_until_all_of(&bs, &want, Duration::from_secs(120)).await;
+    assert!(terminate(child, &log).0.success());
     let (got, repeats) = dedup(&incidents);
     assert_eq!(repeats, 0, "a clean stop and restart publish nothing twice");
     same_incidents(&got, &want);
@@ -352,28 +363,15 @@ async fn a_broker_outage_longer_than_the_message_timeout_loses_nothing() {
     let state = tempfile::tempdir().unwrap();
     let log = state.path().join("lookout.log");
     produce_slowly(&bs, payloads, Duration::ZERO);
-    let mut child = spawn(&bs, state.path(), &log);
-    let bs2 = bs.clone();
-    tokio::task::spawn_blocking(move || consume_until(&bs2, "incidents", Duration::from_secs(60), |o| !o.is_empty()))
-        .await
-        .unwrap();
+    let child = spawn(&bs, state.path(), &log);
+    first_incidents(&bs, 1).await;
     broker.set_down(true);
     std::thread::sleep(Duration::from_secs(35));
     broker.set_down(false);
     let back = Instant::now();
-    let (bs3, keys) = (bs.clone(), want.keys().cloned().collect::<BTreeSet<_>>());
-    let incidents = tokio::task::spawn_blocking(move || {
-        consume_until(&bs3, "incidents", Duration::from_secs(90), |o| {
-            let (got, _) = dedup(o);
-            keys.iter().all(|k| got.contains_key(k))
-        })
-    })
-    .await
-    .unwrap();
+    let incidents = incidents_until_all_of(&bs, &want, Duration::from_secs(90)).await;
     let caught_up = back.elapsed();
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let status = child.wait().unwrap();
-    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    let (status, log_text) = terminate(child, &log);
     assert!(status.success(), "exit after SIGTERM: {status}\n{log_text}");
     let (got, repeats) = dedup(&incidents);
     same_incidents(&got, &want);

@@ -33,8 +33,7 @@ pub const FILE: &str = "checkpoint.cbor";
 /// Bumped when what a checkpoint holds changes meaning.
 const FORMAT: u32 = 1;
 
-/// Input positions: (topic, partition) → the next offset to process.
-pub type Offsets = BTreeMap<(String, i32), i64>;
+pub use crate::source::Offsets;
 
 /// Everything [`super::Processor`] needs to go on where it was.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::{RawRecord, RecordMeta, SourceError};
 use crate::config::Batch;
 use crate::decode::Stream;
-use crate::pipeline::checkpoint::Offsets;
+use super::Offsets;
 
 /// Consumer lag per (topic, partition), from librdkafka's statistics.
 pub type Lag = Arc<Mutex<BTreeMap<(String, i32), i64>>>;
@@ -212,12 +212,17 @@ impl KafkaSource {
 
     /// Notes that every output of a batch is acknowledged.
     pub fn delivered(&mut self, records: &[RawRecord]) {
+        // the batch's last offset per partition first: one owned key per partition
+        let mut last: BTreeMap<(&str, i32), i64> = BTreeMap::new();
         for r in records {
-            let e = self
-                .delivered
-                .entry((r.meta.topic.clone(), r.meta.partition))
-                .or_insert(r.meta.offset + 1);
-            *e = (*e).max(r.meta.offset + 1);
+            let e = last
+                .entry((r.meta.topic.as_str(), r.meta.partition))
+                .or_insert(r.meta.offset);
+            *e = (*e).max(r.meta.offset);
+        }
+        for ((topic, partition), offset) in last {
+            let e = self.delivered.entry((topic.to_string(), partition)).or_insert(offset + 1);
+            *e = (*e).max(offset + 1);
         }
     }
 

@@ -15,6 +15,9 @@ pub mod scenario;
 
 pub use record::{dead_letter_json, DeadLetter, RawRecord, RecordMeta};
 
+/// Input positions: (topic, partition) → the next offset to process.
+pub type Offsets = std::collections::BTreeMap<(String, i32), i64>;
+
 /// A source failed: an external system's or the environment's fault.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
