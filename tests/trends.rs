@@ -242,7 +242,7 @@ fn the_forecaster_beats_seasonal_naive_on_most_series() {
 /// on two days) come out as a recurring type of two or more incidents, named by what
 /// they share. (The daily certificate expiries on api-gateway, auth and cart are not
 /// one type: their signatures, services and log shapes naming the expired service,
-/// lie 0.69–0.75 apart against DBSCAN's tolerance of 0.6.)
+/// lie further apart than DBSCAN's tolerance of 0.6.)
 #[test]
 fn recurring_incident_types_over_three_days() {
     let Some(shared) = shared() else { return };

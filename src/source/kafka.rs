@@ -21,10 +21,10 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
 use tokio_util::sync::CancellationToken;
 
+use super::Offsets;
 use super::{RawRecord, RecordMeta, SourceError};
 use crate::config::Batch;
 use crate::decode::Stream;
-use super::Offsets;
 
 /// Consumer lag per (topic, partition), from librdkafka's statistics.
 pub type Lag = Arc<Mutex<BTreeMap<(String, i32), i64>>>;
@@ -221,7 +221,10 @@ impl KafkaSource {
             *e = (*e).max(r.meta.offset);
         }
         for ((topic, partition), offset) in last {
-            let e = self.delivered.entry((topic.to_string(), partition)).or_insert(offset + 1);
+            let e = self
+                .delivered
+                .entry((topic.to_string(), partition))
+                .or_insert(offset + 1);
             *e = (*e).max(offset + 1);
         }
     }
