@@ -15,27 +15,41 @@ use super::SourceError;
 
 pub struct EmbeddedBroker {
     bootstrap: String,
+    brokers: i32,
     /// Commands for the cluster's thread; dropping it stops the cluster.
-    control: Option<mpsc::Sender<Control>>,
+    control: Option<mpsc::Sender<(Control, mpsc::Sender<()>)>>,
     thread: Option<JoinHandle<()>>,
 }
 
-/// What the cluster's thread is asked to do (fault injection for tests).
+/// What the cluster's thread is asked to do (fault injection for tests). Brokers are
+/// numbered from 1.
 enum Control {
-    /// The broker drops its connections and refuses new ones, or comes back.
-    Down(bool),
+    /// A broker drops its connections and refuses new ones, or comes back.
+    Down { broker: i32, down: bool },
+    /// A broker answers every request this much later (0: at once).
+    RoundTrip { broker: i32, delay: std::time::Duration },
+    /// A partition's leader moves to a broker.
+    Leader { topic: String, partition: i32, broker: i32 },
+    /// A consumer group's coordinator moves to a broker.
+    GroupCoordinator { group: String, broker: i32 },
 }
 
 impl EmbeddedBroker {
     /// Starts a one-broker cluster and creates `topics` with `partitions` each.
     pub fn start(topics: &[&str], partitions: i32) -> Result<EmbeddedBroker, SourceError> {
+        EmbeddedBroker::start_cluster(topics, partitions, 1)
+    }
+
+    /// Starts a cluster of `brokers` brokers (leaders spread over them) and creates
+    /// `topics` with `partitions` each: tests move leaders and take single brokers down.
+    pub fn start_cluster(topics: &[&str], partitions: i32, brokers: i32) -> Result<EmbeddedBroker, SourceError> {
         let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
-        let (control_tx, control_rx) = mpsc::channel::<Control>();
+        let (control_tx, control_rx) = mpsc::channel::<(Control, mpsc::Sender<()>)>();
         let thread = std::thread::Builder::new()
             .name("embedded-broker".into())
             .spawn(move || {
-                let cluster = match MockCluster::new(1) {
+                let cluster = match MockCluster::new(brokers) {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e.to_string()));
@@ -49,16 +63,24 @@ impl EmbeddedBroker {
                     }
                 }
                 let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
-                while let Ok(Control::Down(down)) = control_rx.recv() {
-                    // the mock cluster numbers its brokers from 1
-                    let r = if down {
-                        cluster.broker_down(1)
-                    } else {
-                        cluster.broker_up(1)
+                while let Ok((c, done)) = control_rx.recv() {
+                    let r = match c {
+                        Control::Down { broker, down: true } => cluster.broker_down(broker),
+                        Control::Down { broker, down: false } => cluster.broker_up(broker),
+                        Control::RoundTrip { broker, delay } => cluster.broker_round_trip_time(broker, delay),
+                        Control::Leader {
+                            topic,
+                            partition,
+                            broker,
+                        } => cluster.partition_leader(&topic, partition, Some(broker)),
+                        Control::GroupCoordinator { group, broker } => {
+                            cluster.coordinator(rdkafka::mocking::MockCoordinator::Group(group), broker)
+                        }
                     };
                     if let Err(e) = r {
-                        tracing::warn!(error = %e, down, "embedded broker: fault not injected");
+                        tracing::warn!(error = %e, "embedded broker: fault not injected");
                     }
+                    let _ = done.send(());
                 }
                 drop(cluster);
             })
@@ -69,6 +91,7 @@ impl EmbeddedBroker {
             .map_err(SourceError::Config)?;
         Ok(EmbeddedBroker {
             bootstrap,
+            brokers,
             control: Some(control_tx),
             thread: Some(thread),
         })
@@ -78,11 +101,48 @@ impl EmbeddedBroker {
         &self.bootstrap
     }
 
-    /// Takes the broker down (it drops every connection and refuses new ones) or brings
-    /// it back: a broker outage, for tests.
+    /// Takes every broker down (they drop their connections and refuse new ones) or
+    /// brings them back: an outage, for tests.
     pub fn set_down(&self, down: bool) {
-        if let Some(c) = &self.control {
-            let _ = c.send(Control::Down(down));
+        for broker in 1..=self.brokers {
+            self.send(Control::Down { broker, down });
+        }
+    }
+
+    /// Takes one broker (numbered from 1) down or brings it back.
+    pub fn set_broker_down(&self, broker: i32, down: bool) {
+        self.send(Control::Down { broker, down });
+    }
+
+    /// Makes one broker answer every request `delay` late (a slow or distant broker).
+    pub fn set_round_trip(&self, broker: i32, delay: std::time::Duration) {
+        self.send(Control::RoundTrip { broker, delay });
+    }
+
+    /// Moves the leader of a partition to a broker.
+    pub fn set_leader(&self, topic: &str, partition: i32, broker: i32) {
+        self.send(Control::Leader {
+            topic: topic.to_string(),
+            partition,
+            broker,
+        });
+    }
+
+    /// Moves a consumer group's coordinator to a broker.
+    pub fn set_group_coordinator(&self, group: &str, broker: i32) {
+        self.send(Control::GroupCoordinator {
+            group: group.to_string(),
+            broker,
+        });
+    }
+
+    /// Hands a command to the cluster's thread and waits until it is applied.
+    fn send(&self, c: Control) {
+        if let Some(tx) = &self.control {
+            let (done, applied) = mpsc::channel();
+            if tx.send((c, done)).is_ok() {
+                let _ = applied.recv();
+            }
         }
     }
 }

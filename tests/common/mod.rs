@@ -11,6 +11,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
+pub mod faults;
+
 pub use lookout::source::embedded::EmbeddedBroker;
 
 pub const INPUTS: [&str; 3] = ["logs", "metrics", "events"];
