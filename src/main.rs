@@ -292,6 +292,19 @@ struct RunArgs {
     /// checkpoints (offsets committed after every batch, state starts empty).
     #[arg(long, env = "LOOKOUT_CHECKPOINT_INTERVAL", default_value_t = 5.0)]
     checkpoint_interval: f64,
+    /// Exactly-once: outputs, the state checkpoint (to --state-topic) and the input
+    /// offsets are committed in one Kafka transaction every --checkpoint-interval;
+    /// consumers of the outputs read with isolation.level=read_committed.
+    #[arg(long, env = "LOOKOUT_EXACTLY_ONCE")]
+    exactly_once: bool,
+    /// With --exactly-once: this instance's transactional id, stable across its restarts
+    /// and distinct from every other instance's (a restart with it fences the old one).
+    /// Default: <group>-<pipeline name>.
+    #[arg(long, env = "LOOKOUT_TRANSACTIONAL_ID")]
+    transactional_id: Option<String>,
+    /// With --exactly-once: the compacted topic that holds each instance's checkpoints.
+    #[arg(long, env = "LOOKOUT_STATE_TOPIC", default_value = "lookout-state")]
+    state_topic: String,
 }
 
 #[derive(clap::Args)]
@@ -821,6 +834,11 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
     processor.use_models(&a.models.join(&cfg.spec.name)).map_err(usage)?;
     let every = Duration::try_from_secs_f64(a.checkpoint_interval)
         .map_err(|e| usage(format!("--checkpoint-interval {}: {e}", a.checkpoint_interval)))?;
+    if a.exactly_once && every.is_zero() {
+        return Err(usage(
+            "--exactly-once commits a transaction every --checkpoint-interval: it cannot be 0",
+        ));
+    }
     if a.http != "off" {
         let token = match &a.http_token_file {
             Some(f) => Some(lookout::observe::http::Token::from_file(f).map_err(usage)?),
@@ -843,7 +861,11 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
     }
     let cancel = shutdown_token(a.duration);
     let broker = if embedded {
-        Some(pipeline::embedded::start_broker(&cfg)?)
+        let state_topic = [a.state_topic.as_str()];
+        Some(pipeline::embedded::start_broker(
+            &cfg,
+            if a.exactly_once { &state_topic } else { &[] },
+        )?)
     } else {
         None
     };
@@ -888,17 +910,42 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
     };
     let topics = cfg.topics();
     let mut source = KafkaSource::new(&client, &a.group, &topics, cfg.spec.batch)?;
-    // The embedded broker starts empty each time: no offsets for a checkpoint to follow.
-    if !embedded && !every.is_zero() {
-        let dir = a.state_dir.clone().unwrap_or_else(|| a.models.join(&cfg.spec.name));
+    let sink = if a.exactly_once {
+        let id = a
+            .transactional_id
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", a.group, cfg.spec.name));
+        // fences an older instance with this id before its checkpoint is read
+        let sink =
+            sink::kafka::KafkaSink::transactional(&client, cfg.spec.sinks.clone(), cancel.clone(), &id, &a.state_topic)
+                .await?;
+        let origin = format!("state topic {} ({id})", a.state_topic);
+        let found = pipeline::state_topic::read(&client, &a.state_topic, &id, Duration::from_secs(60))
+            .map_err(usage)?
+            .map(|b| pipeline::checkpoint::Checkpoint::from_bytes(&b, &origin))
+            .transpose()
+            .map_err(usage)?;
         let scope = source.scope(Duration::from_secs(10));
-        source.resume_from(processor.checkpoint_to(&dir, every, &scope).map_err(usage)?);
-    }
-    let mut sink = Sink::Kafka(sink::kafka::KafkaSink::new(
-        &client,
-        cfg.spec.sinks.clone(),
-        cancel.clone(),
-    )?);
+        source.resume_from(
+            processor
+                .checkpoint_in_transactions(found, &origin, every, &scope)
+                .map_err(usage)?,
+        );
+        println!(
+            "  exactly-once: transactional id {id}, checkpoints to {}",
+            a.state_topic
+        );
+        sink
+    } else {
+        // The embedded broker starts empty each time: no offsets for a checkpoint to follow.
+        if !embedded && !every.is_zero() {
+            let dir = a.state_dir.clone().unwrap_or_else(|| a.models.join(&cfg.spec.name));
+            let scope = source.scope(Duration::from_secs(10));
+            source.resume_from(processor.checkpoint_to(&dir, every, &scope).map_err(usage)?);
+        }
+        sink::kafka::KafkaSink::new(&client, cfg.spec.sinks.clone(), cancel.clone())?
+    };
+    let mut sink = Sink::Kafka(sink);
     let quiet = a.quiet;
     let mut print = move |m: &sink::Message| {
         if !quiet {

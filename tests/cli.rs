@@ -386,3 +386,33 @@ fn a_kafka_password_is_never_printed() {
     assert!(all.contains("127.0.0.1:1"), "it tried the broker and said so: {all}");
     assert!(!all.contains("s3cr3t-XYZ"), "the password is printed:\n{all}");
 }
+
+/// `--exactly-once` refuses an interval of 0 (it commits at every interval) and a state
+/// topic that does not exist, at start, with exit 2 and the topic's name.
+#[test]
+fn exactly_once_needs_an_interval_and_a_state_topic() {
+    let broker = common::broker();
+    let state = tempfile::tempdir().unwrap();
+    for (extra, says) in [
+        (
+            vec!["--checkpoint-interval", "0"],
+            "--exactly-once commits a transaction every --checkpoint-interval",
+        ),
+        (
+            vec!["--state-topic", "no-such-topic"],
+            "state topic no-such-topic does not exist",
+        ),
+    ] {
+        let out = lookout()
+            .args(["run", "--brokers", broker.bootstrap_servers(), "--exactly-once"])
+            .args(["--duration", "20", "--http", "off", "--group", "eos-cli"])
+            .args(extra)
+            .arg("--state-dir")
+            .arg(state.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+}

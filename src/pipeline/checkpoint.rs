@@ -83,45 +83,56 @@ impl Checkpoint {
         }
     }
 
-    /// Writes to `path` through a temporary file that is synced and renamed over it, so
-    /// that a crash leaves the old checkpoint or the new one, never half of one.
+    /// Writes to `path` (see [`write_file`]).
     pub fn save(&self, path: &Path) -> std::io::Result<usize> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let mut bytes = Vec::new();
-        ciborium::into_writer(self, &mut bytes).map_err(std::io::Error::other)?;
-        let tmp = path.with_extension("cbor.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        Ok(bytes.len())
+        write_file(path, &self.to_bytes()?)
     }
 
-    /// Reads a checkpoint; `Ok(None)` when there is none.
+    /// The checkpoint as bytes (CBOR).
+    pub fn to_bytes(&self) -> std::io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        ciborium::into_writer(self, &mut bytes).map_err(std::io::Error::other)?;
+        Ok(bytes)
+    }
+
+    /// Reads a checkpoint from bytes; `origin` names where they came from in errors.
+    pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Checkpoint, String> {
+        let c: Checkpoint = ciborium::from_reader(bytes)
+            .map_err(|e| format!("{origin}: not a Lookout checkpoint ({e}); remove it to start empty"))?;
+        if c.format != FORMAT {
+            return Err(format!(
+                "{origin}: checkpoint format {} (this Lookout writes {FORMAT}); remove it to start empty",
+                c.format
+            ));
+        }
+        Ok(c)
+    }
+
+    /// Reads a checkpoint file; `Ok(None)` when there is none.
     pub fn load(path: &Path) -> Result<Option<Checkpoint>, String> {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
-        let c: Checkpoint = ciborium::from_reader(bytes.as_slice()).map_err(|e| {
-            format!(
-                "{}: not a Lookout checkpoint ({e}); remove it to start empty",
-                path.display()
-            )
-        })?;
-        if c.format != FORMAT {
-            return Err(format!(
-                "{}: checkpoint format {} (this Lookout writes {FORMAT}); remove it to start empty",
-                path.display(),
-                c.format
-            ));
-        }
-        Ok(Some(c))
+        Checkpoint::from_bytes(&bytes, &path.display().to_string()).map(Some)
     }
+}
+
+/// Writes checkpoint bytes to `path` through a temporary file that is synced and
+/// renamed over it, so that a crash leaves the old checkpoint or the new one, never
+/// half of one.
+pub fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<usize> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("cbor.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    Ok(bytes.len())
 }
 
 /// A hash of the files that define a pipeline (`*.toml`, `*.sql` in its directory):

@@ -14,8 +14,9 @@ use crate::source::embedded::EmbeddedBroker;
 use crate::source::scenario::Scenario;
 use crate::source::SourceError;
 
-/// Starts the broker with the pipeline's input and output topics.
-pub fn start_broker(cfg: &PipelineConfig) -> Result<EmbeddedBroker, SourceError> {
+/// Starts the broker with the pipeline's input and output topics, and `more` (the
+/// state topic of `--exactly-once`).
+pub fn start_broker(cfg: &PipelineConfig, more: &[&str]) -> Result<EmbeddedBroker, SourceError> {
     let s = &cfg.spec.sinks;
     let mut topics: Vec<&str> = cfg.topics().iter().map(|(_, t)| *t).collect();
     topics.extend([
@@ -24,6 +25,7 @@ pub fn start_broker(cfg: &PipelineConfig) -> Result<EmbeddedBroker, SourceError>
         s.trend_reports.as_str(),
         s.dead_letters.as_str(),
     ]);
+    topics.extend(more);
     EmbeddedBroker::start(&topics, 1)
 }
 

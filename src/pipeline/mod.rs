@@ -12,6 +12,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod diff;
 pub mod embedded;
+pub mod state_topic;
 pub mod train;
 
 use std::collections::HashSet;
@@ -402,42 +403,69 @@ impl Processor {
     /// `scope` names whose offsets they are (the cluster id and consumer group).
     pub fn checkpoint_to(&mut self, dir: &Path, every: std::time::Duration, scope: &str) -> Result<Offsets, String> {
         let path = dir.join(checkpoint::FILE);
-        let mut offsets = Offsets::new();
-        if let Some(c) = Checkpoint::load(&path)? {
-            if c.pipeline != self.name || c.pipeline_hash != self.pipeline_hash {
-                tracing::warn!(
-                    file = %path.display(),
-                    "the checkpoint was made by another version of this pipeline's files; starting with empty state at the committed offsets"
-                );
-            } else if c.scope != scope {
-                tracing::warn!(
-                    file = %path.display(),
-                    checkpoint = %c.scope,
-                    now = %scope,
-                    "the checkpoint is of another Kafka cluster or consumer group; starting with empty state at the committed offsets"
-                );
-            } else {
-                let written = crate::decode::time::format_ms(c.written_at);
-                self.restore(c.state)
-                    .map_err(|e| format!("{}: {e}; remove it to start empty", path.display()))?;
-                tracing::info!(
-                    file = %path.display(),
-                    %written,
-                    partitions = c.offsets.len(),
-                    open_incidents = self.correlator.open_incidents(),
-                    open_windows = self.sql.open_slots(),
-                    "state restored from the checkpoint"
-                );
-                offsets = c.offsets;
-            }
-        }
+        let found = Checkpoint::load(&path)?;
+        let offsets = self.resume(found, &path.display().to_string(), scope)?;
         self.checkpoints = Some(Checkpoints {
-            path,
+            path: Some(path),
             every,
             last: Instant::now(),
             scope: scope.to_string(),
         });
         Ok(offsets)
+    }
+
+    /// [`Processor::checkpoint_to`] for checkpoints that the transactional sink commits
+    /// to the state topic (`found`: the latest there, read from `origin`).
+    pub fn checkpoint_in_transactions(
+        &mut self,
+        found: Option<Checkpoint>,
+        origin: &str,
+        every: std::time::Duration,
+        scope: &str,
+    ) -> Result<Offsets, String> {
+        let offsets = self.resume(found, origin, scope)?;
+        self.checkpoints = Some(Checkpoints {
+            path: None,
+            every,
+            last: Instant::now(),
+            scope: scope.to_string(),
+        });
+        Ok(offsets)
+    }
+
+    /// Restores a checkpoint of this pipeline and scope; returns its offsets.
+    fn resume(&mut self, found: Option<Checkpoint>, origin: &str, scope: &str) -> Result<Offsets, String> {
+        let Some(c) = found else {
+            return Ok(Offsets::new());
+        };
+        if c.pipeline != self.name || c.pipeline_hash != self.pipeline_hash {
+            tracing::warn!(
+                checkpoint = %origin,
+                "the checkpoint was made by another version of this pipeline's files; starting with empty state at the committed offsets"
+            );
+            return Ok(Offsets::new());
+        }
+        if c.scope != scope {
+            tracing::warn!(
+                checkpoint = %origin,
+                of = %c.scope,
+                now = %scope,
+                "the checkpoint is of another Kafka cluster or consumer group; starting with empty state at the committed offsets"
+            );
+            return Ok(Offsets::new());
+        }
+        let written = crate::decode::time::format_ms(c.written_at);
+        self.restore(c.state)
+            .map_err(|e| format!("{origin}: {e}; remove it to start empty"))?;
+        tracing::info!(
+            checkpoint = %origin,
+            %written,
+            partitions = c.offsets.len(),
+            open_incidents = self.correlator.open_incidents(),
+            open_windows = self.sql.open_slots(),
+            "state restored from the checkpoint"
+        );
+        Ok(c.offsets)
     }
 
     /// True when the state should be checkpointed now (`force`: at a clean stop).
@@ -447,22 +475,33 @@ impl Processor {
             .is_some_and(|c| force || c.last.elapsed() >= c.every)
     }
 
-    /// Writes the state with the offsets it has processed up to.
-    fn write_checkpoint(&mut self, offsets: &Offsets) -> Result<(), PipelineError> {
-        let Some((path, scope)) = self.checkpoints.as_ref().map(|c| (c.path.clone(), c.scope.clone())) else {
-            return Ok(());
-        };
-        let started = Instant::now();
+    /// The state with the offsets it has processed up to, as checkpoint bytes.
+    fn encode_checkpoint(&mut self, offsets: &Offsets) -> Result<Vec<u8>, PipelineError> {
+        let scope = self.checkpoints.as_ref().map(|c| c.scope.clone()).unwrap_or_default();
         let state = self.state()?;
         let c = Checkpoint::new(&self.name, &self.pipeline_hash, &scope, offsets.clone(), state);
-        let bytes = c
-            .save(&path)
-            .map_err(|e| PipelineError::State(format!("{}: {e}", path.display())))?;
+        c.to_bytes().map_err(|e| PipelineError::State(e.to_string()))
+    }
+
+    /// Counts a checkpoint written or committed; the next is due an interval later.
+    fn checkpoint_done(&mut self, bytes: usize) {
         if let Some(cp) = &mut self.checkpoints {
             cp.last = Instant::now();
         }
         self.stats.checkpoints += 1;
         self.stats.checkpoint_bytes = bytes as u64;
+    }
+
+    /// Writes the state with the offsets it has processed up to, to the checkpoint file.
+    fn write_checkpoint(&mut self, offsets: &Offsets) -> Result<(), PipelineError> {
+        let Some(path) = self.checkpoints.as_ref().and_then(|c| c.path.clone()) else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let bytes = self.encode_checkpoint(offsets)?;
+        let bytes = checkpoint::write_file(&path, &bytes)
+            .map_err(|e| PipelineError::State(format!("{}: {e}", path.display())))?;
+        self.checkpoint_done(bytes);
         tracing::debug!(bytes, ms = started.elapsed().as_millis() as u64, "checkpoint written");
         Ok(())
     }
@@ -657,7 +696,9 @@ impl Processor {
 
 /// Where and how often a running pipeline checkpoints.
 struct Checkpoints {
-    path: PathBuf,
+    /// The checkpoint file; `None` when the transactional sink commits them to the
+    /// state topic.
+    path: Option<PathBuf>,
     every: std::time::Duration,
     last: Instant,
     scope: String,
@@ -716,7 +757,8 @@ fn max_ts(b: &RecordBatch) -> Option<i64> {
 pub type OnPublish<'a> = &'a mut (dyn FnMut(&Message) + Send);
 
 /// Runs until `cancel` fires: consume, process, publish, acknowledge. Returns after the
-/// last batch is acknowledged and offsets are committed.
+/// last batch is acknowledged and offsets are committed. With a transactional sink the
+/// outputs, the checkpoint and the offsets are committed together every interval.
 pub async fn run_kafka(
     processor: &mut Processor,
     source: &mut KafkaSource,
@@ -724,6 +766,9 @@ pub async fn run_kafka(
     cancel: &CancellationToken,
     on_publish: OnPublish<'_>,
 ) -> Result<Stats, PipelineError> {
+    let transactional = sink.transactional_id().is_some();
+    // anything to commit since the last transaction
+    let mut pending = false;
     let result = async {
         while let Some(batch) = source.next_batch(cancel).await? {
             let started = Instant::now();
@@ -731,7 +776,13 @@ pub async fn run_kafka(
             let messages = processor.process(&batch).await?;
             sink.publish(&messages).await?;
             source.delivered(&batch);
-            if processor.checkpoints.is_none() {
+            pending |= !batch.is_empty() || !messages.is_empty();
+            if transactional {
+                if pending && processor.checkpoint_due(false) {
+                    commit_transaction(processor, source, sink).await?;
+                    pending = false;
+                }
+            } else if processor.checkpoints.is_none() {
                 source.store_delivered();
             } else if processor.checkpoint_due(false) {
                 checkpoint_and_store(processor, source);
@@ -755,21 +806,51 @@ pub async fn run_kafka(
                 );
             }
         }
+        if transactional && pending {
+            commit_transaction(processor, source, sink).await?;
+        }
         Ok::<(), PipelineError>(())
     }
     .await;
-    // What was delivered is checkpointed (when checkpointing) and committed. After an
-    // error the state may hold a batch that was not delivered: no checkpoint then, and
-    // the next start goes on from the last one.
-    if result.is_ok() && processor.checkpoint_due(true) {
-        checkpoint_and_store(processor, source);
+    if transactional {
+        if result.is_err() {
+            // the next start goes on from the last committed transaction
+            sink.abort().await;
+        }
+    } else {
+        // What was delivered is checkpointed (when checkpointing) and committed. After
+        // an error the state may hold a batch that was not delivered: no checkpoint
+        // then, and the next start goes on from the last one.
+        if result.is_ok() && processor.checkpoint_due(true) {
+            checkpoint_and_store(processor, source);
+        }
+        source.commit();
     }
-    source.commit();
     sink.close().await?;
     processor
         .save_state()
         .map_err(|e| PipelineError::State(e.to_string()))?;
     result.map(|_| processor.stats)
+}
+
+/// Commits the open transaction: what was published since the last, the checkpoint of
+/// the state after it, and the input offsets that state has processed.
+async fn commit_transaction(
+    processor: &mut Processor,
+    source: &KafkaSource,
+    sink: &mut Sink,
+) -> Result<(), PipelineError> {
+    let offsets = source.delivered_offsets().clone();
+    let bytes = processor.encode_checkpoint(&offsets)?;
+    let group = source
+        .group_metadata()
+        .ok_or_else(|| PipelineError::State("the consumer has no group metadata for the transaction".into()))?;
+    if let Err(e) = sink.commit(&bytes, &offsets, group).await {
+        processor.stats.checkpoint_failures += 1;
+        return Err(e.into());
+    }
+    processor.checkpoint_done(bytes.len());
+    Ok(())
 }
 
 /// Writes a checkpoint of what was delivered and then stores its offsets for Kafka to

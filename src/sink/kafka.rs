@@ -3,16 +3,40 @@
 //! every delivery report; failed messages are retried with backoff until they are
 //! delivered or the pipeline is cancelled (then nothing is acknowledged upstream and the
 //! input is read again after a restart).
+//!
+//! With `--exactly-once` the producer is transactional: outputs, the state checkpoint
+//! (to the state topic) and the input offsets go into one transaction, committed every
+//! checkpoint interval ([`KafkaSink::commit`]). A delivery that fails then is not
+//! retried: the transaction cannot commit, the pipeline stops, and the next start goes
+//! on from the last committed one. Starting with the same `transactional.id` fences an
+//! older instance (a zombie): its next send or commit fails and it stops.
 
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::TopicPartitionList;
 use tokio_util::sync::CancellationToken;
 
 use super::{Message, SinkError, Topic};
 use crate::config::Sinks;
+use crate::pipeline::state_topic::{self, StateRecord};
+use crate::source::Offsets;
+
+/// How long a transaction call may wait on the brokers.
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A transactional producer's own settings.
+struct Transactions {
+    /// Where checkpoints go, keyed by this instance's transactional id.
+    state_topic: String,
+    instance: String,
+    /// Checkpoints committed by this process, for their ids.
+    committed: u64,
+}
 
 pub struct KafkaSink {
     producer: FutureProducer,
@@ -20,6 +44,7 @@ pub struct KafkaSink {
     cancel: CancellationToken,
     /// Deliveries that had to be retried, for metrics.
     pub retries: u64,
+    transactions: Option<Transactions>,
 }
 
 impl KafkaSink {
@@ -39,7 +64,105 @@ impl KafkaSink {
             topics,
             cancel,
             retries: 0,
+            transactions: None,
         })
+    }
+
+    /// A transactional sink (`transactional.id` = `id`) that checkpoints to
+    /// `state_topic`. Fences any older producer with the same id and opens the first
+    /// transaction.
+    pub async fn transactional(
+        client: &ClientConfig,
+        topics: Sinks,
+        cancel: CancellationToken,
+        id: &str,
+        state_topic: &str,
+    ) -> Result<KafkaSink, SinkError> {
+        let mut cfg = client.clone();
+        cfg.set("transactional.id", id).set("transaction.timeout.ms", "60000");
+        let mut sink = KafkaSink::new(&cfg, topics, cancel)?;
+        sink.transactions = Some(Transactions {
+            state_topic: state_topic.to_string(),
+            instance: id.to_string(),
+            committed: 0,
+        });
+        let p = sink.producer.clone();
+        blocking("(init transactions)", move || {
+            p.init_transactions(TXN_TIMEOUT)?;
+            p.begin_transaction()
+        })
+        .await?;
+        Ok(sink)
+    }
+
+    /// True when outputs are published in transactions.
+    pub fn transactional_id(&self) -> Option<&str> {
+        self.transactions.as_ref().map(|t| t.instance.as_str())
+    }
+
+    /// Commits the open transaction with the checkpoint of the state after it and the
+    /// input offsets that state has processed, then opens the next.
+    pub async fn commit(
+        &mut self,
+        checkpoint: &[u8],
+        offsets: &Offsets,
+        group: ConsumerGroupMetadata,
+    ) -> Result<(), SinkError> {
+        let Some(t) = &mut self.transactions else {
+            return Ok(());
+        };
+        t.committed += 1;
+        let id = format!("{}-{}", chrono::Utc::now().timestamp_millis(), t.committed);
+        let topic = t.state_topic.clone();
+        let records = state_topic::chunks(&t.instance, &id, checkpoint);
+        let sends: Vec<_> = records.iter().map(|r| self.send_state(&topic, r)).collect();
+        for r in futures::future::join_all(sends).await {
+            r.map_err(|error| t_failed(&self.transactions, topic.clone(), error))?;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), next) in offsets {
+            tpl.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*next))
+                .map_err(|error| SinkError::Kafka {
+                    topic: topic.clone(),
+                    error,
+                })?;
+        }
+        let p = self.producer.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            p.send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)?;
+            p.commit_transaction(TXN_TIMEOUT)?;
+            p.begin_transaction()
+        })
+        .await
+        .map_err(|e| SinkError::Failed(format!("(commit transaction): {e}")))?;
+        done.map_err(|error| t_failed(&self.transactions, "(commit transaction)".into(), error))
+    }
+
+    /// Aborts the open transaction (after a failure; best effort).
+    pub async fn abort(&mut self) {
+        if self.transactions.is_none() {
+            return;
+        }
+        let p = self.producer.clone();
+        if let Err(e) = blocking("(abort transaction)", move || p.abort_transaction(TXN_TIMEOUT)).await {
+            tracing::warn!(error = %e, "transaction not aborted; the broker aborts it when it times out");
+        }
+    }
+
+    async fn send_state(&self, topic: &str, r: &StateRecord) -> Result<(), KafkaError> {
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &r.headers {
+            headers = headers.insert(Header { key: k, value: Some(v) });
+        }
+        let rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic)
+            .key(r.key.as_str())
+            .payload(r.payload.as_slice())
+            .headers(headers);
+        self.producer
+            .send(rec, Duration::from_secs(5))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| e)
     }
 
     fn topic(&self, t: Topic) -> &str {
@@ -81,6 +204,10 @@ impl KafkaSink {
             let Some((topic, error)) = last_error else {
                 return Ok(());
             };
+            // in a transaction a failed send fails the transaction: no retry
+            if let Some(t) = &self.transactions {
+                return Err(t.failed(topic, error));
+            }
             if self.cancel.is_cancelled() || permanent(&error) {
                 return Err(SinkError::Kafka { topic, error });
             }
@@ -106,6 +233,42 @@ impl KafkaSink {
                 error,
             })?;
         Ok(())
+    }
+}
+
+impl Transactions {
+    /// The error of a transaction that cannot commit, saying so plainly when another
+    /// instance with this transactional id has fenced this one.
+    fn failed(&self, topic: String, error: KafkaError) -> SinkError {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        let fenced = matches!(
+            error.rdkafka_error_code(),
+            Some(C::Fenced | C::ProducerFenced | C::InvalidProducerEpoch)
+        );
+        if fenced {
+            SinkError::Failed(format!(
+                "fenced: another instance started with transactional id {}; this one stops, and its open transaction does not commit ({error})",
+                self.instance
+            ))
+        } else {
+            SinkError::Kafka { topic, error }
+        }
+    }
+}
+
+fn t_failed(t: &Option<Transactions>, topic: String, error: KafkaError) -> SinkError {
+    match t {
+        Some(t) => t.failed(topic, error),
+        None => SinkError::Kafka { topic, error },
+    }
+}
+
+/// Runs a blocking producer call off the async threads.
+async fn blocking(what: &str, f: impl FnOnce() -> Result<(), KafkaError> + Send + 'static) -> Result<(), SinkError> {
+    let topic = what.to_string();
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|error| SinkError::Kafka { topic, error }),
+        Err(e) => Err(SinkError::Failed(format!("{topic}: {e}"))),
     }
 }
 

@@ -74,6 +74,8 @@ pub enum SinkError {
     },
     #[error("writing {file}: {error}")]
     Io { file: String, error: std::io::Error },
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Where outputs go.
@@ -88,6 +90,34 @@ impl Sink {
         match self {
             Sink::Kafka(k) => k.publish(messages).await,
             Sink::Files(f) => f.publish(messages),
+        }
+    }
+
+    /// The transactional id when outputs are published in transactions.
+    pub fn transactional_id(&self) -> Option<&str> {
+        match self {
+            Sink::Kafka(k) => k.transactional_id(),
+            Sink::Files(_) => None,
+        }
+    }
+
+    /// Commits the open transaction (see [`kafka::KafkaSink::commit`]).
+    pub async fn commit(
+        &mut self,
+        checkpoint: &[u8],
+        offsets: &crate::source::Offsets,
+        group: rdkafka::consumer::ConsumerGroupMetadata,
+    ) -> Result<(), SinkError> {
+        match self {
+            Sink::Kafka(k) => k.commit(checkpoint, offsets, group).await,
+            Sink::Files(_) => Ok(()),
+        }
+    }
+
+    /// Aborts the open transaction, if any.
+    pub async fn abort(&mut self) {
+        if let Sink::Kafka(k) = self {
+            k.abort().await;
         }
     }
 

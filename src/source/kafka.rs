@@ -245,6 +245,12 @@ impl KafkaSource {
         }
     }
 
+    /// The consumer group's generation and member, for a transaction's offsets (the
+    /// broker refuses them from a member that has lost its partitions).
+    pub fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        self.consumer.group_metadata()
+    }
+
     /// Commits stored offsets now (at shutdown).
     pub fn commit(&self) {
         if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
