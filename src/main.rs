@@ -184,7 +184,8 @@ struct ReportArgs {
     /// Kafka bootstrap servers, for --topic.
     #[arg(long)]
     brokers: Option<String>,
-    /// A librdkafka setting for --topic, e.g. `security.protocol=SSL` (repeatable).
+    /// A librdkafka setting for --topic, e.g. `security.protocol=SSL` (repeatable;
+    /// `key=@FILE` reads the value from a file; LOOKOUT_KAFKA_<KEY> variables too).
     #[arg(long = "kafka", value_name = "KEY=VALUE")]
     kafka: Vec<String>,
     /// The period length to show (default: the shortest there is).
@@ -257,7 +258,9 @@ struct RunArgs {
     /// Consumer group id.
     #[arg(long, env = "LOOKOUT_GROUP", default_value = "lookout")]
     group: String,
-    /// Extra librdkafka settings, `key=value` (repeatable), e.g. security.protocol=SASL_SSL.
+    /// Extra librdkafka settings, `key=value` (repeatable), e.g. security.protocol=SASL_SSL;
+    /// `key=@FILE` reads the value from a file (a secret). LOOKOUT_KAFKA_<KEY> environment
+    /// variables (LOOKOUT_KAFKA_SASL_PASSWORD for sasl.password) set them too.
     #[arg(long = "kafka", value_name = "KEY=VALUE")]
     kafka: Vec<String>,
     /// Stop after this many seconds.
@@ -507,12 +510,7 @@ fn report(a: ReportArgs) -> Result<(), Failure> {
         (None, Some(topic)) => {
             let mut client = ClientConfig::new();
             client.set("bootstrap.servers", a.brokers.clone().unwrap_or_default());
-            for kv in &a.kafka {
-                let (k, v) = kv
-                    .split_once('=')
-                    .ok_or_else(|| usage(format!("--kafka {kv}: expected KEY=VALUE")))?;
-                client.set(k.trim(), v.trim());
-            }
+            kafka_settings(&mut client, &a.kafka)?;
             lookout::source::kafka::read_topic(&client, topic, std::time::Duration::from_secs(30))?
                 .into_iter()
                 .enumerate()
@@ -816,6 +814,50 @@ fn shutdown_token(duration: Option<f64>) -> CancellationToken {
     token
 }
 
+/// librdkafka settings: from `LOOKOUT_KAFKA_<KEY>` environment variables (the key in
+/// capitals with `_` for `.`, so `LOOKOUT_KAFKA_SASL_PASSWORD` sets `sasl.password`),
+/// then from `--kafka KEY=VALUE`, which win. A value `@FILE` is read from that file (its
+/// first line; a mounted secret), `@@...` is a value that starts with `@`. Values are
+/// never printed.
+fn kafka_settings(client: &mut ClientConfig, flags: &[String]) -> Result<(), Failure> {
+    let mut settings: Vec<(String, String, String)> = std::env::vars()
+        .filter_map(|(name, v)| {
+            let key = name.strip_prefix("LOOKOUT_KAFKA_")?.to_lowercase().replace('_', ".");
+            Some((key, v, name))
+        })
+        .collect();
+    settings.sort();
+    for kv in flags {
+        let (k, v) = kv.split_once('=').ok_or_else(|| {
+            usage(format!(
+                "--kafka {}: expected KEY=VALUE",
+                kv.split('=').next().unwrap_or("")
+            ))
+        })?;
+        settings.push((
+            k.trim().to_string(),
+            v.trim().to_string(),
+            format!("--kafka {}", k.trim()),
+        ));
+    }
+    for (key, value, from) in settings {
+        let value = if let Some(literal) = value.strip_prefix("@@") {
+            format!("@{literal}")
+        } else if let Some(file) = value.strip_prefix('@') {
+            let text = std::fs::read_to_string(file).map_err(|e| usage(format!("{from}: {file}: {e}")))?;
+            let first = text.lines().next().unwrap_or("").trim().to_string();
+            if first.is_empty() {
+                return Err(usage(format!("{from}: {file} is empty")));
+            }
+            first
+        } else {
+            value
+        };
+        client.set(key, value);
+    }
+    Ok(())
+}
+
 fn load_config(dir: &Path, catalog: Option<&Path>) -> Result<PipelineConfig, Failure> {
     PipelineConfig::load(dir, catalog).map_err(usage)
 }
@@ -877,12 +919,7 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
     client
         .set("bootstrap.servers", &bootstrap)
         .set("session.timeout.ms", "10000");
-    for kv in &a.kafka {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| usage(format!("--kafka {kv}: expected KEY=VALUE")))?;
-        client.set(k.trim(), v.trim());
-    }
+    kafka_settings(&mut client, &a.kafka)?;
     let producer_task = if embedded {
         println!("Lookout embedded default: Kafka-protocol broker on {bootstrap}");
         println!(

@@ -416,3 +416,76 @@ fn exactly_once_needs_an_interval_and_a_state_topic() {
         assert!(err.contains(says), "{err}");
     }
 }
+
+/// Kafka settings from `LOOKOUT_KAFKA_<KEY>` variables and from files (`KEY=@FILE`) are
+/// applied (a bad key or value read that way is refused by librdkafka, naming it), and a
+/// password given either way is never printed, even in debug logs.
+#[test]
+fn kafka_settings_come_from_the_environment_and_files_and_secrets_stay_unprinted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("password");
+    std::fs::write(&secret, "file-s3cr3t\nignored second line\n").unwrap();
+    let mechanism = tmp.path().join("mechanism");
+    std::fs::write(&mechanism, "BOGUS-MECHANISM\n").unwrap();
+    let run = |env: &[(&str, &str)], kafka: &[String]| {
+        let mut c = lookout();
+        c.args([
+            "run",
+            "--brokers",
+            "127.0.0.1:1",
+            "--duration",
+            "3",
+            "--http",
+            "off",
+            "--log",
+            "debug",
+        ])
+        .arg("--state-dir")
+        .arg(tmp.path());
+        for k in kafka {
+            c.args(["--kafka", k]);
+        }
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), all)
+    };
+    // read from the environment: an unknown key is refused by name
+    let (code, all) = run(&[("LOOKOUT_KAFKA_NO_SUCH_PROPERTY", "x")], &[]);
+    assert_ne!(code, Some(0), "{all}");
+    assert!(all.contains("no.such.property"), "{all}");
+    // read from a file: its value reaches librdkafka
+    let (code, all) = run(
+        &[],
+        &[
+            format!("sasl.mechanism=@{}", mechanism.display()),
+            "security.protocol=SASL_PLAINTEXT".into(),
+        ],
+    );
+    assert_ne!(code, Some(0), "{all}");
+    assert!(all.contains("BOGUS-MECHANISM"), "{all}");
+    // a missing file stops start and says which setting and file
+    let (code, all) = run(&[], &["sasl.password=@/no/such/file".into()]);
+    assert_eq!(code, Some(2), "{all}");
+    assert!(all.contains("--kafka sasl.password: /no/such/file"), "{all}");
+    // passwords from a variable and from a file are used and never printed
+    let sasl = [
+        "security.protocol=SASL_PLAINTEXT".to_string(),
+        "sasl.mechanism=PLAIN".into(),
+        "sasl.username=lookout".into(),
+    ];
+    let (_, all) = run(&[("LOOKOUT_KAFKA_SASL_PASSWORD", "env-s3cr3t")], &sasl);
+    assert!(all.contains("127.0.0.1:1"), "it tried the broker: {all}");
+    assert!(!all.contains("env-s3cr3t"), "the password is printed:\n{all}");
+    let mut with_file = sasl.to_vec();
+    with_file.push(format!("sasl.password=@{}", secret.display()));
+    let (_, all) = run(&[], &with_file);
+    assert!(all.contains("127.0.0.1:1"), "it tried the broker: {all}");
+    assert!(!all.contains("file-s3cr3t"), "the password is printed:\n{all}");
+}

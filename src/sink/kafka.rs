@@ -86,8 +86,7 @@ impl KafkaSink {
             instance: id.to_string(),
             committed: 0,
         });
-        let p = sink.producer.clone();
-        blocking("(init transactions)", move || {
+        sink.blocking("(init transactions)", |p| {
             p.init_transactions(TXN_TIMEOUT)?;
             p.begin_transaction()
         })
@@ -95,7 +94,7 @@ impl KafkaSink {
         Ok(sink)
     }
 
-    /// True when outputs are published in transactions.
+    /// The transactional id, when outputs are published in transactions.
     pub fn transactional_id(&self) -> Option<&str> {
         self.transactions.as_ref().map(|t| t.instance.as_str())
     }
@@ -117,7 +116,7 @@ impl KafkaSink {
         let records = state_topic::chunks(&t.instance, &id, checkpoint);
         let sends: Vec<_> = records.iter().map(|r| self.send_state(&topic, r)).collect();
         for r in futures::future::join_all(sends).await {
-            r.map_err(|error| t_failed(&self.transactions, topic.clone(), error))?;
+            r.map_err(|error| self.failed(topic.clone(), error))?;
         }
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), next) in offsets {
@@ -127,15 +126,12 @@ impl KafkaSink {
                     error,
                 })?;
         }
-        let p = self.producer.clone();
-        let done = tokio::task::spawn_blocking(move || {
+        self.blocking("(commit transaction)", move |p| {
             p.send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)?;
             p.commit_transaction(TXN_TIMEOUT)?;
             p.begin_transaction()
         })
         .await
-        .map_err(|e| SinkError::Failed(format!("(commit transaction): {e}")))?;
-        done.map_err(|error| t_failed(&self.transactions, "(commit transaction)".into(), error))
     }
 
     /// Aborts the open transaction (after a failure; best effort).
@@ -143,21 +139,40 @@ impl KafkaSink {
         if self.transactions.is_none() {
             return;
         }
-        let p = self.producer.clone();
-        if let Err(e) = blocking("(abort transaction)", move || p.abort_transaction(TXN_TIMEOUT)).await {
+        if let Err(e) = self
+            .blocking("(abort transaction)", |p| p.abort_transaction(TXN_TIMEOUT))
+            .await
+        {
             tracing::warn!(error = %e, "transaction not aborted; the broker aborts it when it times out");
         }
     }
 
-    async fn send_state(&self, topic: &str, r: &StateRecord) -> Result<(), KafkaError> {
-        let mut headers = OwnedHeaders::new();
-        for (k, v) in &r.headers {
-            headers = headers.insert(Header { key: k, value: Some(v) });
+    /// Runs a blocking producer call off the async threads.
+    async fn blocking(
+        &self,
+        what: &str,
+        f: impl FnOnce(&FutureProducer) -> Result<(), KafkaError> + Send + 'static,
+    ) -> Result<(), SinkError> {
+        let p = self.producer.clone();
+        let r = tokio::task::spawn_blocking(move || f(&p))
+            .await
+            .map_err(|e| SinkError::Failed(format!("{what}: {e}")))?;
+        r.map_err(|error| self.failed(what.to_string(), error))
+    }
+
+    /// A delivery or transaction error (see [`Transactions::failed`]).
+    fn failed(&self, topic: String, error: KafkaError) -> SinkError {
+        match &self.transactions {
+            Some(t) => t.failed(topic, error),
+            None => SinkError::Kafka { topic, error },
         }
+    }
+
+    async fn send_state(&self, topic: &str, r: &StateRecord) -> Result<(), KafkaError> {
         let rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic)
             .key(r.key.as_str())
             .payload(r.payload.as_slice())
-            .headers(headers);
+            .headers(headers(&r.headers));
         self.producer
             .send(rec, Duration::from_secs(5))
             .await
@@ -180,13 +195,9 @@ impl KafkaSink {
         loop {
             let mut futures = Vec::with_capacity(pending.len());
             for m in &pending {
-                let mut headers = OwnedHeaders::new();
-                for (k, v) in &m.headers {
-                    headers = headers.insert(Header { key: k, value: Some(v) });
-                }
                 let mut rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(self.topic(m.topic))
                     .payload(m.payload.as_slice())
-                    .headers(headers);
+                    .headers(headers(&m.headers));
                 if let Some(k) = &m.key {
                     rec = rec.key(k.as_str());
                 }
@@ -256,20 +267,12 @@ impl Transactions {
     }
 }
 
-fn t_failed(t: &Option<Transactions>, topic: String, error: KafkaError) -> SinkError {
-    match t {
-        Some(t) => t.failed(topic, error),
-        None => SinkError::Kafka { topic, error },
+fn headers(h: &[(String, Vec<u8>)]) -> OwnedHeaders {
+    let mut out = OwnedHeaders::new_with_capacity(h.len());
+    for (k, v) in h {
+        out = out.insert(Header { key: k, value: Some(v) });
     }
-}
-
-/// Runs a blocking producer call off the async threads.
-async fn blocking(what: &str, f: impl FnOnce() -> Result<(), KafkaError> + Send + 'static) -> Result<(), SinkError> {
-    let topic = what.to_string();
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(|error| SinkError::Kafka { topic, error }),
-        Err(e) => Err(SinkError::Failed(format!("{topic}: {e}"))),
-    }
+    out
 }
 
 /// Errors that no retry can fix; the pipeline stops without acknowledging the input.
