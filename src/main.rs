@@ -946,7 +946,7 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
         None
     };
     let topics = cfg.topics();
-    let mut source = KafkaSource::new(&client, &a.group, &topics, cfg.spec.batch)?;
+    let mut source = KafkaSource::new(&client, &a.group, &topics, cfg.spec.batch, cfg.spec.limits)?;
     let sink = if a.exactly_once {
         let id = a
             .transactional_id

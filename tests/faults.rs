@@ -9,10 +9,11 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::faults::{
-    dedup, events, first_incidents, incidents_until_all_of, next, produce_slowly, reference, same_incidents, spawn,
-    terminate,
+    dedup, events, first_incidents, incidents_until_all_of, next, produce_slowly, reference, resident_mib,
+    same_incidents, spawn, terminate,
 };
 use common::{broker, consume_until};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 /// Scenario 1 (kill -9 at random points, 20 times, while input flows) and scenario 2
 /// (then SIGTERM: exit 0 promptly) on the same run.
@@ -162,5 +163,95 @@ async fn a_broker_outage_longer_than_the_message_timeout_loses_nothing() {
     eprintln!(
         "outage: 35 s down, everything published {caught_up:?} after it came back; {} incident states, {repeats} repeats, {retries} delivery retries logged",
         want.len()
+    );
+}
+
+/// Scenario 6, the decompression bomb: a 100 MiB record that gzip packs into about
+/// 100 KiB, amid the ordinary input with its malformed records. It becomes one dead letter
+/// (its first 512 KiB, its size in `truncated_from`), the records after it are processed
+/// as in the run without faults, and Lookout's peak resident memory grows by less than
+/// 1.5 times the bomb: librdkafka holds the inflated batch once (gzip has no cap there;
+/// zstd and lz4 stop at `receive.message.max.bytes`), Lookout copies only what the dead
+/// letter keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decompression_bomb_is_dead_lettered_and_memory_stays_capped() {
+    const BOMB: usize = 100 << 20;
+    let broker = broker();
+    let bs = broker.bootstrap_servers().to_string();
+    let (mut payloads, bad) = events();
+    let at = 300;
+    payloads.insert(at, (payloads[at].0, vec![b'a'; BOMB]));
+    let mut bad: BTreeSet<i64> = bad
+        .into_iter()
+        .map(|i| if i >= at as i64 { i + 1 } else { i })
+        .collect();
+    bad.insert(at as i64);
+    let want = reference(&payloads).await;
+    let state = tempfile::tempdir().unwrap();
+    let log = state.path().join("lookout.log");
+    let child = spawn(&bs, state.path(), &log);
+    std::thread::sleep(Duration::from_secs(3));
+    let before = resident_mib(child.id()).0;
+    {
+        let p: BaseProducer = common::client(&bs)
+            .set("compression.type", "gzip")
+            .set("message.max.bytes", "200000000")
+            .create()
+            .expect("producer");
+        for (ts, pl) in &payloads {
+            let mut rec = BaseRecord::to("events")
+                .payload(pl)
+                .key("one-key")
+                .partition(0)
+                .timestamp(*ts);
+            while let Err((_, r)) = p.send(rec) {
+                rec = r;
+                p.poll(Duration::from_millis(10));
+            }
+        }
+        p.flush(Duration::from_secs(30)).expect("flush");
+    }
+    let incidents = incidents_until_all_of(&bs, &want, Duration::from_secs(120)).await;
+    let (bs2, n_bad) = (bs.clone(), bad.len());
+    let dead = tokio::task::spawn_blocking(move || {
+        consume_until(&bs2, "dead-letters", Duration::from_secs(60), |o| {
+            o.iter()
+                .filter_map(|d| d.header("offset"))
+                .collect::<BTreeSet<_>>()
+                .len()
+                >= n_bad
+        })
+    })
+    .await
+    .unwrap();
+    let peak = resident_mib(child.id()).1;
+    let (status, log_text) = terminate(child, &log);
+    assert!(status.success(), "exit after SIGTERM: {status}\n{log_text}");
+    let (got, _) = dedup(&incidents);
+    same_incidents(&got, &want);
+    let offsets: BTreeSet<i64> = dead.iter().filter_map(|d| d.header("offset")?.parse().ok()).collect();
+    assert_eq!(
+        offsets, bad,
+        "dead letters hold exactly the malformed records and the bomb"
+    );
+    let bomb = dead
+        .iter()
+        .find(|d| d.header("offset") == Some(&at.to_string()))
+        .unwrap();
+    assert_eq!(bomb.payload.len(), 512 << 10, "the dead letter keeps the start");
+    assert_eq!(bomb.header("truncated_from"), Some(BOMB.to_string().as_str()));
+    assert!(bomb.header("error").unwrap().contains("exceeds the limit"));
+    let grew = peak.saturating_sub(before);
+    assert!(
+        grew < (BOMB >> 20) as u64 * 3 / 2,
+        "resident memory grew by {grew} MiB for a {} MiB bomb ({before} MiB before)",
+        BOMB >> 20
+    );
+    eprintln!(
+        "decompression bomb: {} MiB inflated from one gzip record; dead letter of 512 KiB with its size; \
+         resident memory {before} MiB before, peak {peak} MiB (+{grew} MiB); {} incident states equal, {} dead letters",
+        BOMB >> 20,
+        want.len(),
+        dead.len()
     );
 }

@@ -78,7 +78,7 @@ async fn start(
     cfg.spec.correlation.require_confirmation = false;
     let mut processor = Processor::build(&cfg).await.unwrap();
     let client = client(bootstrap);
-    let mut source = KafkaSource::new(&client, group, &cfg.topics(), cfg.spec.batch).unwrap();
+    let mut source = KafkaSource::new(&client, group, &cfg.topics(), cfg.spec.batch, cfg.spec.limits).unwrap();
     let mut sink = Sink::Kafka(KafkaSink::new(&client, cfg.spec.sinks.clone(), cancel.clone()).unwrap());
     tokio::spawn(async move {
         run_kafka(&mut processor, &mut source, &mut sink, &cancel, &mut |_| {})

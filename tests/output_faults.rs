@@ -11,7 +11,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::faults::{
-    dedup, events, first_incidents, incidents_until_all_of, produce_slowly, reference, same_incidents, spawn, terminate,
+    dedup, events, first_incidents, incidents_until_all_of, produce_slowly, reference, resident_mib, same_incidents,
+    spawn, terminate,
 };
 use common::{client, consume_until, EmbeddedBroker, Out, INPUTS, OUTPUTS};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -85,21 +86,6 @@ async fn dead_letters(bootstrap: &str, bad: &BTreeSet<i64>) -> Vec<Out> {
 
 fn offsets(dead: &[Out]) -> BTreeSet<i64> {
     dead.iter().filter_map(|d| d.header("offset")?.parse().ok()).collect()
-}
-
-/// Resident memory of a process now and at its peak, in MiB (Linux).
-fn rss_mib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .unwrap_or(0)
-            / 1024
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// Scenario 7: the dead-letter topic is unavailable (its leader is down) from the start.
@@ -224,7 +210,7 @@ async fn slow_outputs_grow_the_lag_not_the_memory_and_lose_nothing() {
     let log = state.path().join("lookout.log");
     let child = spawn(&bs, state.path(), &log);
     std::thread::sleep(Duration::from_secs(3));
-    let (rss_before, _) = rss_mib(child.id());
+    let (rss_before, _) = resident_mib(child.id());
     broker.set_round_trip(2, Duration::from_secs(5));
     let producer = {
         let (bs, payloads) = (bs.clone(), payloads.clone());
@@ -236,7 +222,7 @@ async fn slow_outputs_grow_the_lag_not_the_memory_and_lose_nothing() {
         std::thread::sleep(Duration::from_secs(1));
         let produced = (started.elapsed().as_millis() as i64 / 150 * 20).min(payloads.len() as i64);
         max_lag = max_lag.max(produced - committed(&bs).max(0));
-        max_rss = max_rss.max(rss_mib(child.id()).0);
+        max_rss = max_rss.max(resident_mib(child.id()).0);
     }
     producer.join().unwrap();
     broker.set_round_trip(2, Duration::ZERO);
@@ -244,7 +230,7 @@ async fn slow_outputs_grow_the_lag_not_the_memory_and_lose_nothing() {
     let incidents = incidents_until_all_of(&bs, &want, Duration::from_secs(90)).await;
     let caught_up = back.elapsed();
     let end = committed_until(&bs, payloads.len() as i64, Duration::from_secs(30));
-    let (_, peak) = rss_mib(child.id());
+    let (_, peak) = resident_mib(child.id());
     let (status, log_text) = terminate(child, &log);
     assert!(status.success(), "exit after SIGTERM: {status}\n{log_text}");
     let (got, repeats) = dedup(&incidents);

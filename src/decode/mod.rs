@@ -311,9 +311,10 @@ impl Decoder {
 
     /// Decodes one record, appending its rows only when all of them decoded.
     pub fn decode_one(&self, r: &RawRecord, out: &mut Rows) -> Result<(), DecodeError> {
-        if r.payload.len() > self.cfg.max_record_bytes {
+        let size = r.meta.cut_from.unwrap_or(r.payload.len());
+        if size > self.cfg.max_record_bytes {
             return Err(DecodeError::TooLarge {
-                size: r.payload.len(),
+                size,
                 limit: self.cfg.max_record_bytes,
             });
         }

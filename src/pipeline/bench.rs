@@ -226,8 +226,14 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
     // Lookout.
     let mut processor = Processor::build(&cfg).await.map_err(|e| e.to_string())?;
     let topics = cfg.topics();
-    let mut source =
-        KafkaSource::new(&client, &format!("{run}-lookout"), &topics, cfg.spec.batch).map_err(|e| e.to_string())?;
+    let mut source = KafkaSource::new(
+        &client,
+        &format!("{run}-lookout"),
+        &topics,
+        cfg.spec.batch,
+        cfg.spec.limits,
+    )
+    .map_err(|e| e.to_string())?;
     let cancel = CancellationToken::new();
     let mut sink =
         Sink::Kafka(KafkaSink::new(&client, cfg.spec.sinks.clone(), cancel.clone()).map_err(|e| e.to_string())?);

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Offsets;
 use super::{RawRecord, RecordMeta, SourceError};
-use crate::config::Batch;
+use crate::config::{Batch, Limits};
 use crate::decode::Stream;
 
 /// Consumer lag per (topic, partition), from librdkafka's statistics.
@@ -60,6 +60,10 @@ pub struct KafkaSource {
     delivered: Offsets,
     /// Records skipped because the state holds them already.
     skipped: u64,
+    /// A record over `max_record_bytes` is copied out of the consumer only as far as its
+    /// dead letter keeps it (`dead_letter_max_bytes`): a huge record, or one that a small
+    /// compressed batch inflated to (a decompression bomb), is not copied whole.
+    limits: Limits,
 }
 
 impl KafkaSource {
@@ -68,6 +72,7 @@ impl KafkaSource {
         group: &str,
         topics: &[(Stream, &str)],
         batch: Batch,
+        limits: Limits,
     ) -> Result<KafkaSource, SourceError> {
         let mut cfg = client.clone();
         cfg.set("group.id", group)
@@ -93,6 +98,7 @@ impl KafkaSource {
             group: group.to_string(),
             delivered: Offsets::new(),
             skipped: 0,
+            limits,
         })
     }
 
@@ -137,9 +143,17 @@ impl KafkaSource {
                                 .collect()
                         })
                         .unwrap_or_default();
+                    let payload = m.payload().unwrap_or_default();
+                    // a record over the limit goes to dead letters: keep only what they keep
+                    let cut_from = (payload.len() > self.limits.max_record_bytes).then_some(payload.len());
+                    let keep = if cut_from.is_some() {
+                        payload.len().min(self.limits.dead_letter_max_bytes)
+                    } else {
+                        payload.len()
+                    };
                     out.push(RawRecord {
                         stream,
-                        payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                        payload: payload[..keep].to_vec(),
                         meta: RecordMeta {
                             topic: m.topic().to_string(),
                             partition: m.partition(),
@@ -147,6 +161,7 @@ impl KafkaSource {
                             kafka_ts: m.timestamp().to_millis(),
                             key: m.key().map(<[u8]>::to_vec),
                             headers,
+                            cut_from,
                         },
                     });
                     if !started {
@@ -163,7 +178,6 @@ impl KafkaSource {
         }
     }
 
-    /// Consumer lag per partition as last reported (every 5 s by default).
     /// The partitions assigned to this instance now, with their streams.
     pub fn assigned(&self) -> Vec<(Stream, String, i32)> {
         let Ok(tpl) = self.consumer.assignment() else {
@@ -175,6 +189,7 @@ impl KafkaSource {
             .collect()
     }
 
+    /// Consumer lag per partition as last reported (every 5 s by default).
     pub fn lag(&self) -> Vec<(String, i32, i64)> {
         self.lag
             .lock()

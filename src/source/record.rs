@@ -14,6 +14,9 @@ pub struct RecordMeta {
     pub kafka_ts: Option<i64>,
     pub key: Option<Vec<u8>>,
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The record's size when the source kept only the start of its payload (a record
+    /// over `limits.max_record_bytes`, bound for dead letters).
+    pub cut_from: Option<usize>,
 }
 
 /// One input record, before decoding.
@@ -39,8 +42,8 @@ pub struct DeadLetter {
 impl DeadLetter {
     /// Cuts the payload to `max` bytes so that the dead letter itself can be published.
     pub fn new(record: &RawRecord, stage: &'static str, error: String, max: usize) -> DeadLetter {
-        let original_len = record.payload.len();
-        let keep = original_len.min(max);
+        let original_len = record.meta.cut_from.unwrap_or(record.payload.len());
+        let keep = record.payload.len().min(max);
         DeadLetter {
             payload: record.payload[..keep].to_vec(),
             meta: record.meta.clone(),

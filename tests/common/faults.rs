@@ -242,3 +242,18 @@ pub fn next(seed: &mut u64) -> u64 {
         .wrapping_add(1_442_695_040_888_963_407);
     *seed >> 33
 }
+
+/// Resident memory of a process now and at its peak, in MiB (Linux).
+pub fn resident_mib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .unwrap_or(0)
+            / 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
