@@ -16,14 +16,14 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::process::Child;
 use std::time::Duration;
 
 use common::faults::{
-    dedup, events, incidents_until_all_of, next, produce_slowly, reference, same_incidents, spawn_with, terminate,
+    dead_letters, dead_offsets, dedup, events, incidents_until_all_of, next, produce_slowly, reference, same_incidents,
+    spawn_with, terminate,
 };
-use common::{consume_until, EmbeddedBroker, INPUTS, OUTPUTS};
+use common::{EmbeddedBroker, INPUTS, OUTPUTS};
 
 const STATE_TOPIC: &str = "lookout-state";
 
@@ -76,18 +76,7 @@ async fn exactly_once_mode_resumes_from_the_state_topic_after_kill_9() {
     let state = tempfile::tempdir().unwrap();
     let child = eos(&bs, state.path(), &log, id);
     let incidents = incidents_until_all_of(&bs, &want, Duration::from_secs(180)).await;
-    let (bs2, n_bad) = (bs.clone(), bad.len());
-    let dead = tokio::task::spawn_blocking(move || {
-        consume_until(&bs2, "dead-letters", Duration::from_secs(60), |o| {
-            o.iter()
-                .filter_map(|d| d.header("offset"))
-                .collect::<BTreeSet<_>>()
-                .len()
-                >= n_bad
-        })
-    })
-    .await
-    .unwrap();
+    let dead = dead_letters(&bs, &bad).await;
     let (status, log_text) = terminate(child, &log);
     assert!(status.success(), "exit after SIGTERM: {status}\n{log_text}");
     let restores = log_text.matches("state restored from the checkpoint").count();
@@ -98,8 +87,11 @@ async fn exactly_once_mode_resumes_from_the_state_topic_after_kill_9() {
     assert!(log_text.contains(&format!("state topic {STATE_TOPIC}")));
     let (got, repeats) = dedup(&incidents);
     same_incidents(&got, &want);
-    let dead_offsets: BTreeSet<i64> = dead.iter().filter_map(|d| d.header("offset")?.parse().ok()).collect();
-    assert_eq!(dead_offsets, bad, "dead letters hold exactly the malformed records");
+    assert_eq!(
+        dead_offsets(&dead),
+        bad,
+        "dead letters hold exactly the malformed records"
+    );
     eprintln!(
         "exactly-once, kill -9: {kills} kills, {restores} restores from the state topic, {} records ({} malformed), {} incident states, \
          {} messages: {repeats} from transactions cut short (visible on the mock, hidden by a broker that aborts them), {} dead letters",

@@ -8,12 +8,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use common::broker;
 use common::faults::{
-    dedup, events, first_incidents, incidents_until_all_of, next, produce_slowly, reference, resident_mib,
-    same_incidents, spawn, terminate,
+    dead_letters, dead_offsets, dedup, events, first_incidents, incidents_until_all_of, next, produce_slowly,
+    reference, resident_mib, same_incidents, send_events, spawn, terminate,
 };
-use common::{broker, consume_until};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::BaseProducer;
 
 /// Scenario 1 (kill -9 at random points, 20 times, while input flows) and scenario 2
 /// (then SIGTERM: exit 0 promptly) on the same run.
@@ -57,18 +57,7 @@ async fn kill_9_twenty_times_while_input_flows_loses_and_changes_nothing() {
 
     let child = spawn(&bs, state.path(), &log);
     let incidents = incidents_until_all_of(&bs, &want, Duration::from_secs(180)).await;
-    let (bs3, n_bad) = (bs.clone(), bad.len());
-    let dead = tokio::task::spawn_blocking(move || {
-        consume_until(&bs3, "dead-letters", Duration::from_secs(60), |o| {
-            o.iter()
-                .filter_map(|d| d.header("offset"))
-                .collect::<BTreeSet<_>>()
-                .len()
-                >= n_bad
-        })
-    })
-    .await
-    .unwrap();
+    let dead = dead_letters(&bs, &bad).await;
 
     // Scenario 2: SIGTERM drains, commits and exits 0 within the shutdown limit.
     let stop = Instant::now();
@@ -87,7 +76,7 @@ async fn kill_9_twenty_times_while_input_flows_loses_and_changes_nothing() {
 
     let (got, repeats) = dedup(&incidents);
     same_incidents(&got, &want);
-    let dead_offsets: BTreeSet<i64> = dead.iter().filter_map(|d| d.header("offset")?.parse().ok()).collect();
+    let dead_offsets = dead_offsets(&dead);
     assert_eq!(dead_offsets, bad, "dead letters hold exactly the malformed records");
     eprintln!(
         "faults: {kills} kills, {restores} restores, {} records ({} malformed), {} incident states, {} messages, {repeats} repeats dropped by key, {} dead letters ({} repeats)",
@@ -198,40 +187,18 @@ async fn a_decompression_bomb_is_dead_lettered_and_memory_stays_capped() {
             .set("message.max.bytes", "200000000")
             .create()
             .expect("producer");
-        for (ts, pl) in &payloads {
-            let mut rec = BaseRecord::to("events")
-                .payload(pl)
-                .key("one-key")
-                .partition(0)
-                .timestamp(*ts);
-            while let Err((_, r)) = p.send(rec) {
-                rec = r;
-                p.poll(Duration::from_millis(10));
-            }
-        }
-        p.flush(Duration::from_secs(30)).expect("flush");
+        send_events(&p, &payloads);
     }
     let incidents = incidents_until_all_of(&bs, &want, Duration::from_secs(120)).await;
-    let (bs2, n_bad) = (bs.clone(), bad.len());
-    let dead = tokio::task::spawn_blocking(move || {
-        consume_until(&bs2, "dead-letters", Duration::from_secs(60), |o| {
-            o.iter()
-                .filter_map(|d| d.header("offset"))
-                .collect::<BTreeSet<_>>()
-                .len()
-                >= n_bad
-        })
-    })
-    .await
-    .unwrap();
+    let dead = dead_letters(&bs, &bad).await;
     let peak = resident_mib(child.id()).1;
     let (status, log_text) = terminate(child, &log);
     assert!(status.success(), "exit after SIGTERM: {status}\n{log_text}");
     let (got, _) = dedup(&incidents);
     same_incidents(&got, &want);
-    let offsets: BTreeSet<i64> = dead.iter().filter_map(|d| d.header("offset")?.parse().ok()).collect();
     assert_eq!(
-        offsets, bad,
+        dead_offsets(&dead),
+        bad,
         "dead letters hold exactly the malformed records and the bomb"
     );
     let bomb = dead

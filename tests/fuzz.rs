@@ -250,23 +250,7 @@ fn seeds(stream: Stream) -> Vec<Vec<u8>> {
 
 /// Every encoding a stream can carry.
 fn encodings(stream: Stream) -> Vec<Encoding> {
-    use Encoding::*;
-    [
-        Auto,
-        Json,
-        Logfmt,
-        Line,
-        Influx,
-        Prometheus,
-        Alertmanager,
-        Pagerduty,
-        Cloudevents,
-        Otlp,
-        OtlpJson,
-    ]
-    .into_iter()
-    .filter(|e| e.allowed(stream))
-    .collect()
+    Encoding::ALL.into_iter().filter(|e| e.allowed(stream)).collect()
 }
 
 fn decoder(stream: Stream, encoding: Encoding) -> Decoder {

@@ -7,14 +7,13 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::faults::{
-    dedup, events, first_incidents, incidents_until_all_of, produce_slowly, reference, resident_mib, same_incidents,
-    spawn, terminate,
+    dead_letters, dead_offsets, dedup, events, first_incidents, incidents_until_all_of, produce_slowly, reference,
+    resident_mib, same_incidents, spawn, terminate,
 };
-use common::{client, consume_until, EmbeddedBroker, Out, INPUTS, OUTPUTS};
+use common::{client, EmbeddedBroker, INPUTS, OUTPUTS};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -68,26 +67,6 @@ fn committed_until(bootstrap: &str, end: i64, timeout: Duration) -> i64 {
     }
 }
 
-/// Reads dead letters until every offset of `bad` is among them.
-async fn dead_letters(bootstrap: &str, bad: &BTreeSet<i64>) -> Vec<Out> {
-    let (bs, n) = (bootstrap.to_string(), bad.len());
-    tokio::task::spawn_blocking(move || {
-        consume_until(&bs, "dead-letters", Duration::from_secs(90), |o| {
-            o.iter()
-                .filter_map(|d| d.header("offset"))
-                .collect::<BTreeSet<_>>()
-                .len()
-                >= n
-        })
-    })
-    .await
-    .unwrap()
-}
-
-fn offsets(dead: &[Out]) -> BTreeSet<i64> {
-    dead.iter().filter_map(|d| d.header("offset")?.parse().ok()).collect()
-}
-
 /// Scenario 7: the dead-letter topic is unavailable (its leader is down) from the start.
 /// Lookout cannot publish the first malformed record's dead letter, so it commits no
 /// offset past that record and retries; once the topic is back the dead letter lands,
@@ -127,7 +106,11 @@ async fn an_unavailable_dead_letter_topic_holds_offsets_at_the_bad_record() {
         retries.iter().any(|l| l.contains("dead-letters")),
         "the log names the topic it cannot deliver to:\n{log_text}"
     );
-    assert_eq!(offsets(&dead), bad, "dead letters hold exactly the malformed records");
+    assert_eq!(
+        dead_offsets(&dead),
+        bad,
+        "dead letters hold exactly the malformed records"
+    );
     assert_eq!(
         end,
         payloads.len() as i64,

@@ -81,6 +81,20 @@ pub enum Encoding {
 }
 
 impl Encoding {
+    pub const ALL: [Encoding; 11] = [
+        Encoding::Auto,
+        Encoding::Json,
+        Encoding::Logfmt,
+        Encoding::Line,
+        Encoding::Influx,
+        Encoding::Prometheus,
+        Encoding::Alertmanager,
+        Encoding::Pagerduty,
+        Encoding::Cloudevents,
+        Encoding::Otlp,
+        Encoding::OtlpJson,
+    ];
+
     /// The encodings a stream can carry.
     pub fn allowed(self, stream: Stream) -> bool {
         use Encoding::*;

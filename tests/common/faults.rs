@@ -103,20 +103,26 @@ pub async fn reference(payloads: &[(i64, Vec<u8>)]) -> BTreeMap<(String, u64), S
 pub fn produce_slowly(bootstrap: &str, payloads: Vec<(i64, Vec<u8>)>, pause: Duration) {
     let p: BaseProducer = client(bootstrap).create().expect("producer");
     for chunk in payloads.chunks(20) {
-        for (ts, pl) in chunk {
-            let mut rec = BaseRecord::to("events")
-                .payload(pl)
-                .key("one-key")
-                .partition(0)
-                .timestamp(*ts);
-            while let Err((_, r)) = p.send(rec) {
-                rec = r;
-                p.poll(Duration::from_millis(10));
-            }
-        }
-        p.flush(Duration::from_secs(10)).expect("flush");
+        send_events(&p, chunk);
         std::thread::sleep(pause);
     }
+}
+
+/// Sends `payloads` with `p` to partition 0 of `events`, each with its event time as
+/// the record's timestamp, and waits until the broker has them.
+pub fn send_events(p: &BaseProducer, payloads: &[(i64, Vec<u8>)]) {
+    for (ts, pl) in payloads {
+        let mut rec = BaseRecord::to("events")
+            .payload(pl)
+            .key("one-key")
+            .partition(0)
+            .timestamp(*ts);
+        while let Err((_, r)) = p.send(rec) {
+            rec = r;
+            p.poll(Duration::from_millis(10));
+        }
+    }
+    p.flush(Duration::from_secs(30)).expect("flush");
 }
 
 pub fn spawn(bootstrap: &str, state: &std::path::Path, log: &std::path::Path) -> Child {
@@ -256,4 +262,24 @@ pub fn resident_mib(pid: u32) -> (u64, u64) {
             / 1024
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Reads dead letters until every offset of `bad` is among them.
+pub async fn dead_letters(bootstrap: &str, bad: &BTreeSet<i64>) -> Vec<Out> {
+    let (bs, n) = (bootstrap.to_string(), bad.len());
+    tokio::task::spawn_blocking(move || {
+        consume_until(&bs, "dead-letters", Duration::from_secs(90), |o| {
+            o.iter()
+                .filter_map(|d| d.header("offset"))
+                .collect::<BTreeSet<_>>()
+                .len()
+                >= n
+        })
+    })
+    .await
+    .unwrap()
+}
+
+pub fn dead_offsets(dead: &[Out]) -> BTreeSet<i64> {
+    dead.iter().filter_map(|d| d.header("offset")?.parse().ok()).collect()
 }
