@@ -8,7 +8,7 @@
 //! splices with another seed, and tokens that decoders trip on (deep nesting, huge
 //! numbers, lone surrogates, NUL, invalid UTF-8). Each decoder also takes every other
 //! stream's seeds. `LOOKOUT_FUZZ_CASES` sets the inputs per target (default 3,000; the
-//! long run in the README's Reliability section sets 200,000). A failing input's seed is
+//! long runs in the README's Reliability section set 200,000 and 300,000). A failing input's seed is
 //! written by proptest to `tests/fuzz.proptest-regressions` and replayed first on every
 //! run (commit it with the fix); each finding is also kept as a named test of the module
 //! it is in.
