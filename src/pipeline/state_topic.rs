@@ -4,9 +4,10 @@
 //!
 //! A checkpoint is cut into chunks of at most [`CHUNK`] bytes (below the broker's
 //! message limit), keyed `<instance>/<index>`, so that a compacted topic keeps the latest
-//! of each. Headers say which checkpoint a chunk belongs to and how many it has. Reading
-//! back takes, of this instance's chunks, the last checkpoint whose chunks are all there
-//! (a broker that hides aborted transactions shows only complete ones; one that does not,
+//! of each (the keys may hash to several partitions). Headers say which checkpoint a
+//! chunk belongs to (an id that orders them by time) and how many it has. Reading back
+//! takes, of this instance's chunks, the newest checkpoint whose chunks are all there (a
+//! broker that hides aborted transactions shows only complete ones; one that does not,
 //! like the mock cluster, may show the start of one cut short by a crash).
 
 use std::collections::HashMap;
@@ -55,14 +56,14 @@ pub fn chunks(instance: &str, id: &str, bytes: &[u8]) -> Vec<StateRecord> {
         .collect()
 }
 
-/// Puts checkpoints back together from messages in the order they were read (per
-/// partition; an instance's chunks are keyed alike and so share one): the last one
-/// whose chunks are all there.
+/// Puts checkpoints back together from their chunks, which may sit in several
+/// partitions: the newest (by id, `<ms since the epoch>-<count>`) whose chunks are all
+/// there.
 #[derive(Default)]
 struct Assembly {
     /// Checkpoint id → its count and the chunks seen.
     parts: HashMap<String, (usize, HashMap<usize, Vec<u8>>)>,
-    /// Checkpoint ids in the order their first chunk was read.
+    /// Checkpoint ids in the order their first chunk was read (the tie-break).
     order: Vec<String>,
 }
 
@@ -76,7 +77,10 @@ impl Assembly {
     }
 
     fn latest(mut self) -> Option<Vec<u8>> {
-        for id in self.order.iter().rev() {
+        // newest last; the sort is stable, so read order breaks ties
+        let mut ids = std::mem::take(&mut self.order);
+        ids.sort_by_key(|id| newness(id));
+        for id in ids.iter().rev() {
             let (count, mut chunks) = self.parts.remove(id)?;
             if (0..count).all(|i| chunks.contains_key(&i)) {
                 return Some((0..count).flat_map(|i| chunks.remove(&i).unwrap_or_default()).collect());
@@ -85,6 +89,12 @@ impl Assembly {
         }
         None
     }
+}
+
+/// When a checkpoint id says it was written: (ms since the epoch, count in its process).
+fn newness(id: &str) -> Option<(i64, u64)> {
+    let (ms, n) = id.split_once('-')?;
+    Some((ms.parse().ok()?, n.parse().ok()?))
 }
 
 /// Reads this instance's latest checkpoint from `topic` (committed messages only).
@@ -191,12 +201,24 @@ mod tests {
     fn the_last_complete_checkpoint_wins() {
         let first: Vec<u8> = vec![1; CHUNK + 1];
         let second: Vec<u8> = vec![2; CHUNK + 1];
-        let mut records = chunks("a", "1", &first);
-        records.extend(chunks("a", "2", &second));
+        let mut records = chunks("a", "1-1", &first);
+        records.extend(chunks("a", "1-2", &second));
         assert_eq!(assemble(&records).unwrap(), second);
         // a crash after the first chunk of a third: the second still stands
-        records.push(chunks("a", "3", &[3; CHUNK + 1])[0].clone());
+        records.push(chunks("a", "1-3", &[3; CHUNK + 1])[0].clone());
         assert_eq!(assemble(&records).unwrap(), second);
         assert_eq!(assemble(&[]), None);
+    }
+
+    #[test]
+    fn the_newest_by_id_wins_whatever_order_the_partitions_are_read_in() {
+        let older = chunks("a", "1700000000000-7", b"older");
+        let newer = chunks("a", "1700000005000-1", b"newer");
+        let mut records = newer.clone();
+        records.extend(older.clone());
+        assert_eq!(assemble(&records).unwrap(), b"newer");
+        records = older;
+        records.extend(newer);
+        assert_eq!(assemble(&records).unwrap(), b"newer");
     }
 }
