@@ -404,14 +404,8 @@ impl Processor {
     pub fn checkpoint_to(&mut self, dir: &Path, every: std::time::Duration, scope: &str) -> Result<Offsets, String> {
         let path = dir.join(checkpoint::FILE);
         let found = Checkpoint::load(&path)?;
-        let offsets = self.resume(found, &path.display().to_string(), scope)?;
-        self.checkpoints = Some(Checkpoints {
-            path: Some(path),
-            every,
-            last: Instant::now(),
-            scope: scope.to_string(),
-        });
-        Ok(offsets)
+        let origin = path.display().to_string();
+        self.checkpoint_every(found, &origin, Some(path), every, scope)
     }
 
     /// [`Processor::checkpoint_to`] for checkpoints that the transactional sink commits
@@ -423,9 +417,22 @@ impl Processor {
         every: std::time::Duration,
         scope: &str,
     ) -> Result<Offsets, String> {
+        self.checkpoint_every(found, origin, None, every, scope)
+    }
+
+    /// Restores `found` (when it is of this pipeline and scope) and checkpoints every
+    /// `every` from now on, to `path` or (without one) through the transactional sink.
+    fn checkpoint_every(
+        &mut self,
+        found: Option<Checkpoint>,
+        origin: &str,
+        path: Option<PathBuf>,
+        every: std::time::Duration,
+        scope: &str,
+    ) -> Result<Offsets, String> {
         let offsets = self.resume(found, origin, scope)?;
         self.checkpoints = Some(Checkpoints {
-            path: None,
+            path,
             every,
             last: Instant::now(),
             scope: scope.to_string(),
