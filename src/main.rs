@@ -305,9 +305,15 @@ struct RunArgs {
     /// Default: <group>-<pipeline name>.
     #[arg(long, env = "LOOKOUT_TRANSACTIONAL_ID")]
     transactional_id: Option<String>,
-    /// With --exactly-once: the compacted topic that holds each instance's checkpoints.
+    /// The compacted topic that holds checkpoints with --exactly-once (each instance's)
+    /// and --partitioned-state (each input partition's).
     #[arg(long, env = "LOOKOUT_STATE_TOPIC", default_value = "lookout-state")]
     state_topic: String,
+    /// Keep state per input partition and checkpoint it to --state-topic, so that a
+    /// partition's state moves with it to whichever instance of the group owns it next
+    /// (scaling out and in). Input topics must be co-partitioned by a correlation key.
+    #[arg(long, env = "LOOKOUT_PARTITIONED_STATE")]
+    partitioned_state: bool,
 }
 
 #[derive(clap::Args)]
@@ -881,6 +887,17 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
             "--exactly-once commits a transaction every --checkpoint-interval: it cannot be 0",
         ));
     }
+    if a.partitioned_state && every.is_zero() {
+        return Err(usage(
+            "--partitioned-state hands partitions over with their checkpoints: --checkpoint-interval cannot be 0",
+        ));
+    }
+    if a.partitioned_state && a.exactly_once {
+        return Err(usage(
+            "--partitioned-state does not work with --exactly-once yet; choose one",
+        ));
+    }
+    let mut health_out = None;
     if a.http != "off" {
         let token = match &a.http_token_file {
             Some(f) => Some(lookout::observe::http::Token::from_file(f).map_err(usage)?),
@@ -894,7 +911,7 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
                     println!("  http: a bearer token is required (except /health and /ready)");
                 }
                 lookout::observe::http::spawn(listener, health.clone(), token)?;
-                processor.report_to(health);
+                health_out = Some(health);
                 println!("  metrics: http://{addr}/metrics (also /health, /ready)");
                 println!("  web view: http://{addr}/");
             }
@@ -906,7 +923,11 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
         let state_topic = [a.state_topic.as_str()];
         Some(pipeline::embedded::start_broker(
             &cfg,
-            if a.exactly_once { &state_topic } else { &[] },
+            if a.exactly_once || a.partitioned_state {
+                &state_topic
+            } else {
+                &[]
+            },
         )?)
     } else {
         None
@@ -946,6 +967,49 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
         None
     };
     let topics = cfg.topics();
+    if a.partitioned_state {
+        let mut consumer = client.clone();
+        match consumer.get("partition.assignment.strategy") {
+            None => {
+                consumer.set("partition.assignment.strategy", "range");
+            }
+            Some("range") => {}
+            Some(other) => {
+                return Err(usage(format!(
+                    "--partitioned-state needs partition.assignment.strategy=range (partition p of every input topic to one instance), not {other}"
+                )))
+            }
+        }
+        let names: Vec<&str> = topics.iter().map(|(_, t)| *t).collect();
+        let partitions =
+            pipeline::tasks::check_topics(&client, &names, &a.state_topic, Duration::from_secs(30)).map_err(usage)?;
+        let mut source = KafkaSource::new(&consumer, &a.group, &topics, cfg.spec.batch, cfg.spec.limits)?;
+        let mut sink = sink::kafka::KafkaSink::new(&client, cfg.spec.sinks.clone(), cancel.clone())?;
+        let mut tasks = pipeline::tasks::Tasks::new(pipeline::tasks::TaskConfig {
+            models: a.models.join(&cfg.spec.name),
+            scope: source.scope(Duration::from_secs(10)),
+            pipeline: cfg,
+            client,
+            state_topic: a.state_topic.clone(),
+            group: a.group.clone(),
+            every,
+            health: health_out,
+        });
+        println!(
+            "  partitioned state: a task per input partition ({partitions}), checkpoints to {}",
+            a.state_topic
+        );
+        let mut print = printer(a.quiet);
+        let stats = pipeline::tasks::run(&mut tasks, &mut source, &mut sink, &cancel, &mut print).await?;
+        eprintln!(
+            "tasks: {} started, {} restored from the state topic",
+            tasks.started, tasks.restored
+        );
+        return finish(stats, producer_task, source, sink, broker).await;
+    }
+    if let Some(h) = health_out {
+        processor.report_to(h);
+    }
     let mut source = KafkaSource::new(&client, &a.group, &topics, cfg.spec.batch, cfg.spec.limits)?;
     let sink = if a.exactly_once {
         let id = a
@@ -965,7 +1029,7 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
         let scope = source.scope(Duration::from_secs(10));
         source.resume_from(
             processor
-                .checkpoint_in_transactions(found, &origin, every, &scope)
+                .checkpoint_to_topic(found, &origin, every, &scope)
                 .map_err(usage)?,
         );
         println!(
@@ -983,15 +1047,31 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
         sink::kafka::KafkaSink::new(&client, cfg.spec.sinks.clone(), cancel.clone())?
     };
     let mut sink = Sink::Kafka(sink);
-    let quiet = a.quiet;
-    let mut print = move |m: &sink::Message| {
+    let mut print = printer(a.quiet);
+    let stats = pipeline::run_kafka(&mut processor, &mut source, &mut sink, &cancel, &mut print).await?;
+    finish(stats, producer_task, source, sink, broker).await
+}
+
+/// Prints each incident update and report as a line (unless `quiet`).
+fn printer(quiet: bool) -> impl FnMut(&sink::Message) + Send {
+    move |m: &sink::Message| {
         if !quiet {
             if let Some(line) = describe_incident(m).or_else(|| lookout::report::render::describe(m)) {
                 println!("{line}");
             }
         }
-    };
-    let stats = pipeline::run_kafka(&mut processor, &mut source, &mut sink, &cancel, &mut print).await?;
+    }
+}
+
+/// After `lookout run`: waits for the embedded producer, says what was done, and closes
+/// the clients before the embedded broker, so that they do not wait on a dead one.
+async fn finish<S>(
+    stats: pipeline::Stats,
+    producer_task: Option<tokio::task::JoinHandle<Result<u64, lookout::source::SourceError>>>,
+    source: KafkaSource,
+    sink: S,
+    broker: Option<lookout::source::embedded::EmbeddedBroker>,
+) -> Result<(), Failure> {
     if let Some(t) = producer_task {
         let _ = t.await;
     }
@@ -999,7 +1079,6 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
         "stopped: {} records in ({} logs, {} metrics, {} events), {} dead letters, {} incident updates",
         stats.records_in, stats.logs, stats.metrics, stats.events, stats.dead_letters, stats.incident_updates
     );
-    // Clients go before the embedded broker, so that they do not wait on a dead one.
     drop(source);
     drop(sink);
     drop(broker);

@@ -417,6 +417,47 @@ fn exactly_once_needs_an_interval_and_a_state_topic() {
     }
 }
 
+/// `--partitioned-state` refuses an interval of 0 (partitions move with their
+/// checkpoints), `--exactly-once` beside it, a missing state topic, and an assignor that
+/// would split a partition number between instances.
+#[test]
+fn partitioned_state_refuses_what_would_lose_state() {
+    let broker = common::broker();
+    for (extra, says) in [
+        (
+            vec!["--checkpoint-interval", "0"],
+            "--partitioned-state hands partitions over with their checkpoints",
+        ),
+        (
+            vec!["--exactly-once"],
+            "--partitioned-state does not work with --exactly-once",
+        ),
+        (
+            vec!["--state-topic", "no-such-topic"],
+            "state topic no-such-topic does not exist",
+        ),
+        (
+            vec![
+                "--state-topic",
+                "dead-letters",
+                "--kafka",
+                "partition.assignment.strategy=cooperative-sticky",
+            ],
+            "needs partition.assignment.strategy=range",
+        ),
+    ] {
+        let out = lookout()
+            .args(["run", "--brokers", broker.bootstrap_servers(), "--partitioned-state"])
+            .args(["--duration", "20", "--http", "off", "--group", "tasks-cli"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+}
+
 /// Kafka settings from `LOOKOUT_KAFKA_<KEY>` variables and from files (`KEY=@FILE`) are
 /// applied (a bad key or value read that way is refused by librdkafka, naming it), and a
 /// password given either way is never printed, even in debug logs.

@@ -40,12 +40,28 @@ pub struct Change {
     pub labels: Vec<(String, String)>,
 }
 
-/// Reads alerts and changes out of an events batch (schema [`crate::decode::schema::EVENTS_SCHEMA`]).
-pub fn from_events(batch: &RecordBatch) -> (Vec<Alert>, Vec<Change>) {
-    let mut alerts = Vec::new();
-    let mut changes = Vec::new();
+/// What correlation takes from the events stream, in the order it arrived.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Alert(Alert),
+    Change(Change),
+}
+
+impl Input {
+    pub fn ts(&self) -> i64 {
+        match self {
+            Input::Alert(a) => a.ts,
+            Input::Change(c) => c.ts,
+        }
+    }
+}
+
+/// Reads alerts and changes out of an events batch (schema
+/// [`crate::decode::schema::EVENTS_SCHEMA`]), in row order.
+pub fn from_events(batch: &RecordBatch) -> Vec<Input> {
+    let mut out = Vec::new();
     if batch.num_rows() == 0 {
-        return (alerts, changes);
+        return out;
     }
     let s = |name: &str| {
         batch
@@ -63,13 +79,13 @@ pub fn from_events(batch: &RecordBatch) -> (Vec<Alert>, Vec<Change>) {
         s("title"),
         s("fingerprint"),
     ) else {
-        return (alerts, changes);
+        return out;
     };
     let Some(ts) = batch
         .column_by_name("ts")
         .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
     else {
-        return (alerts, changes);
+        return out;
     };
     let labels = batch.column_by_name("labels").and_then(|c| c.as_map_opt()).cloned();
     let opt = |a: &StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_string());
@@ -96,7 +112,7 @@ pub fn from_events(batch: &RecordBatch) -> (Vec<Alert>, Vec<Change>) {
                         name,
                     ])
                 });
-                alerts.push(Alert {
+                out.push(Input::Alert(Alert {
                     fingerprint,
                     source: src,
                     service,
@@ -106,14 +122,14 @@ pub fn from_events(batch: &RecordBatch) -> (Vec<Alert>, Vec<Change>) {
                     title: title.value(i).to_string(),
                     ts: ts.value(i),
                     labels,
-                });
+                }));
             }
             // Deploys and changes, and maintenance announcements (which correlation
             // reads from the same place).
             _ if matches!(kind, EventKind::Deploy | EventKind::Change)
                 || labels.iter().any(|(k, _)| k == "maintenance") =>
             {
-                changes.push(Change {
+                out.push(Input::Change(Change {
                     ts: ts.value(i),
                     kind,
                     source: source.value(i).to_string(),
@@ -121,12 +137,12 @@ pub fn from_events(batch: &RecordBatch) -> (Vec<Alert>, Vec<Change>) {
                     title: title.value(i).to_string(),
                     fingerprint: opt(&fp, i),
                     labels,
-                })
+                }))
             }
             _ => {}
         }
     }
-    (alerts, changes)
+    out
 }
 
 /// The pairs of one row of a `Map<Utf8, Utf8>` column.

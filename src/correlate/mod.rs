@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde_json::Value;
 
-pub use alert::{Alert, Change};
+pub use alert::{Alert, Change, Input};
 pub use incident::{Incident, Phase, Transition};
 
 use crate::config::{Catalog, Correlation, MaintenanceMode};
@@ -170,49 +170,67 @@ impl Correlator {
         self.incidents.values().filter(|i| i.phase == Phase::Open).count()
     }
 
-    /// Applies a batch of alerts and changes; returns the incident states that changed.
-    ///
-    /// Changes and alerts are applied in event-time order (changes first at equal
-    /// times), and whatever falls due as event time passes (an incident quiet long
-    /// enough, a resolved candidate) is expired before the first alert past it: the
-    /// incident stream depends on the order of the input, not on how it was cut into
-    /// batches (a restart, a slower consumer give the same one).
+    /// Applies alerts and changes that came without an order of their own (tests, the
+    /// benchmark): in event-time order, changes first at equal times. See
+    /// [`Correlator::ingest_in_order`].
     pub fn ingest(&mut self, mut alerts: Vec<Alert>, mut changes: Vec<Change>) -> Vec<IncidentUpdate> {
         changes.sort_by_key(|c| c.ts);
         alerts.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.fingerprint.cmp(&b.fingerprint)));
         let mut changes = changes.into_iter().peekable();
-        // Every transition is published as it happens, so a consumer sees each `seq`,
-        // `open` first.
-        let mut out = Vec::new();
+        let mut inputs = Vec::with_capacity(alerts.len());
         for a in alerts {
             while let Some(c) = changes.next_if(|c| c.ts <= a.ts) {
-                out.extend(self.pass_time(c.ts));
-                self.take_change(c);
+                inputs.push(Input::Change(c));
             }
-            self.stats.alert_messages += 1;
-            out.extend(self.pass_time(a.ts));
-            let (fp, ts, title) = (a.fingerprint.clone(), a.ts, a.title.clone());
-            let changed = self.apply(a);
-            // The incident the alert is in now (it may have moved: a clash, a new episode).
-            let holder = changed.clone().or_else(|| self.by_fingerprint.get(&fp).cloned());
-            for id in changed.iter().chain(holder.iter()) {
-                if let Some(inc) = self.incidents.get(id) {
-                    self.next_due = self.next_due.min(self.due(inc));
-                }
-            }
-            let confirmed = holder.and_then(|id| self.maybe_confirm(&id, ts, &title));
-            if confirmed.is_some() {
-                out.extend(confirmed.and_then(|id| self.publish(&id)));
-            } else {
-                out.extend(changed.and_then(|id| self.publish(&id)));
-            }
+            inputs.push(Input::Alert(a));
         }
-        for c in changes {
-            out.extend(self.pass_time(c.ts));
-            self.take_change(c);
+        inputs.extend(changes.map(Input::Change));
+        self.ingest_in_order(inputs)
+    }
+
+    /// Applies alerts and changes in the order they arrived; returns the incident states
+    /// that changed, each transition as it happens (a consumer sees each `seq`, `open`
+    /// first).
+    ///
+    /// Event time is the newest seen: an input moves it forward, a late one (older than
+    /// that) is applied without moving it back. After every input whatever fell due (an
+    /// incident quiet long enough, a resolved candidate) is expired, as the end of a
+    /// batch there would: the incident stream depends on the order of the input, not on
+    /// how it was cut into batches (a restart, a slower consumer give the same one).
+    pub fn ingest_in_order(&mut self, inputs: Vec<Input>) -> Vec<IncidentUpdate> {
+        let mut out = Vec::new();
+        for input in inputs {
+            out.extend(self.pass_time(input.ts()));
+            match input {
+                Input::Change(c) => self.take_change(c),
+                Input::Alert(a) => out.extend(self.take_alert(a)),
+            }
+            if self.watermark > self.next_due {
+                out.extend(self.expire());
+            }
         }
         out.extend(self.expire());
         out
+    }
+
+    /// Applies one alert; the incident state it published, if any.
+    fn take_alert(&mut self, a: Alert) -> Option<IncidentUpdate> {
+        self.stats.alert_messages += 1;
+        let (fp, ts, title) = (a.fingerprint.clone(), a.ts, a.title.clone());
+        let changed = self.apply(a);
+        // The incident the alert is in now (it may have moved: a clash, a new episode).
+        let holder = changed.clone().or_else(|| self.by_fingerprint.get(&fp).cloned());
+        for id in changed.iter().chain(holder.iter()) {
+            if let Some(inc) = self.incidents.get(id) {
+                self.next_due = self.next_due.min(self.due(inc));
+            }
+        }
+        let confirmed = holder.and_then(|id| self.maybe_confirm(&id, ts, &title));
+        if confirmed.is_some() {
+            confirmed.and_then(|id| self.publish(&id))
+        } else {
+            changed.and_then(|id| self.publish(&id))
+        }
     }
 
     /// Moves event time to `ts`, expiring what fell due before it.

@@ -142,6 +142,45 @@ impl Board {
     }
 }
 
+/// One `/api/state` of several tasks' (partitioned state): their incidents (open ones
+/// first) and series side by side, their counters summed; the watermark shown is the
+/// oldest, as the instance's own would be.
+pub fn merge<'a>(states: impl Iterator<Item = &'a String>) -> String {
+    let mut counters = serde_json::Map::new();
+    let mut incidents: Vec<Value> = Vec::new();
+    let mut signals: Vec<Value> = Vec::new();
+    for state in states {
+        let Ok(mut v) = serde_json::from_str::<Value>(state) else {
+            continue;
+        };
+        if let Value::Object(c) = v["counters"].take() {
+            for (k, x) in c {
+                let merged = match (counters.remove(&k), x) {
+                    (None, x) => x,
+                    (Some(Value::Number(a)), Value::Number(b)) => match (a.as_u64(), b.as_u64()) {
+                        (Some(a), Some(b)) => json!(a + b),
+                        _ => json!(a.as_f64().unwrap_or(0.0) + b.as_f64().unwrap_or(0.0)),
+                    },
+                    (Some(Value::String(a)), Value::String(b)) if k == "watermark" => json!(a.min(b)),
+                    (Some(Value::Null), x) => x,
+                    (Some(a), _) => a,
+                };
+                counters.insert(k, merged);
+            }
+        }
+        if let Value::Array(a) = v["incidents"].take() {
+            incidents.extend(a);
+        }
+        if let Value::Array(a) = v["signals"].take() {
+            signals.extend(a);
+        }
+    }
+    incidents.sort_by_key(|v| v["status"] == "resolved");
+    incidents.truncate(MAX_INCIDENTS);
+    signals.truncate(MAX_SERIES);
+    json!({"counters": counters, "incidents": incidents, "signals": signals}).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +191,30 @@ mod tests {
 
     fn take(b: &mut Board, incidents: &[Value], anomalies: &[Value]) -> bool {
         b.take(incidents.iter(), anomalies.iter())
+    }
+
+    #[test]
+    fn tasks_states_merge_into_one() {
+        let mut a = Board::default();
+        let mut b = Board::default();
+        take(&mut a, &[incident("a", "resolved")], &[]);
+        take(&mut b, &[incident("b", "open")], &[]);
+        let states = [
+            a.render(
+                json!({"pipeline": "p", "records": 3, "watermark": "2025-03-04T01:00:00Z"}),
+                &[],
+            ),
+            b.render(
+                json!({"pipeline": "p", "records": 4, "watermark": "2025-03-04T00:30:00Z"}),
+                &[],
+            ),
+        ];
+        let merged: Value = serde_json::from_str(&merge(states.iter())).unwrap();
+        assert_eq!(merged["counters"]["records"], 7);
+        assert_eq!(merged["counters"]["pipeline"], "p");
+        assert_eq!(merged["counters"]["watermark"], "2025-03-04T00:30:00Z");
+        assert_eq!(merged["incidents"][0]["incident_id"], "b");
+        assert_eq!(merged["incidents"][1]["incident_id"], "a");
     }
 
     #[test]

@@ -158,7 +158,7 @@ mod tests {
         snap.stats.logs = 7;
         snap.open_incidents = 2;
         snap.models = vec![("log_patterns", true), ("service_signals", false)];
-        health.publish(snap);
+        health.publish(None, snap);
         assert!(get(addr, "GET /ready HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
         let metrics = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(metrics.contains("Content-Type: text/plain; version=0.0.4"), "{metrics}");
@@ -196,7 +196,7 @@ mod tests {
             state.contains("application/json") && state.contains("\"incidents\":[]"),
             "{state}"
         );
-        health.set_board(r#"{"incidents":[{"incident_id":"inc-1"}]}"#.into());
+        health.set_board(None, r#"{"incidents":[{"incident_id":"inc-1"}]}"#.into());
         assert!(get(addr, "GET /api/state HTTP/1.1\r\n\r\n").contains("inc-1"));
         assert!(get(addr, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
         assert!(get(addr, "GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));

@@ -5,11 +5,16 @@
 //! the HTTP side only reads it, so scraping never slows processing down. Ready means
 //! the models loaded (a bad model fails start before this exists) and the pipeline has
 //! processed its first batch from the source (the consumer is polling).
+//!
+//! With partitioned state every task (input partition) publishes its own snapshot and
+//! web-view state; what is served is their sum, plus the counters of tasks handed to
+//! other instances (counters never go down).
 
 pub mod board;
 pub mod http;
 pub mod progress;
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -39,6 +44,34 @@ pub struct Health {
     /// Consumer lag per (topic, partition).
     lag: Mutex<Vec<(String, i32, i64)>>,
     batches: Mutex<Histogram>,
+    tasks: Mutex<TaskParts>,
+}
+
+/// The tasks' latest snapshots and web-view states (partitioned state).
+#[derive(Debug, Default)]
+struct TaskParts {
+    snapshots: BTreeMap<i32, Snapshot>,
+    boards: BTreeMap<i32, String>,
+    /// Counters of the tasks this instance no longer runs.
+    retired: Stats,
+}
+
+impl TaskParts {
+    fn sum(&self) -> Snapshot {
+        let mut sum = Snapshot {
+            stats: self.retired,
+            ..Snapshot::default()
+        };
+        for s in self.snapshots.values() {
+            sum.stats.add(&s.stats);
+            sum.open_incidents += s.open_incidents;
+            sum.watched_series += s.watched_series;
+            sum.templates += s.templates;
+            sum.open_windows += s.open_windows;
+            sum.models = s.models.clone();
+        }
+        sum
+    }
 }
 
 /// Upper bounds (seconds) of the batch latency histogram's buckets.
@@ -53,9 +86,29 @@ struct Histogram {
 }
 
 impl Health {
-    pub fn publish(&self, s: Snapshot) {
+    /// The latest snapshot of the pipeline, or of one task of it.
+    pub fn publish(&self, task: Option<i32>, s: Snapshot) {
+        let s = match task {
+            None => s,
+            Some(p) => {
+                let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+                tasks.snapshots.insert(p, s);
+                tasks.sum()
+            }
+        };
         *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = s;
         self.ready.store(true, Ordering::Release);
+    }
+
+    /// A task that has moved to another instance: its counters stay in the sum, its
+    /// gauges and web-view state go.
+    pub fn retire(&self, task: i32) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = tasks.snapshots.remove(&task) {
+            tasks.retired.add(&s.stats);
+        }
+        tasks.boards.remove(&task);
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = tasks.sum();
     }
 
     /// One batch from the source handled end to end (processed, published, acked).
@@ -72,12 +125,28 @@ impl Health {
         *self.lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
     }
 
-    pub fn set_board(&self, state: String) {
-        *self.board.lock().unwrap_or_else(|e| e.into_inner()) = state;
+    /// The web view's state of the pipeline, or of one task of it.
+    pub fn set_board(&self, task: Option<i32>, state: String) {
+        match task {
+            None => *self.board.lock().unwrap_or_else(|e| e.into_inner()) = state,
+            Some(p) => {
+                self.tasks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .boards
+                    .insert(p, state);
+            }
+        }
     }
 
     /// `/api/state` for the web view.
     pub fn board(&self) -> String {
+        {
+            let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+            if !tasks.boards.is_empty() {
+                return board::merge(tasks.boards.values());
+            }
+        }
         let b = self.board.lock().unwrap_or_else(|e| e.into_inner());
         if b.is_empty() {
             r#"{"counters":{},"incidents":[],"signals":[]}"#.to_string()

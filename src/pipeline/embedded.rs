@@ -15,7 +15,7 @@ use crate::source::scenario::Scenario;
 use crate::source::SourceError;
 
 /// Starts the broker with the pipeline's input and output topics, and `more` (the
-/// state topic of `--exactly-once`).
+/// state topic of `--exactly-once` or `--partitioned-state`).
 pub fn start_broker(cfg: &PipelineConfig, more: &[&str]) -> Result<EmbeddedBroker, SourceError> {
     let s = &cfg.spec.sinks;
     let mut topics: Vec<&str> = cfg.topics().iter().map(|(_, t)| *t).collect();

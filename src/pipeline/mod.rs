@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod diff;
 pub mod embedded;
 pub mod state_topic;
+pub mod tasks;
 pub mod train;
 
 use std::collections::HashSet;
@@ -118,6 +119,66 @@ pub struct StageTimes {
     pub correlation: u64,
 }
 
+impl Stats {
+    /// Adds another processor's counters (the tasks of one instance).
+    pub fn add(&mut self, o: &Stats) {
+        let Stats {
+            batches,
+            records_in,
+            logs,
+            metrics,
+            events,
+            dead_letters,
+            rule_alerts,
+            anomalies,
+            catalog_reloads,
+            incident_updates,
+            template_changes,
+            model_reloads,
+            dropped_series,
+            late_records,
+            window_corrections,
+            signal_points,
+            trend_reports,
+            trend_late_values,
+            trend_dropped_values,
+            checkpoints,
+            checkpoint_failures,
+            checkpoint_bytes,
+            skipped_records,
+            time,
+        } = *o;
+        self.batches += batches;
+        self.records_in += records_in;
+        self.logs += logs;
+        self.metrics += metrics;
+        self.events += events;
+        self.dead_letters += dead_letters;
+        self.rule_alerts += rule_alerts;
+        self.anomalies += anomalies;
+        self.catalog_reloads += catalog_reloads;
+        self.incident_updates += incident_updates;
+        self.template_changes += template_changes;
+        self.model_reloads += model_reloads;
+        self.dropped_series += dropped_series;
+        self.late_records += late_records;
+        self.window_corrections += window_corrections;
+        self.signal_points += signal_points;
+        self.trend_reports += trend_reports;
+        self.trend_late_values += trend_late_values;
+        self.trend_dropped_values += trend_dropped_values;
+        self.checkpoints += checkpoints;
+        self.checkpoint_failures += checkpoint_failures;
+        self.checkpoint_bytes += checkpoint_bytes;
+        self.skipped_records += skipped_records;
+        self.time.decode += time.decode;
+        self.time.templates += time.templates;
+        self.time.sql += time.sql;
+        self.time.detectors += time.detectors;
+        self.time.correlation += time.correlation;
+    }
+}
+
 fn lap(clock: &mut Instant) -> u64 {
     let ns = clock.elapsed().as_nanos() as u64;
     *clock = Instant::now();
@@ -158,6 +219,8 @@ pub struct Processor {
     trends: Option<Trends>,
     /// Event time up to which trend periods may close: the oldest live input partition.
     trend_mark: Option<i64>,
+    /// The input partition number this processor is the task of (partitioned state).
+    task: Option<i32>,
     name: String,
     pub stats: Stats,
 }
@@ -196,6 +259,7 @@ impl Processor {
                 false => None,
             },
             trend_mark: None,
+            task: None,
             name: cfg.spec.name.clone(),
             stats: Stats::default(),
         })
@@ -207,6 +271,17 @@ impl Processor {
         let now = Instant::now();
         for (stream, topic, partition) in parts {
             self.marks.expect(*stream, topic, *partition, now);
+        }
+    }
+
+    /// Makes this the task of input partition `partition` (see [`tasks`]): its health
+    /// counts into the instance's sum, its operations report is named by the partition,
+    /// and its template state lives in its checkpoints, not in `templates.json`.
+    pub fn set_task(&mut self, partition: i32) {
+        self.task = Some(partition);
+        self.templates_state = None;
+        if let Some(t) = &mut self.trends {
+            t.for_partition(partition);
         }
     }
 
@@ -258,23 +333,26 @@ impl Processor {
                     "late_records": t.late_records,
                     "watermark": (self.watermark > i64::MIN).then(|| crate::decode::time::format_ms(self.watermark)),
                 });
-                h.set_board(b.board.render(counters, &points));
+                h.set_board(self.task, b.board.render(counters, &points));
                 b.rendered = Instant::now();
                 b.changed = false;
             }
         }
         if let Some(h) = &self.health {
-            h.publish(Snapshot {
-                stats: self.stats,
-                open_incidents: self.correlator.open_incidents(),
-                watched_series: self.detectors.series_count(),
-                templates: self.miner().len(),
-                open_windows: self.sql.open_slots(),
-                models: vec![
-                    ("log_patterns", self.log_model().is_some()),
-                    ("service_signals", self.signal_model().is_some()),
-                ],
-            });
+            h.publish(
+                self.task,
+                Snapshot {
+                    stats: self.stats,
+                    open_incidents: self.correlator.open_incidents(),
+                    watched_series: self.detectors.series_count(),
+                    templates: self.miner().len(),
+                    open_windows: self.sql.open_slots(),
+                    models: vec![
+                        ("log_patterns", self.log_model().is_some()),
+                        ("service_signals", self.signal_model().is_some()),
+                    ],
+                },
+            );
         }
     }
 
@@ -408,9 +486,10 @@ impl Processor {
         self.checkpoint_every(found, &origin, Some(path), every, scope)
     }
 
-    /// [`Processor::checkpoint_to`] for checkpoints that the transactional sink commits
-    /// to the state topic (`found`: the latest there, read from `origin`).
-    pub fn checkpoint_in_transactions(
+    /// [`Processor::checkpoint_to`] for checkpoints that go to the state topic, in
+    /// transactions or per task (`found`: the latest there, read from `origin`); the
+    /// caller writes them.
+    pub fn checkpoint_to_topic(
         &mut self,
         found: Option<Checkpoint>,
         origin: &str,
@@ -421,7 +500,7 @@ impl Processor {
     }
 
     /// Restores `found` (when it is of this pipeline and scope) and checkpoints every
-    /// `every` from now on, to `path` or (without one) through the transactional sink.
+    /// `every` from now on, to `path` or (without one) to the state topic.
     fn checkpoint_every(
         &mut self,
         found: Option<Checkpoint>,
@@ -467,6 +546,7 @@ impl Processor {
         tracing::info!(
             checkpoint = %origin,
             %written,
+            task = ?self.task,
             partitions = c.offsets.len(),
             open_incidents = self.correlator.open_incidents(),
             open_windows = self.sql.open_slots(),
@@ -645,13 +725,29 @@ impl Processor {
         self.stats.anomalies += detections.anomalies.len() as u64;
         alerts.extend(detections.alerts);
         self.stats.time.detectors += lap(clock);
-        let (external, changes) = correlate::alert::from_events(events);
-        alerts.extend(external);
+        // alerts from SQL and the detectors in event-time order, each before the first
+        // event later than it; the events in the order they arrived
+        alerts.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.fingerprint.cmp(&b.fingerprint)));
+        let external = correlate::alert::from_events(events);
         if let Some(t) = &mut self.trends {
             t.observe_points(&sql.points);
             t.observe_alerts(&alerts);
+            for input in &external {
+                if let correlate::Input::Alert(a) = input {
+                    t.observe_alerts(std::slice::from_ref(a));
+                }
+            }
         }
-        let mut updates = self.correlator.ingest(alerts, changes);
+        let mut derived = alerts.into_iter().peekable();
+        let mut inputs = Vec::with_capacity(external.len() + derived.len());
+        for e in external {
+            while let Some(a) = derived.next_if(|a| a.ts <= e.ts()) {
+                inputs.push(correlate::Input::Alert(a));
+            }
+            inputs.push(e);
+        }
+        inputs.extend(derived.map(correlate::Input::Alert));
+        let mut updates = self.correlator.ingest_in_order(inputs);
         if self.watermark > i64::MIN {
             updates.extend(self.correlator.advance(self.watermark));
         }
@@ -703,8 +799,7 @@ impl Processor {
 
 /// Where and how often a running pipeline checkpoints.
 struct Checkpoints {
-    /// The checkpoint file; `None` when the transactional sink commits them to the
-    /// state topic.
+    /// The checkpoint file; `None` when they go to the state topic.
     path: Option<PathBuf>,
     every: std::time::Duration,
     last: Instant,

@@ -9,6 +9,10 @@
 //! takes, of this instance's chunks, the newest checkpoint whose chunks are all there (a
 //! broker that hides aborted transactions shows only complete ones; one that does not,
 //! like the mock cluster, may show the start of one cut short by a crash).
+//!
+//! With `--partitioned-state` each input partition's task checkpoints here too, keyed
+//! `<group>/<pipeline>/<partition>/<index>` and written by the ordinary producer, so that
+//! whichever instance the partition moves to reads its state back ([`read_tasks`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -101,9 +105,49 @@ fn newness(id: &str) -> Option<(i64, u64)> {
 /// `Ok(None)` when it holds none; an error when the topic cannot be read to its end
 /// within `timeout` (starting without the state would repeat or lose work).
 pub fn read(client: &ClientConfig, topic: &str, instance: &str, timeout: Duration) -> Result<Option<Vec<u8>>, String> {
+    let mut found = read_instances(client, topic, &format!("{instance}-state-reader"), timeout, |i| {
+        i == instance
+    })?;
+    Ok(found.remove(instance).and_then(Assembly::latest))
+}
+
+/// Reads the latest checkpoint of each of `tasks` (partition numbers) of `prefix`
+/// (`<group>/<pipeline>`), as [`read`] does.
+pub fn read_tasks(
+    client: &ClientConfig,
+    topic: &str,
+    prefix: &str,
+    tasks: &[i32],
+    timeout: Duration,
+) -> Result<HashMap<i32, Vec<u8>>, String> {
+    let wanted = |instance: &str| {
+        instance
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .and_then(|p| p.parse::<i32>().ok())
+            .filter(|p| tasks.contains(p))
+    };
+    let found = read_instances(client, topic, &format!("{prefix}-state-reader"), timeout, |i| {
+        wanted(i).is_some()
+    })?;
+    Ok(found
+        .into_iter()
+        .filter_map(|(instance, a)| Some((wanted(&instance)?, a.latest()?)))
+        .collect())
+}
+
+/// The chunks of every instance that `want` names, read from the start of `topic` to
+/// its end.
+fn read_instances(
+    client: &ClientConfig,
+    topic: &str,
+    reader: &str,
+    timeout: Duration,
+    want: impl Fn(&str) -> bool,
+) -> Result<HashMap<String, Assembly>, String> {
     let fail = |e: KafkaError| format!("state topic {topic}: {e}");
     let mut cfg = client.clone();
-    cfg.set("group.id", format!("{instance}-state-reader"))
+    cfg.set("group.id", reader)
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true");
@@ -125,9 +169,8 @@ pub fn read(client: &ClientConfig, topic: &str, instance: &str, timeout: Duratio
         tpl.add_partition_offset(topic, *p, Offset::Beginning).map_err(fail)?;
     }
     consumer.assign(&tpl).map_err(fail)?;
-    let prefix = format!("{instance}/");
     let mut open: Vec<i32> = partitions;
-    let mut found = Assembly::default();
+    let mut found: HashMap<String, Assembly> = HashMap::new();
     let deadline = Instant::now() + timeout;
     while !open.is_empty() {
         if Instant::now() > deadline {
@@ -150,11 +193,12 @@ pub fn read(client: &ClientConfig, topic: &str, instance: &str, timeout: Duratio
             }
             Some(Ok(m)) => m,
         };
-        let Some(index) = m
+        let Some((instance, index)) = m
             .key()
             .and_then(|k| std::str::from_utf8(k).ok())
-            .and_then(|k| k.strip_prefix(&prefix))
-            .and_then(|i| i.parse::<usize>().ok())
+            .and_then(|k| k.rsplit_once('/'))
+            .filter(|(instance, _)| want(instance))
+            .and_then(|(instance, i)| Some((instance, i.parse::<usize>().ok()?)))
         else {
             continue;
         };
@@ -167,9 +211,12 @@ pub fn read(client: &ClientConfig, topic: &str, instance: &str, timeout: Duratio
         let (Some(id), Some(count)) = (header(ID), header(COUNT).and_then(|c| c.parse().ok())) else {
             continue;
         };
-        found.add(index, &id, count, m.payload().unwrap_or_default());
+        found
+            .entry(instance.to_string())
+            .or_default()
+            .add(index, &id, count, m.payload().unwrap_or_default());
     }
-    Ok(found.latest())
+    Ok(found)
 }
 
 #[cfg(test)]

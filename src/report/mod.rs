@@ -317,6 +317,9 @@ pub struct Trends {
     /// is late (a report is never published twice under one key).
     closed: Vec<Option<i64>>,
     ledger: incidents::Ledger,
+    /// The scope of the operations report's id: `operations`, or with partitioned state
+    /// `operations-partition-<p>` (each partition's task reports its own incidents).
+    operations: String,
     pub stats: TrendStats,
 }
 
@@ -330,8 +333,14 @@ impl Trends {
             closed: periods.iter().map(|_| None).collect(),
             ledger: incidents::Ledger::new(periods.iter().map(|p| p.len).collect()),
             periods,
+            operations: "operations".to_string(),
             stats: TrendStats::default(),
         })
+    }
+
+    /// Names the operations report by the input partition whose incidents it counts.
+    pub fn for_partition(&mut self, partition: i32) {
+        self.operations = format!("operations-partition-{partition}");
     }
 
     /// The state to checkpoint.
@@ -620,7 +629,7 @@ impl Trends {
             .collect();
         out.push(json!({
             "schema": SCHEMA,
-            "report_id": id("operations"),
+            "report_id": id(&self.operations),
             "kind": "operations",
             "period": period,
             "closed_by": closed_by,

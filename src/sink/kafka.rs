@@ -45,6 +45,8 @@ pub struct KafkaSink {
     /// Deliveries that had to be retried, for metrics.
     pub retries: u64,
     transactions: Option<Transactions>,
+    /// Checkpoints written outside transactions, for their ids.
+    state_writes: u64,
 }
 
 impl KafkaSink {
@@ -65,6 +67,7 @@ impl KafkaSink {
             cancel,
             retries: 0,
             transactions: None,
+            state_writes: 0,
         })
     }
 
@@ -132,6 +135,22 @@ impl KafkaSink {
             p.begin_transaction()
         })
         .await
+    }
+
+    /// Writes a checkpoint of `instance` to the state topic `topic` outside any
+    /// transaction (partitioned state) and waits until the brokers have every chunk.
+    pub async fn write_state(&mut self, topic: &str, instance: &str, checkpoint: &[u8]) -> Result<(), SinkError> {
+        self.state_writes += 1;
+        let id = format!("{}-{}", chrono::Utc::now().timestamp_millis(), self.state_writes);
+        let records = state_topic::chunks(instance, &id, checkpoint);
+        let sends: Vec<_> = records.iter().map(|r| self.send_state(topic, r)).collect();
+        for r in futures::future::join_all(sends).await {
+            r.map_err(|error| SinkError::Kafka {
+                topic: topic.to_string(),
+                error,
+            })?;
+        }
+        Ok(())
     }
 
     /// Aborts the open transaction (after a failure; best effort).

@@ -9,14 +9,20 @@
 //! the pipeline's state holds already are skipped: those below the offsets of a restored
 //! checkpoint ([`KafkaSource::resume_from`]), and those read again when a rebalance hands
 //! a partition back at its committed offset, which lags what was delivered.
+//!
+//! With partitioned state ([`KafkaSource::forget_revoked`]) a revoked partition is
+//! forgotten instead: its records still in the batch being read are dropped, and what
+//! it had delivered no longer counts, because its next owner may have moved it on; the
+//! pipeline takes the list ([`KafkaSource::take_revoked`]) and hands the state over.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
 use tokio_util::sync::CancellationToken;
@@ -29,9 +35,13 @@ use crate::decode::Stream;
 /// Consumer lag per (topic, partition), from librdkafka's statistics.
 pub type Lag = Arc<Mutex<BTreeMap<(String, i32), i64>>>;
 
-/// Keeps the consumer lag that librdkafka reports every `statistics.interval.ms`.
+/// Keeps the consumer lag that librdkafka reports every `statistics.interval.ms`, and
+/// the partitions that rebalances revoked.
 pub struct LagContext {
     lag: Lag,
+    revoked: Mutex<Vec<(String, i32)>>,
+    /// Set when `revoked` has something.
+    rebalanced: AtomicBool,
 }
 
 impl ClientContext for LagContext {
@@ -48,7 +58,16 @@ impl ClientContext for LagContext {
     }
 }
 
-impl ConsumerContext for LagContext {}
+impl ConsumerContext for LagContext {
+    // runs inside the consumer's poll, before the partitions go
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut revoked = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
+            revoked.extend(tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())));
+            self.rebalanced.store(true, Ordering::Release);
+        }
+    }
+}
 
 pub struct KafkaSource {
     consumer: StreamConsumer<LagContext>,
@@ -64,6 +83,10 @@ pub struct KafkaSource {
     /// dead letter keeps it (`dead_letter_max_bytes`): a huge record, or one that a small
     /// compressed batch inflated to (a decompression bomb), is not copied whole.
     limits: Limits,
+    /// Forget what a revoked partition delivered (partitioned state).
+    forget_revoked: bool,
+    /// Partitions revoked since [`KafkaSource::take_revoked`] was last called.
+    revoked: Vec<(String, i32)>,
 }
 
 impl KafkaSource {
@@ -86,7 +109,12 @@ impl KafkaSource {
             cfg.set("statistics.interval.ms", "5000");
         }
         let lag = Lag::default();
-        let consumer: StreamConsumer<LagContext> = cfg.create_with_context(LagContext { lag: lag.clone() })?;
+        let context = LagContext {
+            lag: lag.clone(),
+            revoked: Mutex::default(),
+            rebalanced: AtomicBool::new(false),
+        };
+        let consumer: StreamConsumer<LagContext> = cfg.create_with_context(context)?;
         let names: Vec<&str> = topics.iter().map(|(_, t)| *t).collect();
         consumer.subscribe(&names)?;
         let streams = topics.iter().map(|(s, t)| (t.to_string(), *s)).collect();
@@ -99,7 +127,20 @@ impl KafkaSource {
             delivered: Offsets::new(),
             skipped: 0,
             limits,
+            forget_revoked: false,
+            revoked: Vec::new(),
         })
+    }
+
+    /// Forgets revoked partitions (see the module's documentation): for partitioned
+    /// state, whose partitions come back with the state their last owner checkpointed.
+    pub fn forget_revoked(&mut self) {
+        self.forget_revoked = true;
+    }
+
+    /// The partitions revoked since the last call.
+    pub fn take_revoked(&mut self) -> Vec<(String, i32)> {
+        std::mem::take(&mut self.revoked)
     }
 
     /// The next batch: up to `max_records`, closed `max_wait_ms` after its first
@@ -118,6 +159,13 @@ impl KafkaSource {
                 _ = &mut deadline => Err(()),
                 r = self.consumer.recv() => Ok(r),
             };
+            note_revoked(
+                self.consumer.context(),
+                self.forget_revoked,
+                &mut self.delivered,
+                &mut self.revoked,
+                &mut out,
+            );
             match msg {
                 // the batch's time is up; an empty batch lets event time and shutdown move
                 Err(()) => return Ok(Some(out)),
@@ -225,6 +273,25 @@ impl KafkaSource {
             .any(|((t, p), next)| *p == partition && offset < *next && t == topic)
     }
 
+    /// Goes on with `partition` (of every input topic) from `offsets`, those of the
+    /// state its task restored (none: from the committed offsets).
+    pub fn restart_partition(&mut self, partition: i32, offsets: &Offsets) {
+        self.delivered.retain(|(_, p), _| *p != partition);
+        for ((t, p), next) in offsets {
+            if *p == partition {
+                self.delivered.insert((t.clone(), *p), *next);
+            }
+        }
+    }
+
+    /// Drops the records of `batch` that the state holds already (read before a task
+    /// was restored).
+    pub fn drop_held(&mut self, batch: &mut Vec<RawRecord>) {
+        let before = batch.len();
+        batch.retain(|r| !self.holds(&r.meta.topic, r.meta.partition, r.meta.offset));
+        self.skipped += (before - batch.len()) as u64;
+    }
+
     /// Notes that every output of a batch is acknowledged.
     pub fn delivered(&mut self, records: &[RawRecord]) {
         // the batch's last offset per partition first: one owned key per partition
@@ -273,6 +340,27 @@ impl KafkaSource {
             tracing::debug!(error = %e, "final commit");
         }
     }
+}
+
+/// Partitions revoked by a rebalance during the last poll: with `forget`, their records
+/// in `out` go and what they delivered no longer counts; `revoked` gets them.
+fn note_revoked(
+    context: &LagContext,
+    forget: bool,
+    delivered: &mut Offsets,
+    revoked: &mut Vec<(String, i32)>,
+    out: &mut Vec<RawRecord>,
+) {
+    if !context.rebalanced.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    let now = std::mem::take(&mut *context.revoked.lock().unwrap_or_else(|e| e.into_inner()));
+    if forget {
+        let gone = |topic: &str, partition: i32| now.iter().any(|(t, p)| *p == partition && t == topic);
+        out.retain(|r| !gone(&r.meta.topic, r.meta.partition));
+        delivered.retain(|(t, p), _| !gone(t, *p));
+    }
+    revoked.extend(now);
 }
 
 /// Reads every message of `topic` from the beginning up to the end it had when asked

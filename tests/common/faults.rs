@@ -65,10 +65,20 @@ pub fn events() -> (Vec<(i64, Vec<u8>)>, BTreeSet<i64>) {
 
 /// The incidents the pipeline publishes for `payloads` read in order without faults.
 pub async fn reference(payloads: &[(i64, Vec<u8>)]) -> BTreeMap<(String, u64), String> {
+    reference_cut(payloads, 0, 50).await
+}
+
+/// The incidents the pipeline publishes for `payloads` read in order from `partition`
+/// of `events` in batches of `size`.
+pub async fn reference_cut(
+    payloads: &[(i64, Vec<u8>)],
+    partition: i32,
+    size: usize,
+) -> BTreeMap<(String, u64), String> {
     let cfg = PipelineConfig::load(&repo().join("pipelines/default"), None).unwrap();
     let mut p = Processor::build(&cfg).await.unwrap();
     let mut out = BTreeMap::new();
-    for (n, chunk) in payloads.chunks(50).enumerate() {
+    for (n, chunk) in payloads.chunks(size).enumerate() {
         let batch: Vec<RawRecord> = chunk
             .iter()
             .enumerate()
@@ -77,7 +87,8 @@ pub async fn reference(payloads: &[(i64, Vec<u8>)]) -> BTreeMap<(String, u64), S
                 payload: pl.clone(),
                 meta: RecordMeta {
                     topic: "events".into(),
-                    offset: (n * 50 + i) as i64,
+                    partition,
+                    offset: (n * size + i) as i64,
                     kafka_ts: Some(*ts),
                     ..Default::default()
                 },
