@@ -937,9 +937,7 @@ async fn run(a: RunArgs) -> Result<(), Failure> {
         None => a.brokers.clone().unwrap_or_default(),
     };
     let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", &bootstrap)
-        .set("session.timeout.ms", "10000");
+    client.set("bootstrap.servers", &bootstrap);
     kafka_settings(&mut client, &a.kafka)?;
     let producer_task = if embedded {
         println!("Lookout embedded default: Kafka-protocol broker on {bootstrap}");

@@ -17,8 +17,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
@@ -136,6 +137,20 @@ pub fn read_tasks(
         .collect())
 }
 
+/// The reader's context: reaching the end of a partition is how reading ends, not an
+/// error to log (librdkafka reports it as one for an empty partition).
+struct Reader;
+
+impl ClientContext for Reader {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for Reader {}
+
 /// The chunks of every instance that `want` names, read from the start of `topic` to
 /// its end.
 fn read_instances(
@@ -151,7 +166,7 @@ fn read_instances(
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true");
-    let consumer: BaseConsumer = cfg.create().map_err(fail)?;
+    let consumer: BaseConsumer<Reader> = cfg.create_with_context(Reader).map_err(fail)?;
     let metadata = consumer.fetch_metadata(Some(topic), timeout).map_err(fail)?;
     let partitions: Vec<i32> = metadata
         .topics()

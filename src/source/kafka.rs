@@ -85,7 +85,8 @@ pub struct KafkaSource {
     limits: Limits,
     /// Forget what a revoked partition delivered (partitioned state).
     forget_revoked: bool,
-    /// Partitions revoked since [`KafkaSource::take_revoked`] was last called.
+    /// Partitions revoked since [`KafkaSource::take_revoked`] was last called (kept only
+    /// with `forget_revoked`).
     revoked: Vec<(String, i32)>,
 }
 
@@ -107,6 +108,10 @@ impl KafkaSource {
         }
         if cfg.get("statistics.interval.ms").is_none() {
             cfg.set("statistics.interval.ms", "5000");
+        }
+        // a crashed instance's partitions move on after 10 s (librdkafka's default: 45 s)
+        if cfg.get("session.timeout.ms").is_none() {
+            cfg.set("session.timeout.ms", "10000");
         }
         let lag = Lag::default();
         let context = LagContext {
@@ -343,7 +348,8 @@ impl KafkaSource {
 }
 
 /// Partitions revoked by a rebalance during the last poll: with `forget`, their records
-/// in `out` go and what they delivered no longer counts; `revoked` gets them.
+/// in `out` go, what they delivered no longer counts, and `revoked` gets them (for the
+/// tasks to hand over).
 fn note_revoked(
     context: &LagContext,
     forget: bool,
@@ -359,8 +365,8 @@ fn note_revoked(
         let gone = |topic: &str, partition: i32| now.iter().any(|(t, p)| *p == partition && t == topic);
         out.retain(|r| !gone(&r.meta.topic, r.meta.partition));
         delivered.retain(|(t, p), _| !gone(t, *p));
+        revoked.extend(now);
     }
-    revoked.extend(now);
 }
 
 /// Reads every message of `topic` from the beginning up to the end it had when asked
