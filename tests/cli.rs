@@ -16,6 +16,14 @@ fn lookout() -> Command {
     c
 }
 
+/// Runs `cmd` and asserts that it is refused as a usage error (exit 2) that says `says`.
+fn assert_refused(cmd: &mut Command, says: &str) {
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(says), "{err}");
+}
+
 #[test]
 fn embedded_default_shows_incidents_within_30_seconds() {
     let models = tempfile::tempdir().unwrap();
@@ -334,14 +342,12 @@ fn a_bad_http_token_file_is_a_usage_error() {
         (tmp.path().join("missing"), "missing"),
         (empty, "the HTTP token is empty"),
     ] {
-        let out = lookout()
-            .args(["run", "--duration", "1", "--http", "127.0.0.1:0", "--http-token-file"])
-            .arg(&file)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
-        assert!(err.contains(says), "{err}");
+        assert_refused(
+            lookout()
+                .args(["run", "--duration", "1", "--http", "127.0.0.1:0", "--http-token-file"])
+                .arg(&file),
+            says,
+        );
     }
 }
 
@@ -403,17 +409,15 @@ fn exactly_once_needs_an_interval_and_a_state_topic() {
             "state topic no-such-topic does not exist",
         ),
     ] {
-        let out = lookout()
-            .args(["run", "--brokers", broker.bootstrap_servers(), "--exactly-once"])
-            .args(["--duration", "20", "--http", "off", "--group", "eos-cli"])
-            .args(extra)
-            .arg("--state-dir")
-            .arg(state.path())
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
-        assert!(err.contains(says), "{err}");
+        assert_refused(
+            lookout()
+                .args(["run", "--brokers", broker.bootstrap_servers(), "--exactly-once"])
+                .args(["--duration", "20", "--http", "off", "--group", "eos-cli"])
+                .args(extra)
+                .arg("--state-dir")
+                .arg(state.path()),
+            says,
+        );
     }
 }
 
@@ -446,15 +450,13 @@ fn partitioned_state_refuses_what_would_lose_state() {
             "needs partition.assignment.strategy=range",
         ),
     ] {
-        let out = lookout()
-            .args(["run", "--brokers", broker.bootstrap_servers(), "--partitioned-state"])
-            .args(["--duration", "20", "--http", "off", "--group", "tasks-cli"])
-            .args(extra)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
-        assert!(err.contains(says), "{err}");
+        assert_refused(
+            lookout()
+                .args(["run", "--brokers", broker.bootstrap_servers(), "--partitioned-state"])
+                .args(["--duration", "20", "--http", "off", "--group", "tasks-cli"])
+                .args(extra),
+            says,
+        );
     }
 }
 
