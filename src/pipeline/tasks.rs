@@ -136,9 +136,11 @@ impl Tasks {
                 let offsets = task
                     .checkpoint_to_topic(checkpoint, &origin, self.cfg.every, &self.cfg.scope)
                     .map_err(PipelineError::State)?;
-                self.restored += u64::from(had && !offsets.is_empty());
+                // a checkpoint of other pipeline files or another group is not used
+                let restored = had && !offsets.is_empty();
+                self.restored += u64::from(restored);
                 self.started += 1;
-                tracing::info!(partition = p, restored = had, "partition assigned: its task starts");
+                tracing::info!(partition = p, restored, "partition assigned: its task starts");
                 source.restart_partition(p, &offsets);
                 self.live.insert(p, task);
             }
