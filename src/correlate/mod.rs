@@ -106,6 +106,21 @@ pub struct CorrelatorState {
     stats: CorrelationStats,
 }
 
+/// `ordered` as it is, with each of `sorted` (in event-time order) put before the first
+/// of `ordered` that is not earlier than it, and what is left of `sorted` at the end.
+pub fn interleave(ordered: Vec<Input>, sorted: impl IntoIterator<Item = Input>) -> Vec<Input> {
+    let mut sorted = sorted.into_iter().peekable();
+    let mut out = Vec::with_capacity(ordered.len());
+    for o in ordered {
+        while let Some(x) = sorted.next_if(|x| x.ts() <= o.ts()) {
+            out.push(x);
+        }
+        out.push(o);
+    }
+    out.extend(sorted);
+    out
+}
+
 impl Correlator {
     /// The state to checkpoint.
     pub fn state(&self) -> CorrelatorState {
@@ -176,15 +191,10 @@ impl Correlator {
     pub fn ingest(&mut self, mut alerts: Vec<Alert>, mut changes: Vec<Change>) -> Vec<IncidentUpdate> {
         changes.sort_by_key(|c| c.ts);
         alerts.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.fingerprint.cmp(&b.fingerprint)));
-        let mut changes = changes.into_iter().peekable();
-        let mut inputs = Vec::with_capacity(alerts.len());
-        for a in alerts {
-            while let Some(c) = changes.next_if(|c| c.ts <= a.ts) {
-                inputs.push(Input::Change(c));
-            }
-            inputs.push(Input::Alert(a));
-        }
-        inputs.extend(changes.map(Input::Change));
+        let inputs = interleave(
+            alerts.into_iter().map(Input::Alert).collect(),
+            changes.into_iter().map(Input::Change),
+        );
         self.ingest_in_order(inputs)
     }
 

@@ -158,7 +158,7 @@ mod tests {
         snap.stats.logs = 7;
         snap.open_incidents = 2;
         snap.models = vec![("log_patterns", true), ("service_signals", false)];
-        health.publish(None, snap);
+        health.publish(snap);
         assert!(get(addr, "GET /ready HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
         let metrics = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(metrics.contains("Content-Type: text/plain; version=0.0.4"), "{metrics}");

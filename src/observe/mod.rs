@@ -6,9 +6,8 @@
 //! the models loaded (a bad model fails start before this exists) and the pipeline has
 //! processed its first batch from the source (the consumer is polling).
 //!
-//! With partitioned state every task (input partition) publishes its own snapshot and
-//! web-view state; what is served is their sum, plus the counters of tasks handed to
-//! other instances (counters never go down).
+//! With partitioned state the instance publishes the sum of its tasks' snapshots (see
+//! [`crate::pipeline::tasks`]), and every task its own web-view state, merged when read.
 
 pub mod board;
 pub mod http;
@@ -44,33 +43,19 @@ pub struct Health {
     /// Consumer lag per (topic, partition).
     lag: Mutex<Vec<(String, i32, i64)>>,
     batches: Mutex<Histogram>,
-    tasks: Mutex<TaskParts>,
+    /// The web view's state of each task (partitioned state).
+    task_boards: Mutex<BTreeMap<i32, String>>,
 }
 
-/// The tasks' latest snapshots and web-view states (partitioned state).
-#[derive(Debug, Default)]
-struct TaskParts {
-    snapshots: BTreeMap<i32, Snapshot>,
-    boards: BTreeMap<i32, String>,
-    /// Counters of the tasks this instance no longer runs.
-    retired: Stats,
-}
-
-impl TaskParts {
-    fn sum(&self) -> Snapshot {
-        let mut sum = Snapshot {
-            stats: self.retired,
-            ..Snapshot::default()
-        };
-        for s in self.snapshots.values() {
-            sum.stats.add(&s.stats);
-            sum.open_incidents += s.open_incidents;
-            sum.watched_series += s.watched_series;
-            sum.templates += s.templates;
-            sum.open_windows += s.open_windows;
-            sum.models = s.models.clone();
-        }
-        sum
+impl Snapshot {
+    /// Adds another processor's (the tasks of one instance).
+    pub fn add(&mut self, o: &Snapshot) {
+        self.stats.add(&o.stats);
+        self.open_incidents += o.open_incidents;
+        self.watched_series += o.watched_series;
+        self.templates += o.templates;
+        self.open_windows += o.open_windows;
+        self.models.clone_from(&o.models);
     }
 }
 
@@ -86,29 +71,14 @@ struct Histogram {
 }
 
 impl Health {
-    /// The latest snapshot of the pipeline, or of one task of it.
-    pub fn publish(&self, task: Option<i32>, s: Snapshot) {
-        let s = match task {
-            None => s,
-            Some(p) => {
-                let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-                tasks.snapshots.insert(p, s);
-                tasks.sum()
-            }
-        };
+    pub fn publish(&self, s: Snapshot) {
         *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = s;
         self.ready.store(true, Ordering::Release);
     }
 
-    /// A task that has moved to another instance: its counters stay in the sum, its
-    /// gauges and web-view state go.
+    /// A task that has moved to another instance: its web-view state goes.
     pub fn retire(&self, task: i32) {
-        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = tasks.snapshots.remove(&task) {
-            tasks.retired.add(&s.stats);
-        }
-        tasks.boards.remove(&task);
-        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = tasks.sum();
+        self.task_boards.lock().unwrap_or_else(|e| e.into_inner()).remove(&task);
     }
 
     /// One batch from the source handled end to end (processed, published, acked).
@@ -130,10 +100,9 @@ impl Health {
         match task {
             None => *self.board.lock().unwrap_or_else(|e| e.into_inner()) = state,
             Some(p) => {
-                self.tasks
+                self.task_boards
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .boards
                     .insert(p, state);
             }
         }
@@ -142,9 +111,9 @@ impl Health {
     /// `/api/state` for the web view.
     pub fn board(&self) -> String {
         {
-            let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-            if !tasks.boards.is_empty() {
-                return board::merge(tasks.boards.values());
+            let boards = self.task_boards.lock().unwrap_or_else(|e| e.into_inner());
+            if !boards.is_empty() {
+                return board::merge(boards.values());
             }
         }
         let b = self.board.lock().unwrap_or_else(|e| e.into_inner());

@@ -274,7 +274,7 @@ impl Processor {
         }
     }
 
-    /// Makes this the task of input partition `partition` (see [`tasks`]): its health
+    /// Makes this the task of input partition `partition` (see [`tasks`]): its snapshot
     /// counts into the instance's sum, its operations report is named by the partition,
     /// and its template state lives in its checkpoints, not in `templates.json`.
     pub fn set_task(&mut self, partition: i32) {
@@ -338,21 +338,24 @@ impl Processor {
                 b.changed = false;
             }
         }
-        if let Some(h) = &self.health {
-            h.publish(
-                self.task,
-                Snapshot {
-                    stats: self.stats,
-                    open_incidents: self.correlator.open_incidents(),
-                    watched_series: self.detectors.series_count(),
-                    templates: self.miner().len(),
-                    open_windows: self.sql.open_slots(),
-                    models: vec![
-                        ("log_patterns", self.log_model().is_some()),
-                        ("service_signals", self.signal_model().is_some()),
-                    ],
-                },
-            );
+        // a task's snapshot goes into its instance's sum, which [`tasks`] publishes
+        if let (Some(h), None) = (&self.health, self.task) {
+            h.publish(self.snapshot());
+        }
+    }
+
+    /// What `/metrics` shows of this processor now.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            stats: self.stats,
+            open_incidents: self.correlator.open_incidents(),
+            watched_series: self.detectors.series_count(),
+            templates: self.miner().len(),
+            open_windows: self.sql.open_slots(),
+            models: vec![
+                ("log_patterns", self.log_model().is_some()),
+                ("service_signals", self.signal_model().is_some()),
+            ],
         }
     }
 
@@ -738,15 +741,7 @@ impl Processor {
                 }
             }
         }
-        let mut derived = alerts.into_iter().peekable();
-        let mut inputs = Vec::with_capacity(external.len() + derived.len());
-        for e in external {
-            while let Some(a) = derived.next_if(|a| a.ts <= e.ts()) {
-                inputs.push(correlate::Input::Alert(a));
-            }
-            inputs.push(e);
-        }
-        inputs.extend(derived.map(correlate::Input::Alert));
+        let inputs = correlate::interleave(external, alerts.into_iter().map(correlate::Input::Alert));
         let mut updates = self.correlator.ingest_in_order(inputs);
         if self.watermark > i64::MIN {
             updates.extend(self.correlator.advance(self.watermark));

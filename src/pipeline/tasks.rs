@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::checkpoint::{Checkpoint, Offsets};
 use super::{state_topic, OnPublish, PipelineError, Processor, Stats};
 use crate::config::PipelineConfig;
-use crate::observe::Health;
+use crate::observe::{Health, Snapshot};
 use crate::sink::kafka::KafkaSink;
 use crate::sink::Message;
 use crate::source::kafka::KafkaSource;
@@ -81,11 +81,15 @@ impl Tasks {
         }
     }
 
-    /// Counters of every task this instance has run.
-    pub fn stats(&self) -> Stats {
-        let mut sum = self.retired;
+    /// The sum of the live tasks' snapshots, with the counters of those handed away
+    /// (counters never go down): what `/metrics` shows of the instance.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut sum = Snapshot {
+            stats: self.retired,
+            ..Snapshot::default()
+        };
         for t in self.live.values() {
-            sum.add(&t.stats);
+            sum.add(&t.snapshot());
         }
         sum
     }
@@ -251,6 +255,7 @@ pub async fn run(
                     h.observe_batch(started.elapsed().as_secs_f64());
                 }
                 h.set_lag(source.lag());
+                h.publish(tasks.snapshot());
             }
             for m in &messages {
                 on_publish(m);
@@ -265,7 +270,7 @@ pub async fn run(
     }
     source.commit();
     sink.flush().await?;
-    let mut stats = tasks.stats();
+    let mut stats = tasks.snapshot().stats;
     stats.skipped_records = source.skipped();
     result.map(|_| stats)
 }
