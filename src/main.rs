@@ -61,6 +61,9 @@ enum Command {
     /// Measure end-to-end throughput on the built-in scenario's traffic against the rate
     /// a plain Kafka consumer reads the same topics at (the ceiling), and print a table.
     Bench(BenchArgs),
+    /// The broker and producer of `bench --rate`, run by it as a process of its own.
+    #[command(hide = true)]
+    BenchFeed(BenchFeedArgs),
     /// Score one series: reads `timestamp,value` CSV rows and writes
     /// `timestamp,value,anomaly_score` (0..1), the shape NAB's scorer reads.
     Detect(DetectArgs),
@@ -115,6 +118,13 @@ struct BenchArgs {
     /// Records to produce and process (whole scenario minutes, so a few more).
     #[arg(long, default_value_t = 500_000)]
     events: u64,
+    /// Instead of flat out: produce this many records a second while Lookout reads them,
+    /// and measure latency from production to outputs acknowledged, and memory per minute.
+    #[arg(long, conflicts_with = "events")]
+    rate: Option<u64>,
+    /// With --rate: seconds to produce for.
+    #[arg(long, default_value_t = 60, requires = "rate")]
+    duration: u64,
     /// Kafka bootstrap servers (e.g. a tansu broker); without it, the embedded broker.
     #[arg(long, env = "LOOKOUT_BROKERS")]
     brokers: Option<String>,
@@ -130,6 +140,22 @@ struct BenchArgs {
     /// No progress on standard error.
     #[arg(long, short)]
     quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct BenchFeedArgs {
+    #[arg(long)]
+    run: String,
+    #[arg(long)]
+    partitions: i32,
+    #[arg(long)]
+    rate: u64,
+    #[arg(long)]
+    duration: u64,
+    #[arg(long)]
+    seed: u64,
+    #[arg(long)]
+    brokers: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -425,6 +451,15 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
         Command::Train(a) => train(a),
         Command::Detect(a) => detect(a),
         Command::Bench(a) => bench(a).await,
+        Command::BenchFeed(a) => pipeline::bench_rate::feed(&pipeline::bench_rate::FeedOptions {
+            run: a.run,
+            partitions: a.partitions,
+            rate: a.rate,
+            duration: Duration::from_secs(a.duration),
+            seed: a.seed,
+            brokers: a.brokers,
+        })
+        .map_err(|e| Failure(1, e)),
         Command::Nab(a) => nab(a),
         Command::ForecastQuality(a) => forecast_quality(a),
         Command::Report(a) => report(a),
@@ -438,6 +473,24 @@ async fn bench(a: BenchArgs) -> Result<(), Failure> {
         "built-in scenario",
     )
     .map_err(usage)?;
+    if let Some(rate) = a.rate {
+        let opts = pipeline::bench_rate::RateOptions {
+            rate: rate.max(1),
+            duration: std::time::Duration::from_secs(a.duration.max(1)),
+            brokers: a.brokers,
+            seed: a.seed,
+            quiet: a.quiet,
+        };
+        let report = pipeline::bench_rate::bench_at_rate(&cfg, &opts)
+            .await
+            .map_err(|e| Failure(1, e))?;
+        if a.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            print!("{}", report.table());
+        }
+        return Ok(());
+    }
     let opts = pipeline::bench::BenchOptions {
         events: a.events.max(1),
         brokers: a.brokers,

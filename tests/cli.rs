@@ -331,6 +331,40 @@ fn bench_measures_lookout_against_a_plain_consumer_and_loses_nothing() {
     assert!((ratio - expected).abs() < 1e-6 * expected.max(1.0), "{r}");
 }
 
+/// At a rate, Lookout reads while the producer sends: every record read once, in offset
+/// order per partition, and its latency from production to outputs acknowledged.
+#[test]
+fn bench_at_a_rate_measures_latency_and_memory_and_loses_nothing() {
+    let out = lookout()
+        .args(["bench", "--rate", "3000", "--duration", "10", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let events = r["events"].as_u64().unwrap();
+    assert!((25_000..=30_000).contains(&events), "{r}");
+    assert_eq!(
+        r["logs"].as_u64().unwrap() + r["metrics"].as_u64().unwrap() + r["events_stream"].as_u64().unwrap(),
+        events
+    );
+    assert_eq!(r["dropped"], 0, "{r}");
+    assert_eq!(r["repeated"], 0, "{r}");
+    assert_eq!(r["dead_letters"], 0, "{r}");
+    assert!(r["incident_updates"].as_u64().unwrap() > 0, "{r}");
+    for field in [
+        "events_per_s",
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "record_latency_p99_ms",
+        "peak_rss_mb",
+    ] {
+        assert!(r[field].as_f64().is_some_and(|x| x > 0.0), "{field}: {r}");
+    }
+    assert!(r["latency_p50_ms"].as_f64() <= r["latency_p99_ms"].as_f64(), "{r}");
+    assert!(r["ceiling_events_per_s"].is_null(), "{r}");
+    assert_eq!(r["rss_mb_per_minute"].as_array().unwrap().len(), 1, "{r}");
+}
+
 /// A token file that cannot be read, or holds no token, stops `run` at start with the
 /// file's name and exit 2; the token itself is never printed.
 #[test]

@@ -35,6 +35,7 @@ use crate::sink::{Sink, Topic};
 use crate::source::embedded::EmbeddedBroker;
 use crate::source::kafka::KafkaSource;
 use crate::source::scenario::Scenario;
+use crate::source::RawRecord;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -76,6 +77,15 @@ pub struct BenchReport {
 const PER_PARTITION_RECORDS: u64 = 80_000;
 const PER_PARTITION_BYTES: u64 = 4 << 20;
 
+/// Input partitions (per topic) for the broker to hold `records` of `bytes` with room to
+/// spare: the mock cluster keeps at most 100,000 messages or 5 MiB a partition.
+pub(super) fn partitions_for(records: u64, bytes: u64) -> i32 {
+    (records / PER_PARTITION_RECORDS)
+        .max(bytes / PER_PARTITION_BYTES)
+        .max(1) as i32
+        + 1
+}
+
 pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchReport, String> {
     // The records first, to size the partitions.
     let scenario = Scenario::new(opts.seed, 1_741_046_400_000);
@@ -90,42 +100,14 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
         minute += 1;
     }
     let total = records.len() as u64;
-    let partitions = (total / PER_PARTITION_RECORDS).max(bytes / PER_PARTITION_BYTES).max(1) as i32 + 1;
+    let partitions = partitions_for(total, bytes);
 
-    let run = format!("bench-{}-{}", std::process::id(), now_ms());
-    let input = |s: &str| format!("{run}-{s}");
-    let mut cfg = cfg.clone();
-    cfg.spec.sources.logs.topic = input("logs");
-    cfg.spec.sources.metrics.topic = input("metrics");
-    cfg.spec.sources.events.topic = input("events");
-    cfg.spec.sinks.incidents = input("incidents");
-    cfg.spec.sinks.anomalies = input("anomalies");
-    cfg.spec.sinks.trend_reports = input("trend-reports");
-    cfg.spec.sinks.dead_letters = input("dead-letters");
-    let inputs: Vec<String> = cfg.topics().iter().map(|(_, t)| t.to_string()).collect();
-    let s = &cfg.spec.sinks;
-    let outputs = [&s.incidents, &s.anomalies, &s.trend_reports, &s.dead_letters];
-
-    let _broker;
-    let bootstrap = match &opts.brokers {
-        Some(b) => {
-            create_topics(b, &inputs, partitions, &outputs).await?;
-            b.clone()
-        }
-        None => {
-            let mut topics: Vec<&str> = inputs.iter().map(String::as_str).collect();
-            topics.extend(outputs.iter().map(|s| s.as_str()));
-            let broker = EmbeddedBroker::start(&topics, partitions).map_err(|e| e.to_string())?;
-            let bootstrap = broker.bootstrap_servers().to_string();
-            _broker = broker;
-            bootstrap
-        }
+    let brokers = match &opts.brokers {
+        Some(b) => Brokers::External(b),
+        None => Brokers::Embedded,
     };
-    let client = {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &bootstrap);
-        c
-    };
+    let setup = Setup::new(cfg, run_name(), brokers, partitions).await?;
+    let (inputs, client, run) = (&setup.inputs, &setup.client, &setup.run);
 
     // Produce.
     let say = |what: String| {
@@ -149,13 +131,8 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
         // Round robin over the partitions: the default sticky partitioner fills one
         // partition per producer batch, past what the mock cluster keeps.
         let sends = chunk.iter().enumerate().map(|(i, g)| {
-            let topic = match g.stream {
-                Stream::Logs => &cfg.spec.sources.logs.topic,
-                Stream::Metrics => &cfg.spec.sources.metrics.topic,
-                Stream::Events => &cfg.spec.sources.events.topic,
-            };
             producer.send(
-                FutureRecord::<(), [u8]>::to(topic)
+                FutureRecord::<(), [u8]>::to(setup.topic(g.stream))
                     .payload(&g.payload)
                     .timestamp(g.ts)
                     .partition(((c * 20_000 + i) % partitions as usize) as i32),
@@ -179,7 +156,7 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
         .map_err(|e| e.to_string())?;
     let mut dropped = 0u64;
     let mut stored = 0u64;
-    for topic in &inputs {
+    for topic in inputs {
         for p in 0..partitions {
             let (low, high) = probe
                 .fetch_watermarks(topic, p, Duration::from_secs(10))
@@ -223,69 +200,38 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
     drop(plain);
 
     say("Lookout's default pipeline reads every record end to end".into());
-    // Lookout.
-    let mut processor = Processor::build(&cfg).await.map_err(|e| e.to_string())?;
-    let topics = cfg.topics();
-    let mut source = KafkaSource::new(
-        &client,
-        &format!("{run}-lookout"),
-        &topics,
-        cfg.spec.batch,
-        cfg.spec.limits,
-    )
-    .map_err(|e| e.to_string())?;
-    let cancel = CancellationToken::new();
-    let mut sink =
-        Sink::Kafka(KafkaSink::new(&client, cfg.spec.sinks.clone(), cancel.clone()).map_err(|e| e.to_string())?);
+    let mut lookout = Lookout::start(&setup).await?;
     let (mut first, mut cpu_start) = (None, 0.0);
     let mut latencies = Vec::new();
     let (mut incidents, mut anomalies) = (0u64, 0u64);
     let mut idle = 0;
     let (mut waiting, mut publishing) = (Duration::ZERO, Duration::ZERO);
-    while processor.stats.records_in < total {
-        let asked = Instant::now();
-        let batch = source
-            .next_batch(&cancel)
-            .await
-            .map_err(|e| e.to_string())?
-            .unwrap_or_default();
-        if batch.is_empty() {
+    while lookout.processor.stats.records_in < total {
+        let Some(step) = lookout.step().await? else {
             idle += 1;
             if idle > 300 {
                 return Err(format!(
                     "Lookout read nothing for a minute after {} of {total}",
-                    processor.stats.records_in
+                    lookout.processor.stats.records_in
                 ));
             }
             continue;
-        }
+        };
         idle = 0;
         if first.is_none() {
-            first = Some(Instant::now());
+            first = Some(step.received);
             cpu_start = cpu_seconds();
         } else {
-            waiting += asked.elapsed();
+            waiting += step.waited;
         }
-        let started = Instant::now();
-        let messages = processor.process(&batch).await.map_err(|e| e.to_string())?;
-        let sent = Instant::now();
-        sink.publish(&messages).await.map_err(|e| e.to_string())?;
-        publishing += sent.elapsed();
-        source.delivered(&batch);
-        source.store_delivered();
-        latencies.push(started.elapsed().as_secs_f64() * 1e3);
-        for m in &messages {
-            match m.topic {
-                Topic::Incidents => incidents += 1,
-                Topic::Anomalies => anomalies += 1,
-                _ => {}
-            }
-        }
+        publishing += step.publishing;
+        latencies.push(step.acked.duration_since(step.received).as_secs_f64() * 1e3);
+        incidents += step.incidents;
+        anomalies += step.anomalies;
     }
     let lookout_s = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
     let cpu = cpu_seconds() - cpu_start;
-    source.commit();
-    sink.close().await.map_err(|e| e.to_string())?;
+    let processor = lookout.finish().await?;
 
     latencies.sort_by(f64::total_cmp);
     let pct = |q: f64| {
@@ -332,7 +278,204 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
     })
 }
 
-async fn create_topics(bootstrap: &str, inputs: &[String], partitions: i32, outputs: &[&String]) -> Result<(), String> {
+/// Fresh topics (names unique to the run) on the embedded broker or `brokers`, and the
+/// pipeline configured to read and write them.
+pub(super) struct Setup {
+    pub run: String,
+    pub cfg: PipelineConfig,
+    /// The input topics.
+    pub inputs: Vec<String>,
+    pub client: ClientConfig,
+    _broker: Option<EmbeddedBroker>,
+}
+
+/// Where a bench's topics live.
+pub(super) enum Brokers<'a> {
+    /// The embedded broker, started in this process with the run's topics.
+    Embedded,
+    /// A cluster on which the bench creates the run's topics.
+    External(&'a str),
+    /// A cluster that has the run's topics already (made by `lookout bench-feed`).
+    Ready(&'a str),
+}
+
+/// A name unique to a bench run, the prefix of its topics and groups.
+pub(super) fn run_name() -> String {
+    format!("bench-{}-{}", std::process::id(), now_ms())
+}
+
+/// A run's input topics (logs, metrics, events) and output topics (incidents,
+/// anomalies, trend reports, dead letters).
+pub(super) fn topic_names(run: &str) -> ([String; 3], [String; 4]) {
+    let t = |s: &str| format!("{run}-{s}");
+    (
+        [t("logs"), t("metrics"), t("events")],
+        [t("incidents"), t("anomalies"), t("trend-reports"), t("dead-letters")],
+    )
+}
+
+impl Setup {
+    pub async fn new(
+        cfg: &PipelineConfig,
+        run: String,
+        brokers: Brokers<'_>,
+        partitions: i32,
+    ) -> Result<Setup, String> {
+        let (inputs, outputs) = topic_names(&run);
+        let mut cfg = cfg.clone();
+        let [logs, metrics, events] = inputs.clone();
+        cfg.spec.sources.logs.topic = logs;
+        cfg.spec.sources.metrics.topic = metrics;
+        cfg.spec.sources.events.topic = events;
+        let [incidents, anomalies, trend_reports, dead_letters] = outputs.clone();
+        cfg.spec.sinks.incidents = incidents;
+        cfg.spec.sinks.anomalies = anomalies;
+        cfg.spec.sinks.trend_reports = trend_reports;
+        cfg.spec.sinks.dead_letters = dead_letters;
+        let (bootstrap, broker) = match brokers {
+            Brokers::External(b) => {
+                create_topics(b, &inputs, partitions, &outputs).await?;
+                (b.to_string(), None)
+            }
+            Brokers::Ready(b) => (b.to_string(), None),
+            Brokers::Embedded => {
+                let broker = start_broker(&run, partitions)?;
+                (broker.bootstrap_servers().to_string(), Some(broker))
+            }
+        };
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", &bootstrap);
+        Ok(Setup {
+            run,
+            cfg,
+            inputs: inputs.to_vec(),
+            client,
+            _broker: broker,
+        })
+    }
+
+    /// The input topic of a stream.
+    pub fn topic(&self, stream: Stream) -> &str {
+        let s = &self.cfg.spec.sources;
+        match stream {
+            Stream::Logs => &s.logs.topic,
+            Stream::Metrics => &s.metrics.topic,
+            Stream::Events => &s.events.topic,
+        }
+    }
+}
+
+/// The default pipeline as `lookout run` drives it: a batch from the consumer, processed,
+/// its outputs published and acknowledged, its offsets stored for commit.
+pub(super) struct Lookout {
+    pub processor: Processor,
+    source: KafkaSource,
+    sink: Sink,
+    cancel: CancellationToken,
+}
+
+/// One batch through [`Lookout`].
+pub(super) struct Step {
+    pub batch: Vec<RawRecord>,
+    /// From asking for the batch to its last record received.
+    pub waited: Duration,
+    pub received: Instant,
+    pub publishing: Duration,
+    /// Its outputs acknowledged by the broker.
+    pub acked: Instant,
+    pub incidents: u64,
+    pub anomalies: u64,
+}
+
+impl Lookout {
+    pub async fn start(setup: &Setup) -> Result<Lookout, String> {
+        let cfg = &setup.cfg;
+        let processor = Processor::build(cfg).await.map_err(|e| e.to_string())?;
+        let source = KafkaSource::new(
+            &setup.client,
+            &format!("{}-lookout", setup.run),
+            &cfg.topics(),
+            cfg.spec.batch,
+            cfg.spec.limits,
+        )
+        .map_err(|e| e.to_string())?;
+        let cancel = CancellationToken::new();
+        let sink = Sink::Kafka(
+            KafkaSink::new(&setup.client, cfg.spec.sinks.clone(), cancel.clone()).map_err(|e| e.to_string())?,
+        );
+        Ok(Lookout {
+            processor,
+            source,
+            sink,
+            cancel,
+        })
+    }
+
+    /// The next batch end to end; `None` when none came within the batch's wait.
+    pub async fn step(&mut self) -> Result<Option<Step>, String> {
+        let asked = Instant::now();
+        let batch = self
+            .source
+            .next_batch(&self.cancel)
+            .await
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        let received = Instant::now();
+        let messages = self.processor.process(&batch).await.map_err(|e| e.to_string())?;
+        let sent = Instant::now();
+        self.sink.publish(&messages).await.map_err(|e| e.to_string())?;
+        let acked = Instant::now();
+        self.source.delivered(&batch);
+        self.source.store_delivered();
+        let count = |t: Topic| messages.iter().filter(|m| m.topic == t).count() as u64;
+        Ok(Some(Step {
+            waited: received.duration_since(asked),
+            received,
+            publishing: acked.duration_since(sent),
+            acked,
+            incidents: count(Topic::Incidents),
+            anomalies: count(Topic::Anomalies),
+            batch,
+        }))
+    }
+
+    /// Polls (reading nothing, as no records exist yet) until the consumer owns `count`
+    /// partitions: the group join happens before records are produced.
+    pub async fn wait_for_partitions(&mut self, count: usize) -> Result<(), String> {
+        let since = Instant::now();
+        while self.source.assigned().len() < count {
+            if since.elapsed() > Duration::from_secs(60) {
+                return Err(format!(
+                    "the consumer owns {} of {count} partitions after a minute",
+                    self.source.assigned().len()
+                ));
+            }
+            if let Some(step) = self.step().await? {
+                return Err(format!("{} records before any were produced", step.batch.len()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits, flushes the producer, and hands back the processor for its counters.
+    pub async fn finish(mut self) -> Result<Processor, String> {
+        self.source.commit();
+        self.sink.close().await.map_err(|e| e.to_string())?;
+        Ok(self.processor)
+    }
+}
+
+/// The embedded broker with a run's topics, `partitions` each.
+pub(super) fn start_broker(run: &str, partitions: i32) -> Result<EmbeddedBroker, String> {
+    let (inputs, outputs) = topic_names(run);
+    let topics: Vec<&str> = inputs.iter().chain(&outputs).map(String::as_str).collect();
+    EmbeddedBroker::start(&topics, partitions).map_err(|e| e.to_string())
+}
+
+async fn create_topics(bootstrap: &str, inputs: &[String], partitions: i32, outputs: &[String]) -> Result<(), String> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let admin: AdminClient<_> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -368,17 +511,22 @@ pub fn cpu_seconds() -> f64 {
 
 /// Peak resident set size in KiB (VmHWM), 0 where /proc has none.
 pub fn peak_rss_kb() -> u64 {
+    proc_status_kb("VmHWM:")
+}
+
+/// A KiB figure of /proc/self/status (`field` with its colon), 0 where there is none.
+pub(super) fn proc_status_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|x| x.parse().ok()))
         })
         .unwrap_or(0)
 }
 
-fn now_ms() -> u128 {
+pub(super) fn now_ms() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis())

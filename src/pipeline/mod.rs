@@ -9,6 +9,7 @@
 //! `replay` drive directly; [`run_kafka`] and [`replay`] add sources, sinks, shutdown.
 
 pub mod bench;
+pub mod bench_rate;
 pub mod checkpoint;
 pub mod diff;
 pub mod embedded;
