@@ -6,18 +6,18 @@
 //! `lookout bench-feed` ([`feed`]), so that the CPU time and memory measured are
 //! Lookout's alone (the mock broker keeps up to 5 MiB a partition in memory); they share
 //! the machine's cores with it. The feed generates the built-in scenario minute after
-//! minute and sends N records a second, paced every millisecond and round robin over the
-//! input partitions, stamping each record's Kafka timestamp with the wall clock at the
-//! send. The records keep their own event times in their payloads (scenario time, which
-//! runs faster than the wall clock at these rates), so the stamp changes nothing Lookout
-//! computes: every scenario record carries its time
-//! (`every_generated_record_decodes_without_the_kafka_timestamp`). Lookout joins its
-//! group before the feed starts, then consumes as `lookout run` does ([`Lookout::step`]).
+//! minute and sends N records a second, paced every millisecond, each 10 ms slice to the
+//! next input partition, each record with a header holding the wall clock at its send.
+//! The records keep their scenario times (in their payloads and as their Kafka
+//! timestamps), so the header changes nothing Lookout computes; scenario time runs faster
+//! than the wall clock at these rates. Lookout joins its group before the feed starts,
+//! then consumes as `lookout run` does ([`Lookout::step`]).
 //!
-//! * Latency of a record: its batch's outputs acknowledged by the broker, minus its
-//!   stamp. Over the events stream (alerts and changes) that is event produced →
-//!   incident update published; a SQL window closes in the batch whose record moves event
-//!   time past it, so over all records the same figure bounds window close → publish.
+//! * Latency of a record: its batch's outputs acknowledged by the broker, minus its send
+//!   (a record without the header counts as a minute or more). Over the events stream
+//!   (alerts and changes) that is event produced → incident update published; a SQL
+//!   window closes in the batch whose record moves event time past it, so over all
+//!   records the same figure bounds window close → publish.
 //! * Nothing dropped: per partition Lookout read offsets 0, 1, 2, ... without a gap or a
 //!   repeat, and its count equals what the producer had acknowledged. Lookout falling
 //!   behind by more than the broker keeps shows up here, not as a wrong rate.
@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use serde::Serialize;
 
@@ -41,6 +42,7 @@ use super::bench::{
 use crate::config::PipelineConfig;
 use crate::decode::Stream;
 use crate::source::scenario::Scenario;
+use crate::source::RawRecord;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -175,7 +177,7 @@ pub async fn bench_at_rate(cfg: &PipelineConfig, opts: &RateOptions) -> Result<R
                 repeated += 1;
             }
             *expected = (*expected).max(r.meta.offset + 1);
-            let latency = r.meta.kafka_ts.map_or(0, |t| acked_ms - t);
+            let latency = sent_ms(r).map_or(i64::MAX, |t| acked_ms - t);
             all.add(latency);
             if r.stream == Stream::Events {
                 alerts.add(latency);
@@ -221,6 +223,15 @@ pub async fn bench_at_rate(cfg: &PipelineConfig, opts: &RateOptions) -> Result<R
 }
 
 const SCENARIO_START: i64 = 1_741_046_400_000;
+
+/// The header with the wall clock (ms since the epoch) at a record's send.
+const SENT_HEADER: &str = "lookout-bench-sent-ms";
+
+/// A record's send time from its [`SENT_HEADER`].
+fn sent_ms(r: &RawRecord) -> Option<i64> {
+    let (_, v) = r.meta.headers.iter().find(|(k, _)| k == SENT_HEADER)?;
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
 
 /// What `lookout bench-feed` does: the broker (unless `brokers` is given) and the
 /// producer of a rate bench, in a process of their own.
@@ -432,10 +443,20 @@ fn produce(
                 }
             };
             let s = Stream::ALL.iter().position(|s| *s == g.stream).unwrap_or(0);
+            // a 10 ms slice to one partition, the next slice to the next: the mock
+            // broker answers a fetch with one producer batch a partition ("FIXME:
+            // Multiple messageSets?" in librdkafka's mock), so batches of a record or
+            // two would cap what any consumer could read from it
+            let slice = start.elapsed().as_millis() as u64 / 10;
+            let sent_ms = now_ms().to_string();
             let mut record = BaseRecord::<(), [u8]>::to(&topics[s])
                 .payload(&g.payload)
-                .timestamp(now_ms() as i64)
-                .partition((sent % partitions as u64) as i32);
+                .timestamp(g.ts)
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: SENT_HEADER,
+                    value: Some(sent_ms.as_bytes()),
+                }))
+                .partition((slice % partitions as u64) as i32);
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
