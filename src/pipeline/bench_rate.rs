@@ -99,8 +99,8 @@ pub struct RateReport {
     pub rss_mb_per_minute: Vec<f64>,
 }
 
-/// Records that a producer sends ahead of a broker that keeps its partitions whole: the
-/// partitions are sized for this many seconds of input.
+/// The input partitions hold this many seconds of input at the offered rate: Lookout may
+/// lag that far behind before the mock broker drops records it has not read.
 const BUFFER_S: u64 = 10;
 
 pub async fn bench_at_rate(cfg: &PipelineConfig, opts: &RateOptions) -> Result<RateReport, String> {
