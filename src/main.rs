@@ -59,7 +59,8 @@ enum Command {
     /// or, with --loghub, score the miner on the Loghub benchmark.
     Templates(TemplatesArgs),
     /// Measure end-to-end throughput on the built-in scenario's traffic against the rate
-    /// a plain Kafka consumer reads the same topics at (the ceiling), and print a table.
+    /// a plain Kafka consumer reads the same topics at (the ceiling), or with --rate the
+    /// latency and memory at a steady input rate, and print a table.
     Bench(BenchArgs),
     /// The broker and producer of `bench --rate`, run by it as a process of its own.
     #[command(hide = true)]
@@ -470,7 +471,7 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
 /// glibc gives threads that allocate arenas of their own (up to 8 per core) and seldom
 /// returns their free memory; with decode's per-batch threads and librdkafka's, a
 /// Lookout that had fallen behind held 997 MB where two arenas held 354 MB (`lookout
-/// bench --rate 100000 --duration 30`, with and without `MALLOC_ARENA_MAX=2`). Two
+/// bench --rate 100000 --duration 30`, without and with `MALLOC_ARENA_MAX=2`). Two
 /// arenas, unless the environment says otherwise; before any thread starts.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -493,7 +494,7 @@ async fn bench(a: BenchArgs) -> Result<(), Failure> {
     if let Some(rate) = a.rate {
         let opts = pipeline::bench_rate::RateOptions {
             rate: rate.max(1),
-            duration: std::time::Duration::from_secs(a.duration.max(1)),
+            duration: Duration::from_secs(a.duration.max(1)),
             brokers: a.brokers,
             seed: a.seed,
             quiet: a.quiet,
