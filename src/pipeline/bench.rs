@@ -534,11 +534,17 @@ pub(super) fn now_ms() -> u128 {
         .map_or(0, |d| d.as_millis())
 }
 
+/// Rows of `key  value`, the values in one column after the longest key.
+pub(super) fn aligned(rows: &[(&str, String)]) -> String {
+    let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+    rows.iter().map(|(k, v)| format!("{k:<width$} {v}\n")).collect()
+}
+
 impl BenchReport {
     /// The table `lookout bench` prints.
     pub fn table(&self) -> String {
-        let mut t = String::new();
-        let mut row = |k: &str, v: String| t.push_str(&format!("{k:<44} {v}\n"));
+        let mut rows = Vec::new();
+        let mut row = |k: &'static str, v: String| rows.push((k, v));
         row(
             "events in (logs / metrics / events)",
             format!(
@@ -581,6 +587,6 @@ impl BenchReport {
             .map(|(k, v)| format!("{} {v:.2}", &k[2..]))
             .collect();
         row("wall time per event by stage, µs", stages.join(", "));
-        t
+        aligned(&rows)
     }
 }

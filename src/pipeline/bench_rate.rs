@@ -37,7 +37,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use serde::Serialize;
 
 use super::bench::{
-    cpu_seconds, now_ms, partitions_for, peak_rss_kb, run_name, start_broker, topic_names, Brokers, Lookout, Setup,
+    aligned, cpu_seconds, now_ms, partitions_for, peak_rss_kb, run_name, start_broker, topic_names, Brokers, Lookout,
+    Setup,
 };
 use crate::config::PipelineConfig;
 use crate::decode::Stream;
@@ -254,14 +255,13 @@ pub struct FeedOptions {
 /// produces, prints `produced <json>`, and keeps its broker until standard input closes.
 pub fn feed(o: &FeedOptions) -> Result<(), String> {
     use std::io::{BufRead, Write};
-    let broker = match &o.brokers {
-        Some(_) => None,
-        None => Some(start_broker(&o.run, o.partitions)?),
-    };
-    let bootstrap = match (&o.brokers, &broker) {
-        (Some(b), _) => b.clone(),
-        (None, Some(b)) => b.bootstrap_servers().to_string(),
-        (None, None) => unreachable!("a broker was started"),
+    let (broker, bootstrap) = match &o.brokers {
+        Some(b) => (None, b.clone()),
+        None => {
+            let broker = start_broker(&o.run, o.partitions)?;
+            let bootstrap = broker.bootstrap_servers().to_string();
+            (Some(broker), bootstrap)
+        }
     };
     let mut out = std::io::stdout();
     writeln!(out, "bootstrap {bootstrap}")
@@ -540,8 +540,8 @@ fn resident_kb() -> u64 {
 impl RateReport {
     /// The table `lookout bench --rate` prints.
     pub fn table(&self) -> String {
-        let mut t = String::new();
-        let mut row = |k: &str, v: String| t.push_str(&format!("{k:<50} {v}\n"));
+        let mut rows = Vec::new();
+        let mut row = |k: &'static str, v: String| rows.push((k, v));
         row(
             "offered rate, duration",
             format!("{} events/s, {:.0} s", self.rate, self.duration_s),
@@ -593,7 +593,7 @@ impl RateReport {
         );
         let minutes: Vec<String> = self.rss_mb_per_minute.iter().map(|m| format!("{m:.0}")).collect();
         row("resident memory, largest per minute, MB", minutes.join(" "));
-        t
+        aligned(&rows)
     }
 }
 
