@@ -18,7 +18,13 @@
 //!   and one threshold fits every series.
 //! - **An anomaly is news once**: a point scores only when its rarity exceeds the largest
 //!   of the recent past (a decaying maximum), so a long anomaly scores at its start and
-//!   not at every point after it.
+//!   not at every point after it; and after a point scores 0.5 or more, no point scores for
+//!   the next `quiet` points (the same trouble coming back in waves is the same news).
+//! - **Routine is not news.** A value inside the range the series held at this hour of the
+//!   day (or the hour either side) on each of the two days before — a nightly backup, a
+//!   daily batch — departs from its forecast by at most `routine` scales, and is not a
+//!   new high or low. It must have happened on both days, so yesterday's one-off anomaly
+//!   does not hide today's.
 //! - Errors are clipped before they update the error scales, so an anomaly does not teach
 //!   the detector that anomalies are normal; a new level becomes normal as forecasts
 //!   follow it. Flat series are fine (any departure from flat is rare); sparse ones too.
@@ -55,6 +61,13 @@ pub struct SurpriseParams {
     pub prior: f64,
     /// Per-point decay of the recent maximum rarity.
     pub decay: f64,
+    /// Points after a report during which no other point scores: the same news.
+    pub quiet: f64,
+    /// A routine value (inside the range of this hour on both of the last two days)
+    /// departs from its forecast by at most this many scales; 0 turns the rule off.
+    pub routine: f64,
+    /// How far beyond that range, as a share of its width, a value is still routine.
+    pub routine_margin: f64,
     /// Rarity at which the score is 0.5: the threshold that scores best on NAB's standard
     /// profile, so that 0.5 is where an anomaly is reported.
     pub half: f64,
@@ -74,7 +87,10 @@ impl Default for SurpriseParams {
             envelope_decay: 0.001,
             tail_decay: 0.999,
             prior: 0.1,
-            decay: 0.995,
+            decay: 0.998,
+            quiet: 50.0,
+            routine: 1.0,
+            routine_margin: 0.25,
             half: 2.4,
         }
     }
@@ -106,6 +122,9 @@ impl SurpriseParams {
             "tail_decay" => &mut self.tail_decay,
             "prior" => &mut self.prior,
             "decay" => &mut self.decay,
+            "quiet" => &mut self.quiet,
+            "routine" => &mut self.routine,
+            "routine_margin" => &mut self.routine_margin,
             "half" => &mut self.half,
             _ => return Err(format!("{k:?}: no such parameter")),
         };
@@ -237,6 +256,36 @@ impl<const N: usize> Profile<N> {
     }
 }
 
+/// The range of values seen in one hour of the day, today and on the two days before.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct HourRange {
+    day: i64,
+    /// (low, high) today, yesterday and the day before; None where nothing was seen.
+    days: [Option<(f64, f64)>; 3],
+}
+
+impl HourRange {
+    /// The ranges of the two days before `day`, as they stand.
+    fn before(&self, day: i64) -> [Option<(f64, f64)>; 2] {
+        match day - self.day {
+            0 => [self.days[1], self.days[2]],
+            1 => [self.days[0], self.days[1]],
+            2 => [None, self.days[0]],
+            _ => [None, None],
+        }
+    }
+
+    fn add(&mut self, day: i64, x: f64) {
+        if day != self.day {
+            let [d1, d2] = self.before(day);
+            self.days = [None, d1, d2];
+            self.day = day;
+        }
+        let (lo, hi) = self.days[0].unwrap_or((x, x));
+        self.days[0] = Some((lo.min(x), hi.max(x)));
+    }
+}
+
 /// Serde for arrays longer than 32 (serde's own impls stop there).
 mod serde_big_array {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -286,6 +335,13 @@ pub struct Surprise {
     bias_tail: Tail,
     beyond_tail: Tail,
     recent_max: f64,
+    /// What each hour of the day held on the days before: a value inside the range it
+    /// held at this hour (±1) on both of the last two days is routine (a nightly job).
+    #[serde(default)]
+    hours: [HourRange; 24],
+    /// No point scores up to this count: the quiet after a report.
+    #[serde(default)]
+    quiet_until: u64,
 }
 
 impl Surprise {
@@ -327,11 +383,30 @@ impl Surprise {
 
         // The three departures, in units of normal, and their rarity.
         let scale = 1.25 * mae + tiny;
+        let day = t_ms.div_euclid(DAY_MS);
+        let hour = (t_ms.rem_euclid(DAY_MS) / 3_600_000) as usize;
+        let routine = p.routine > 0.0
+            && [23, 0, 1]
+                .iter()
+                .any(|d| match self.hours[(hour + d) % 24].before(day) {
+                    [Some(a), Some(b)] => {
+                        let (lo, hi) = (a.0.max(b.0), a.1.min(b.1));
+                        let margin = p.routine_margin * (hi - lo);
+                        x <= hi + margin && x >= lo - margin
+                    }
+                    _ => false,
+                });
         let e = x - expected;
+        let e = if routine {
+            e.clamp(-p.routine * scale, p.routine * scale)
+        } else {
+            e
+        };
         let point = e.abs() / scale;
         let bias = self.bias + p.bias_alpha * (e - self.bias);
         let sustained = bias.abs() / scale;
         let beyond = (x - self.hi).max(self.lo - x).max(0.0) / (self.hi - self.lo).max(tiny);
+        let beyond = if routine { 0.0 } else { beyond };
         let surprise = self
             .point_tail
             .rarity(point, p)
@@ -357,16 +432,26 @@ impl Surprise {
         self.week.update(week_bin, x, p);
         self.level_error.update(x - self.level, p);
         self.level += p.level_alpha * (x - self.level);
+        self.hours[hour].add(day, x);
         self.n += 1;
 
         // News once: only a rarity above the recent maximum scores.
         let learning = (self.n as usize) <= p.warmup;
-        let news = if surprise > self.recent_max { surprise } else { 0.0 };
+        let quiet = self.n <= self.quiet_until;
+        let news = if surprise > self.recent_max && !quiet {
+            surprise
+        } else {
+            0.0
+        };
         if !learning {
             self.recent_max = (self.recent_max * p.decay).max(surprise);
         }
+        let score = if learning { 0.0 } else { news / (news + p.half) };
+        if score >= 0.5 {
+            self.quiet_until = self.n + p.quiet as u64;
+        }
         Scored {
-            score: if learning { 0.0 } else { news / (news + p.half) },
+            score,
             surprise,
             expected,
             low: expected - 3.0 * scale,
@@ -526,6 +611,46 @@ mod tests {
     }
 
     #[test]
+    fn a_second_spike_in_the_quiet_after_a_report_does_not_score() {
+        let mut v: Vec<f64> = (0..3000).map(|i| 50.0 + 5.0 * noise(i)).collect();
+        v[2500] = 120.0;
+        v[2520] = 150.0; // larger, but within the quiet of 50 points
+        v[2900] = 200.0; // after it
+        let s = run(&v, 5 * MIN);
+        assert!(s[2500].score > 0.5, "{:?}", s[2500]);
+        assert_eq!(s[2520].score, 0.0, "{:?}", s[2520]);
+        assert!(s[2520].surprise > s[2500].surprise, "{:?}", s[2520]);
+        assert!(s[2900].score > 0.5, "{:?}", s[2900]);
+    }
+
+    #[test]
+    fn a_nightly_spike_is_routine_from_its_third_night_and_one_at_another_hour_is_not() {
+        // Flat, every 5 minutes for 8 days; a spike at 03:10-03:40 every night, a little
+        // larger or smaller each time, and on day 7 one at 15:00 as well.
+        let step = 5 * MIN;
+        let mut v: Vec<f64> = (0..8 * 288).map(|i| 1.0 + 0.01 * noise(i)).collect();
+        let nightly: Vec<usize> = (0..8).map(|d| d * 288 + 38 + (d * 7) % 6).collect();
+        for (d, &i) in nightly.iter().enumerate() {
+            v[i] = 20.0 + (d % 3) as f64;
+        }
+        let afternoon = 7 * 288 + 180;
+        v[afternoon] = 21.0;
+        let ts: Vec<i64> = (0..v.len() as i64).map(|i| i * step).collect();
+        let on = SurpriseParams::default();
+        let off = SurpriseParams { routine: 0.0, ..on };
+        let (with, without) = (score_series(&ts, &v, &on), score_series(&ts, &v, &off));
+        for &i in &nightly[3..] {
+            assert!(with[i].score < 0.5, "night at {i}: {:?}", with[i]);
+        }
+        assert!(
+            nightly[3..].iter().any(|&i| without[i].score > 0.5),
+            "without the routine the nights score: {:?}",
+            nightly.iter().map(|&i| without[i].score).collect::<Vec<_>>()
+        );
+        assert!(with[afternoon].score > 0.5, "{:?}", with[afternoon]);
+    }
+
+    #[test]
     fn daily_seasonality_is_normal_and_a_missing_peak_is_not() {
         // Every 5 minutes for 14 days; the peak of day 12 is missing.
         let step = 5 * MIN;
@@ -628,7 +753,7 @@ mod tests {
     fn state_is_bounded() {
         // Fixed-size tables: what a series holds after six weeks of points is what it held
         // after two, once every bin is in use (the saved form differs only in digits).
-        const { assert!(Surprise::STATE_BYTES < 4096) };
+        const { assert!(Surprise::STATE_BYTES < 6144) };
         let mut d = Surprise::default();
         let p = SurpriseParams::default();
         let mut early = 0;
