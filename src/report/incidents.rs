@@ -22,7 +22,7 @@
 //! Memory: at most [`MAX_INCIDENTS`] incidents (the oldest resolved go first), alert
 //! counts only for periods not yet reported.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use ndarray::Array2;
 use serde_json::{json, Value};
@@ -49,6 +49,15 @@ struct Tracked {
     kinds: Vec<String>,
 }
 
+impl Tracked {
+    /// The earliest acknowledgement at or after the opening counts.
+    fn acknowledge(&mut self, ts: i64) {
+        if self.acked_at.is_none_or(|a| ts < a) && ts >= self.opened_at {
+            self.acked_at = Some(ts);
+        }
+    }
+}
+
 /// Alerts counted for one period (by its start).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct AlertCounts {
@@ -60,7 +69,7 @@ struct AlertCounts {
 pub struct Ledger {
     incidents: BTreeMap<String, Tracked>,
     /// Acknowledgements not yet matched: (fingerprint or incident id, time).
-    pending_acks: Vec<(String, i64)>,
+    pending_acks: VecDeque<(String, i64)>,
     /// Alert counts per (period length, period start).
     alerts: BTreeMap<(i64, i64), AlertCounts>,
     /// The period lengths reports are made for.
@@ -102,9 +111,9 @@ impl Ledger {
     /// An acknowledgement of the alert `fingerprint` (or of the incident with that id).
     pub fn observe_ack(&mut self, key: &str, ts: i64) {
         if !self.ack(key, ts) {
-            self.pending_acks.push((key.to_string(), ts));
+            self.pending_acks.push_back((key.to_string(), ts));
             if self.pending_acks.len() > MAX_INCIDENTS {
-                self.pending_acks.remove(0);
+                self.pending_acks.pop_front();
             }
         }
     }
@@ -116,9 +125,7 @@ impl Ledger {
             .find(|(id, t)| id.as_str() == key || t.fingerprints.iter().any(|f| f == key));
         match hit {
             Some((_, t)) => {
-                if t.acked_at.is_none_or(|a| ts < a) && ts >= t.opened_at {
-                    t.acked_at = Some(ts);
-                }
+                t.acknowledge(ts);
                 true
             }
             None => false,
@@ -169,12 +176,15 @@ impl Ledger {
                 format!("{}: {}", a["source"].as_str().unwrap_or(""), title_shape(&title))
             })
             .collect();
-        let pending = std::mem::take(&mut self.pending_acks);
-        for (key, ts) in pending {
-            if !self.ack(&key, ts) {
-                self.pending_acks.push((key, ts));
+        // an acknowledgement still pending matched no incident when it came, so only this
+        // one can have become its match
+        self.pending_acks.retain(|(key, ts)| {
+            let mine = key == id || t.fingerprints.iter().any(|f| f == key);
+            if mine {
+                t.acknowledge(*ts);
             }
-        }
+            !mine
+        });
         if self.incidents.len() > MAX_INCIDENTS {
             let oldest = self
                 .incidents
