@@ -308,6 +308,11 @@ pub struct Correlation {
     /// An alert whose service shows symptoms this long confirms a candidate.
     #[serde(default = "default_persist")]
     pub persist_s: u64,
+    /// An incident takes new alerts for this long after it opened; later trouble is
+    /// grouped afresh (repeats of its own alerts still update it). Without it, trouble
+    /// that keeps coming back before the incident goes quiet grows one incident forever.
+    #[serde(default = "default_max_grouping")]
+    pub max_grouping_s: u64,
 }
 
 impl Default for Correlation {
@@ -325,10 +330,14 @@ impl Default for Correlation {
             persist_s: default_persist(),
             confirm_after_alerts: 0,
             spread_window_s: default_spread(),
+            max_grouping_s: default_max_grouping(),
         }
     }
 }
 
+fn default_max_grouping() -> u64 {
+    6 * 3600
+}
 fn default_group_window() -> u64 {
     600
 }

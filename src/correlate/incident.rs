@@ -23,6 +23,12 @@ use crate::decode::{Severity, Status};
 
 pub const SCHEMA: &str = "lookout.incident.v1";
 const TIMELINE_CAP: usize = 200;
+/// Members listed in a published incident: the first half of them to join (where it
+/// started) and the latest half. However long an incident lives, its message stays far
+/// under Kafka's default limit of 1 MB (an incident of 1,364 alerts, all listed, was
+/// 1.03 MB); `alert_count` is the true count and `alerts_omitted` says how many are not
+/// listed.
+pub const LISTED_MEMBERS: usize = 200;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Phase {
@@ -291,26 +297,32 @@ impl Incident {
         if services.is_empty() {
             return Vec::new();
         }
-        let onset = |s: &str| {
-            self.members
-                .values()
-                .filter(|m| m.alert.service.as_deref() == Some(s))
-                .map(|m| m.first_seen)
-                .min()
-                .unwrap_or(i64::MAX)
-        };
-        let mut by_onset: Vec<(i64, &String)> = services.iter().map(|s| (onset(s), s)).collect();
-        by_onset.sort();
+        // Each service's onset and whether its early symptoms are only a drop in traffic,
+        // found once: the ranking below compares every pair of services.
+        let mut onsets: BTreeMap<&str, i64> = BTreeMap::new();
+        for m in self.members.values() {
+            if let Some(s) = m.alert.service.as_deref() {
+                let o = onsets.entry(s).or_insert(i64::MAX);
+                *o = (*o).min(m.first_seen);
+            }
+        }
+        let onset = |s: &str| onsets.get(s).copied().unwrap_or(i64::MAX);
         // A service whose early symptoms are only a drop in traffic is a victim: when a
         // caller fails, its dependencies see fewer requests. It neither explains nor
         // is explained by the others.
-        let traffic_drop_only = |s: &str| {
-            let start = onset(s);
-            self.members
-                .values()
-                .filter(|m| m.alert.service.as_deref() == Some(s) && m.first_seen <= start + ROOT_LATE_MS)
-                .all(|m| m.alert.source == "anomaly" && m.alert.label("direction") == Some("down"))
-        };
+        let mut drop_only: BTreeMap<&str, bool> = onsets.keys().map(|s| (*s, true)).collect();
+        for m in self.members.values() {
+            if let Some(s) = m.alert.service.as_deref() {
+                let early = m.first_seen <= onset(s) + ROOT_LATE_MS;
+                let drop = m.alert.source == "anomaly" && m.alert.label("direction") == Some("down");
+                if early && !drop {
+                    drop_only.insert(s, false);
+                }
+            }
+        }
+        let traffic_drop_only = |s: &str| drop_only.get(s).copied().unwrap_or(true);
+        let mut by_onset: Vec<(i64, &String)> = services.iter().map(|s| (onset(s), s)).collect();
+        by_onset.sort();
         let n = services.len() as f64;
         let others = (services.len() as f64 - 1.0).max(1.0);
         let first = by_onset.first().map_or(0, |x| x.0);
@@ -422,7 +434,13 @@ impl Incident {
             .and_then(|r| r["service"].as_str())
             .and_then(|s| catalog.service(s))
             .and_then(|s| s.owner.clone());
-        let members: Vec<&Member> = self.order.iter().filter_map(|f| self.members.get(f)).collect();
+        let all: Vec<&Member> = self.order.iter().filter_map(|f| self.members.get(f)).collect();
+        let members: Vec<&Member> = if all.len() > LISTED_MEMBERS {
+            let half = LISTED_MEMBERS / 2;
+            all[..half].iter().chain(&all[all.len() - half..]).copied().collect()
+        } else {
+            all.clone()
+        };
         json!({
             "schema": SCHEMA,
             "incident_id": self.id,
@@ -453,7 +471,8 @@ impl Incident {
                 "flapping": m.flapping,
                 "maintenance": m.maintenance,
             })).collect::<Vec<_>>(),
-            "alert_count": members.len(),
+            "alert_count": all.len(),
+            "alerts_omitted": all.len() - members.len(),
             "signals": members.iter().filter(|m| m.alert.source == "anomaly").map(|m| signal_json(m)).collect::<Vec<_>>(),
             "explanation": members.iter().map(|m| json!({
                 "fingerprint": m.alert.fingerprint,

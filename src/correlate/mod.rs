@@ -525,6 +525,14 @@ impl Correlator {
         }
     }
 
+    /// Can an incident take a new alert at `ts`: open, active within `group_window_s`,
+    /// and opened at most `max_grouping_s` before?
+    fn takes_new_alerts(&self, i: &Incident, ts: i64) -> bool {
+        i.phase == Phase::Open
+            && ts - i.active_at() <= self.cfg.group_window_s as i64 * 1000
+            && ts - i.opened_at <= self.cfg.max_grouping_s as i64 * 1000
+    }
+
     /// The open incident an alert should join, with the reason.
     fn best_incident(&self, a: &Alert) -> Option<(String, Explanation)> {
         let window = self.cfg.group_window_s as i64 * 1000;
@@ -549,11 +557,7 @@ impl Correlator {
             .filter_map(|id| self.incidents.get(id))
             // A candidate older than the window is background (a disk filling, a job
             // failing); new trouble starts its own candidate instead of joining it.
-            .filter(|i| {
-                i.phase == Phase::Open
-                    && a.ts - i.active_at() <= window
-                    && (i.published || a.ts - i.opened_at <= window)
-            })
+            .filter(|i| self.takes_new_alerts(i, a.ts) && (i.published || a.ts - i.opened_at <= window))
         {
             let gap = (a.ts - inc.active_at()).max(0) as f64 / 1000.0;
             let mut shared = Vec::new();
@@ -647,7 +651,6 @@ impl Correlator {
     /// carry) and whose titles are most alike (word Jaccard at least
     /// [`SIMILAR_TITLES`]). Only incidents sharing an attribute are looked at.
     fn similar_incident(&self, a: &Alert) -> Option<(String, Explanation)> {
-        let window = self.cfg.group_window_s as i64 * 1000;
         let words = title_words(&a.title);
         let mut best: Option<(f64, i64, String, Explanation)> = None;
         let keys: Vec<(IndexKind, String)> = index_keys(a)
@@ -658,7 +661,7 @@ impl Correlator {
         for inc in ids
             .into_iter()
             .filter_map(|id| self.incidents.get(id))
-            .filter(|i| i.phase == Phase::Open && a.ts - i.active_at() <= window)
+            .filter(|i| self.takes_new_alerts(i, a.ts))
         {
             for m in inc.members.values() {
                 let shared: Vec<(String, String)> = ATTRIBUTES

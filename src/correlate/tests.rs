@@ -464,3 +464,64 @@ fn the_incident_stream_does_not_depend_on_batch_boundaries() {
     let every: Vec<usize> = (1..alerts.len()).collect();
     assert_eq!(differ(&run(&every)), vec![], "one alert per batch");
 }
+
+#[test]
+fn a_long_incident_lists_its_first_and_latest_alerts_and_counts_them_all() {
+    let mut c = Correlator::new(open_on_any_alert(), catalog());
+    // 500 alerts on one service, a few seconds apart: one incident
+    let alerts: Vec<Alert> = (0..500)
+        .map(|i| {
+            let mut a = alert(&format!("a{i:03}"), "db", i * 5, Status::Firing);
+            a.severity = Severity::Critical;
+            a
+        })
+        .collect();
+    let out = c.ingest(alerts, vec![]);
+    let last = &out.last().expect("published").json;
+    assert_eq!(last["alert_count"], 500);
+    assert_eq!(last["alerts_omitted"], 300);
+    let listed: Vec<&str> = last["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["fingerprint"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed.len(), incident::LISTED_MEMBERS);
+    assert_eq!((listed[0], listed[99]), ("a000", "a099"));
+    assert_eq!((listed[100], listed[199]), ("a400", "a499"));
+    assert_eq!(last["explanation"].as_array().unwrap().len(), 200);
+    // a small incident lists everything
+    let mut c = Correlator::new(open_on_any_alert(), catalog());
+    let out = c.ingest(vec![alert("x", "db", 0, Status::Firing)], vec![]);
+    assert_eq!(out[0].json["alerts_omitted"], 0);
+    assert_eq!(out[0].json["alerts"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn an_incident_takes_new_alerts_for_max_grouping_s_and_repeats_after_that() {
+    let cfg = Correlation {
+        max_grouping_s: 3600,
+        ..open_on_any_alert()
+    };
+    let mut c = Correlator::new(cfg, catalog());
+    let crit = |fp: &str, ts_s: i64| {
+        let mut a = alert(fp, "db", ts_s, Status::Firing);
+        a.severity = Severity::Critical;
+        a
+    };
+    // new trouble every five minutes for two hours, and the first alert repeating
+    let mut ids = BTreeSet::new();
+    for i in 0..24 {
+        for u in c.ingest(
+            vec![crit(&format!("n{i}"), i * 300), crit("first", i * 300 + 1)],
+            vec![],
+        ) {
+            ids.insert(u.json["incident_id"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let first = c.incidents.values().find(|i| i.members.contains_key("first")).unwrap();
+    // n0..n12 joined it (up to 3600 s after it opened), its own alert kept updating it
+    assert_eq!(first.members.len(), 14, "{:?}", first.members.keys());
+    assert_eq!(first.members["first"].count, 24);
+}

@@ -227,7 +227,14 @@ impl KafkaSink {
             let mut last_error = None;
             for (m, r) in pending.iter().zip(results) {
                 if let Err((e, _)) = r {
-                    last_error = Some((self.topic(m.topic).to_string(), e));
+                    // which message, so that a permanent failure can be traced
+                    let what = format!(
+                        "{} (key {}, {} bytes)",
+                        self.topic(m.topic),
+                        m.key.as_deref().unwrap_or("none"),
+                        m.payload.len()
+                    );
+                    last_error = Some((what, e));
                     failed.push(*m);
                 }
             }
