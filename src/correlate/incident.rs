@@ -12,7 +12,7 @@
 //! Every transition increments `seq` and publishes the whole current state, so a
 //! compacted topic keyed by `incident_id` holds the latest state of each incident.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
@@ -192,10 +192,8 @@ impl Incident {
     }
 
     pub fn services(&self) -> Vec<String> {
-        let mut s: Vec<String> = self.members.values().filter_map(|m| m.alert.service.clone()).collect();
-        s.sort();
-        s.dedup();
-        s
+        let s: BTreeSet<&str> = self.members.values().filter_map(|m| m.alert.service.as_deref()).collect();
+        s.into_iter().map(str::to_string).collect()
     }
 
     /// When a service's first member alert started.
@@ -218,10 +216,8 @@ impl Incident {
     }
 
     pub fn hosts(&self) -> Vec<String> {
-        let mut h: Vec<String> = self.members.values().filter_map(|m| m.alert.host.clone()).collect();
-        h.sort();
-        h.dedup();
-        h
+        let h: BTreeSet<&str> = self.members.values().filter_map(|m| m.alert.host.as_deref()).collect();
+        h.into_iter().map(str::to_string).collect()
     }
 
     pub fn severity(&self) -> Severity {
@@ -423,7 +419,8 @@ impl Incident {
 
     pub fn to_json(&self, catalog: &Catalog) -> Value {
         let first = self.order.first().and_then(|f| self.members.get(f));
-        let title = match (first, self.services().len()) {
+        let services = self.services();
+        let title = match (first, services.len()) {
             (Some(m), n) if n > 1 => format!("{} (+{} services)", m.alert.title, n - 1),
             (Some(m), _) => m.alert.title.clone(),
             (None, _) => "incident".into(),
@@ -452,7 +449,7 @@ impl Incident {
             "opened_at": format_ms(self.opened_at),
             "updated_at": format_ms(self.updated_at),
             "resolved_at": self.resolved_at.map(format_ms),
-            "services": self.services(),
+            "services": services,
             "hosts": self.hosts(),
             "owner": owner,
             "root_cause": root,
