@@ -192,7 +192,11 @@ impl Incident {
     }
 
     pub fn services(&self) -> Vec<String> {
-        let s: BTreeSet<&str> = self.members.values().filter_map(|m| m.alert.service.as_deref()).collect();
+        let s: BTreeSet<&str> = self
+            .members
+            .values()
+            .filter_map(|m| m.alert.service.as_deref())
+            .collect();
         s.into_iter().map(str::to_string).collect()
     }
 
