@@ -138,6 +138,12 @@ const CAP: f64 = 1000.0;
 const WEEK_BINS: usize = 168;
 const DAY_MS: i64 = 86_400_000;
 const WEEK_MS: i64 = 7 * DAY_MS;
+const HOUR_MS: i64 = 3_600_000;
+
+/// The day number and the hour of the day of a time.
+fn day_and_hour(t_ms: i64) -> (i64, usize) {
+    (t_ms.div_euclid(DAY_MS), (t_ms.rem_euclid(DAY_MS) / HOUR_MS) as usize)
+}
 
 /// A running mean absolute error. It starts as a plain mean over its first 1/α errors,
 /// then weights new errors by α and clips them at `clip` scales so that an anomaly does
@@ -383,19 +389,20 @@ impl Surprise {
 
         // The three departures, in units of normal, and their rarity.
         let scale = 1.25 * mae + tiny;
-        let day = t_ms.div_euclid(DAY_MS);
-        let hour = (t_ms.rem_euclid(DAY_MS) / 3_600_000) as usize;
+        // the hour either side is looked up at its own time, so that at 23:30 the hour
+        // after is 00:30 of the days after those before
         let routine = p.routine > 0.0
-            && [23, 0, 1]
-                .iter()
-                .any(|d| match self.hours[(hour + d) % 24].before(day) {
+            && [-HOUR_MS, 0, HOUR_MS].iter().any(|d| {
+                let (day, hour) = day_and_hour(t_ms + d);
+                match self.hours[hour].before(day) {
                     [Some(a), Some(b)] => {
                         let (lo, hi) = (a.0.max(b.0), a.1.min(b.1));
                         let margin = p.routine_margin * (hi - lo);
                         x <= hi + margin && x >= lo - margin
                     }
                     _ => false,
-                });
+                }
+            });
         let e = x - expected;
         let e = if routine {
             e.clamp(-p.routine * scale, p.routine * scale)
@@ -432,6 +439,7 @@ impl Surprise {
         self.week.update(week_bin, x, p);
         self.level_error.update(x - self.level, p);
         self.level += p.level_alpha * (x - self.level);
+        let (day, hour) = day_and_hour(t_ms);
         self.hours[hour].add(day, x);
         self.n += 1;
 
@@ -648,6 +656,27 @@ mod tests {
             nightly.iter().map(|&i| without[i].score).collect::<Vec<_>>()
         );
         assert!(with[afternoon].score > 0.5, "{:?}", with[afternoon]);
+    }
+
+    #[test]
+    fn the_hour_after_2330_is_half_past_midnight_of_the_next_day() {
+        // Flat, every 5 minutes; a spike at 00:20 on days 2 and 3, then one at 23:40 on
+        // day 3: twenty minutes before the spikes' hour comes round again, so routine.
+        let step = 5 * MIN;
+        let mut v: Vec<f64> = (0..4 * 288).map(|i| 1.0 + 0.01 * noise(i)).collect();
+        for d in [2, 3] {
+            v[d * 288 + 4] = 20.0;
+        }
+        let late = 3 * 288 + 284;
+        v[late] = 20.0;
+        let ts: Vec<i64> = (0..v.len() as i64).map(|i| i * step).collect();
+        let on = SurpriseParams {
+            warmup: 200,
+            ..SurpriseParams::default()
+        };
+        let off = SurpriseParams { routine: 0.0, ..on };
+        assert!(score_series(&ts, &v, &on)[late].score < 0.5);
+        assert!(score_series(&ts, &v, &off)[late].score > 0.5);
     }
 
     #[test]
