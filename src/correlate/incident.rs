@@ -293,10 +293,6 @@ impl Incident {
     /// host-level critical alert such as an instance down) and a change just before the
     /// first symptom raise the score.
     pub fn root_cause(&self, catalog: &Catalog) -> Vec<Value> {
-        let services = self.services();
-        if services.is_empty() {
-            return Vec::new();
-        }
         // Each service's onset and whether its early symptoms are only a drop in traffic,
         // found once: the ranking below compares every pair of services.
         let mut onsets: BTreeMap<&str, i64> = BTreeMap::new();
@@ -305,6 +301,10 @@ impl Incident {
                 let o = onsets.entry(s).or_insert(i64::MAX);
                 *o = (*o).min(m.first_seen);
             }
+        }
+        let services: Vec<&str> = onsets.keys().copied().collect();
+        if services.is_empty() {
+            return Vec::new();
         }
         let onset = |s: &str| onsets.get(s).copied().unwrap_or(i64::MAX);
         // A service whose early symptoms are only a drop in traffic is a victim: when a
@@ -321,12 +321,12 @@ impl Incident {
             }
         }
         let traffic_drop_only = |s: &str| drop_only.get(s).copied().unwrap_or(true);
-        let mut by_onset: Vec<(i64, &String)> = services.iter().map(|s| (onset(s), s)).collect();
+        let mut by_onset: Vec<(i64, &str)> = services.iter().map(|s| (onset(s), *s)).collect();
         by_onset.sort();
         let n = services.len() as f64;
         let others = (services.len() as f64 - 1.0).max(1.0);
         let first = by_onset.first().map_or(0, |x| x.0);
-        let mut ranked: Vec<(f64, &String, Vec<String>)> = by_onset
+        let mut ranked: Vec<(f64, &str, Vec<String>)> = by_onset
             .iter()
             .enumerate()
             .map(|(rank, (t, s))| {
@@ -334,8 +334,9 @@ impl Incident {
                 let mut score = 0.5 * (1.0 - rank as f64 / n);
                 // Symptoms travel to callers afterwards; a caller that was hurting before
                 // this service is not explained by it.
-                let explained: Vec<&String> = services
+                let explained: Vec<&str> = services
                     .iter()
+                    .copied()
                     .filter(|o| {
                         *o != *s
                             && !traffic_drop_only(o)
@@ -348,11 +349,11 @@ impl Incident {
                     evidence.push("only a drop in traffic, which follows a failing caller".into());
                 } else if !explained.is_empty() {
                     score += explained.len() as f64 / others;
-                    let names: Vec<&str> = explained.iter().map(|x| x.as_str()).collect();
-                    evidence.push(format!("affected callers {} depend on it", names.join(", ")));
+                    evidence.push(format!("affected callers {} depend on it", explained.join(", ")));
                 }
-                let victim_of: Vec<&String> = services
+                let victim_of: Vec<&str> = services
                     .iter()
+                    .copied()
                     .filter(|o| {
                         *o != *s
                             && !traffic_drop_only(o)
@@ -362,8 +363,7 @@ impl Incident {
                     .collect();
                 if !victim_of.is_empty() {
                     score -= 0.5;
-                    let names: Vec<&str> = victim_of.iter().map(|x| x.as_str()).collect();
-                    evidence.push(format!("depends on affected {}", names.join(", ")));
+                    evidence.push(format!("depends on affected {}", victim_of.join(", ")));
                 }
                 if *t > first + ROOT_LATE_MS {
                     score -= 1.0;
@@ -371,7 +371,7 @@ impl Incident {
                 }
                 let external = |a: &Alert| a.source != "anomaly" && !a.source.starts_with("rule:");
                 let cause = self.members.values().find(|m| {
-                    m.alert.service.as_deref() == Some(s.as_str())
+                    m.alert.service.as_deref() == Some(*s)
                         && ((m.alert.source == "anomaly" && m.alert.label("role") == Some("cause"))
                             || (m.alert.host.is_some() && m.alert.severity == Severity::Critical && external(&m.alert)))
                 });
@@ -379,11 +379,7 @@ impl Incident {
                     score += 0.3;
                     evidence.push(format!("cause signal: {}", m.alert.title));
                 }
-                if self
-                    .changes
-                    .iter()
-                    .any(|(c, _)| c.service.as_deref() == Some(s.as_str()))
-                {
+                if self.changes.iter().any(|(c, _)| c.service.as_deref() == Some(*s)) {
                     score += 0.3;
                     evidence.push("changed shortly before the first symptom".into());
                 }
@@ -436,11 +432,12 @@ impl Incident {
             .and_then(|s| catalog.service(s))
             .and_then(|s| s.owner.clone());
         let all: Vec<&Member> = self.order.iter().filter_map(|f| self.members.get(f)).collect();
-        let members: Vec<&Member> = if all.len() > LISTED_MEMBERS {
+        let alert_count = all.len();
+        let members: Vec<&Member> = if alert_count > LISTED_MEMBERS {
             let half = LISTED_MEMBERS / 2;
-            all[..half].iter().chain(&all[all.len() - half..]).copied().collect()
+            all[..half].iter().chain(&all[alert_count - half..]).copied().collect()
         } else {
-            all.clone()
+            all
         };
         json!({
             "schema": SCHEMA,
@@ -472,8 +469,8 @@ impl Incident {
                 "flapping": m.flapping,
                 "maintenance": m.maintenance,
             })).collect::<Vec<_>>(),
-            "alert_count": all.len(),
-            "alerts_omitted": all.len() - members.len(),
+            "alert_count": alert_count,
+            "alerts_omitted": alert_count - members.len(),
             "signals": members.iter().filter(|m| m.alert.source == "anomaly").map(|m| signal_json(m)).collect::<Vec<_>>(),
             "explanation": members.iter().map(|m| json!({
                 "fingerprint": m.alert.fingerprint,

@@ -50,6 +50,12 @@ struct Tracked {
 }
 
 impl Tracked {
+    /// Does an acknowledgement's key (an alert fingerprint or an incident id) name this
+    /// incident, whose id is `id`?
+    fn named_by(&self, id: &str, key: &str) -> bool {
+        id == key || self.fingerprints.iter().any(|f| f == key)
+    }
+
     /// The earliest acknowledgement at or after the opening counts.
     fn acknowledge(&mut self, ts: i64) {
         if self.acked_at.is_none_or(|a| ts < a) && ts >= self.opened_at {
@@ -119,10 +125,7 @@ impl Ledger {
     }
 
     fn ack(&mut self, key: &str, ts: i64) -> bool {
-        let hit = self
-            .incidents
-            .iter_mut()
-            .find(|(id, t)| id.as_str() == key || t.fingerprints.iter().any(|f| f == key));
+        let hit = self.incidents.iter_mut().find(|(id, t)| t.named_by(id, key));
         match hit {
             Some((_, t)) => {
                 t.acknowledge(ts);
@@ -179,7 +182,7 @@ impl Ledger {
         // an acknowledgement still pending matched no incident when it came, so only this
         // one can have become its match
         self.pending_acks.retain(|(key, ts)| {
-            let mine = key == id || t.fingerprints.iter().any(|f| f == key);
+            let mine = t.named_by(id, key);
             if mine {
                 t.acknowledge(*ts);
             }
