@@ -18,6 +18,12 @@ use lookout::sink::{self, Sink, Topic};
 use lookout::source::file::FileSource;
 use lookout::source::kafka::KafkaSource;
 
+/// mimalloc instead of the system allocator: decoding allocates a few small strings per
+/// record on two threads, where glibc's malloc spent a third of the pipeline's time
+/// (`lookout bench`, README "Performance").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "lookout",
