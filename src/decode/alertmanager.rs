@@ -6,11 +6,11 @@
 //! time is `startsAt` for a firing alert and `endsAt` for a resolved one. Annotations
 //! become labels prefixed `annotation.`. A payload with no alerts is refused.
 
-use serde_json::{Map, Value};
+use super::value::{Map, Value};
 
 use super::{json, time, Context, DecodeError, EventKind, EventRow, Severity, Status};
 
-pub fn decode(mut o: Map<String, Value>, ctx: &Context) -> Result<Vec<EventRow>, DecodeError> {
+pub fn decode(mut o: Map, ctx: &Context) -> Result<Vec<EventRow>, DecodeError> {
     let alerts = match o.remove("alerts") {
         Some(Value::Array(a)) => a,
         _ => return Err(DecodeError::Missing("alerts")),
@@ -34,12 +34,7 @@ pub fn decode(mut o: Map<String, Value>, ctx: &Context) -> Result<Vec<EventRow>,
         .collect()
 }
 
-fn alert(
-    mut a: Map<String, Value>,
-    receiver: &str,
-    group_status: Option<&str>,
-    ctx: &Context,
-) -> Result<EventRow, DecodeError> {
+fn alert(mut a: Map, receiver: &str, group_status: Option<&str>, ctx: &Context) -> Result<EventRow, DecodeError> {
     let status_raw = a.remove("status").and_then(|v| v.as_str().map(str::to_string));
     let status = status_raw
         .as_deref()

@@ -7,12 +7,12 @@
 //! host; `id` is the fingerprint; `data.title` / `data.message` / `data.summary`, or the
 //! type and subject, make the title. Other `data` keys become labels.
 
-use serde_json::{Map, Value};
+use super::value::{Map, Value};
 
 use super::{json, time, Context, DecodeError, EventKind, EventRow, Severity, Status};
 
-pub fn decode(mut o: Map<String, Value>, ctx: &Context) -> Result<EventRow, DecodeError> {
-    let get = |o: &mut Map<String, Value>, k: &'static str| -> Result<Option<String>, DecodeError> {
+pub fn decode(mut o: Map, ctx: &Context) -> Result<EventRow, DecodeError> {
+    let get = |o: &mut Map, k: &'static str| -> Result<Option<String>, DecodeError> {
         o.remove(k).map(|v| json::text(k, v)).transpose()
     };
     let typ = get(&mut o, "type")?.ok_or(DecodeError::Missing("type"))?;
@@ -28,7 +28,7 @@ pub fn decode(mut o: Map<String, Value>, ctx: &Context) -> Result<EventRow, Deco
         Some(Value::Null) | None => Map::new(),
         Some(v) => {
             let mut m = Map::new();
-            m.insert("data".into(), v);
+            m.insert("data", v);
             m
         }
     };
@@ -42,8 +42,8 @@ pub fn decode(mut o: Map<String, Value>, ctx: &Context) -> Result<EventRow, Deco
     } else {
         EventKind::Other
     };
-    let take = |d: &mut Map<String, Value>, keys: &[&str]| -> Result<Option<String>, DecodeError> {
-        json::take(d, keys).map(|(f, v)| json::text(&f, v)).transpose()
+    let take = |d: &mut Map, keys: &[&'static str]| -> Result<Option<String>, DecodeError> {
+        json::take(d, keys).map(|(f, v)| json::text(f, v)).transpose()
     };
     let service = take(&mut data, &["service", "service_name", "app", "application"])?.or(subject.clone());
     let host = take(&mut data, &["host", "hostname"])?;

@@ -5,15 +5,17 @@
 //! they are, other values as their JSON text. Nested `service: {name}` and `host: {name}`
 //! (OpenTelemetry-style) are read too.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use super::value::{Map, Value};
 
 use super::schema::{EventKind, EventRow, Level, LogRow, MetricRow, Severity, Status};
 use super::{time, Context, DecodeError};
 
-type Obj = Map<String, Value>;
+type Obj<'a> = Map<'a>;
 
-/// Parses a payload into JSON objects.
-pub fn objects(payload: &[u8]) -> Result<Vec<Obj>, DecodeError> {
+/// Parses a payload into JSON objects, borrowing their keys and strings from it.
+pub fn objects(payload: &[u8]) -> Result<Vec<Obj<'_>>, DecodeError> {
     let v: Value = serde_json::from_slice(payload).map_err(|e| DecodeError::Json(e.to_string()))?;
     match v {
         Value::Object(o) => Ok(vec![o]),
@@ -48,11 +50,11 @@ pub fn kind(v: &Value) -> &'static str {
 }
 
 /// Removes the first present alias and returns it.
-pub fn take(o: &mut Obj, aliases: &[&str]) -> Option<(String, Value)> {
+pub fn take<'a>(o: &mut Obj<'a>, aliases: &[&'static str]) -> Option<(&'static str, Value<'a>)> {
     for a in aliases {
-        if let Some(v) = o.remove(*a) {
+        if let Some(v) = o.remove(a) {
             if !v.is_null() {
-                return Some((a.to_string(), v));
+                return Some((a, v));
             }
         }
     }
@@ -62,7 +64,7 @@ pub fn take(o: &mut Obj, aliases: &[&str]) -> Option<(String, Value)> {
 /// A scalar as text; objects and arrays are a type error.
 pub fn text(field: &str, v: Value) -> Result<String, DecodeError> {
     match v {
-        Value::String(s) => Ok(s),
+        Value::String(s) => Ok(s.into_owned()),
         Value::Number(n) => Ok(n.to_string()),
         Value::Bool(b) => Ok(b.to_string()),
         other => Err(DecodeError::Type {
@@ -73,7 +75,7 @@ pub fn text(field: &str, v: Value) -> Result<String, DecodeError> {
     }
 }
 
-fn take_text(o: &mut Obj, aliases: &[&str]) -> Result<Option<String>, DecodeError> {
+fn take_text(o: &mut Obj, aliases: &[&'static str]) -> Result<Option<String>, DecodeError> {
     match take(o, aliases) {
         Some((f, Value::Object(mut inner))) => {
             // `service: {"name": "x", ...}`: the name is the value, the rest are attributes.
@@ -81,18 +83,18 @@ fn take_text(o: &mut Obj, aliases: &[&str]) -> Result<Option<String>, DecodeErro
                 Some(n) => text(&format!("{f}.name"), n)?,
                 None => {
                     return Err(DecodeError::Type {
-                        field: f,
+                        field: f.into(),
                         want: "a string",
                         got: "an object",
                     })
                 }
             };
             for (k, v) in inner {
-                o.insert(format!("{f}.{k}"), v);
+                o.insert(Cow::Owned(format!("{f}.{k}")), v);
             }
             Ok(Some(name))
         }
-        Some((f, v)) => text(&f, v).map(Some),
+        Some((f, v)) => text(f, v).map(Some),
         None => Ok(None),
     }
 }
@@ -103,8 +105,8 @@ pub fn rest(o: Obj) -> Vec<(String, String)> {
         .into_iter()
         .filter(|(_, v)| !v.is_null())
         .map(|(k, v)| match v {
-            Value::String(s) => (k, s),
-            other => (k, other.to_string()),
+            Value::String(s) => (k.into_owned(), s.into_owned()),
+            other => (k.into_owned(), other.to_string()),
         })
         .collect();
     out.sort();
@@ -125,7 +127,7 @@ pub fn string_map(field: &str, v: Value) -> Result<Vec<(String, String)>, Decode
 }
 
 /// The event time: a timestamp field, else the Kafka record timestamp.
-pub fn event_time(o: &mut Obj, aliases: &[&str], ctx: &Context) -> Result<i64, DecodeError> {
+pub fn event_time(o: &mut Obj, aliases: &[&'static str], ctx: &Context) -> Result<i64, DecodeError> {
     match take(o, aliases) {
         Some((f, v)) => time::parse_json(&v).ok_or_else(|| DecodeError::Timestamp(format!("{f}: {v}"))),
         None => ctx.fallback_ts(),
@@ -178,13 +180,13 @@ pub fn metric(mut o: Obj, ctx: &Context) -> Result<MetricRow, DecodeError> {
             .as_f64()
             .ok_or_else(|| DecodeError::Invalid("value out of range".into()))?,
         Some((f, Value::String(s))) => s.trim().parse::<f64>().map_err(|_| DecodeError::Type {
-            field: f,
+            field: f.into(),
             want: "a number",
             got: "a non-numeric string",
         })?,
         Some((f, v)) => {
             return Err(DecodeError::Type {
-                field: f,
+                field: f.into(),
                 want: "a number",
                 got: kind(&v),
             })
@@ -192,7 +194,7 @@ pub fn metric(mut o: Obj, ctx: &Context) -> Result<MetricRow, DecodeError> {
         None => return Err(DecodeError::Missing("value")),
     };
     let mut labels = match take(&mut o, &["labels", "tags", "attributes"]) {
-        Some((f, v)) => string_map(&f, v)?,
+        Some((f, v)) => string_map(f, v)?,
         None => Vec::new(),
     };
     let mut service = take_text(&mut o, &["service", "service.name", "job"])?;
@@ -246,7 +248,7 @@ pub fn event(mut o: Obj, ctx: &Context) -> Result<EventRow, DecodeError> {
         .ok_or(DecodeError::Missing("title (or summary, message, name)"))?;
     let source = take_text(&mut o, &["source", "origin", "tool"])?.unwrap_or_else(|| ctx.topic().to_string());
     let mut labels = match take(&mut o, &["labels", "tags", "attributes"]) {
-        Some((f, v)) => string_map(&f, v)?,
+        Some((f, v)) => string_map(f, v)?,
         None => Vec::new(),
     };
     let mut service = take_text(&mut o, &["service", "service.name", "app"])?;

@@ -2,7 +2,7 @@
 //! logfmt, Heroku and many Go services. Keys map like JSON's aliases; values may be
 //! quoted with `"` and use `\"` and `\\` escapes.
 
-use serde_json::{Map, Value};
+use super::value::{Map, Value};
 
 use super::{json, Context, DecodeError, LogRow};
 
@@ -70,9 +70,9 @@ pub fn pairs(s: &str) -> Result<Vec<(String, String)>, DecodeError> {
 }
 
 pub fn log(s: &str, ctx: &Context) -> Result<LogRow, DecodeError> {
-    let mut o: Map<String, Value> = Map::new();
+    let mut o: Map = Map::new();
     for (k, v) in pairs(s)? {
-        o.insert(k, Value::String(v));
+        o.insert(k, Value::String(v.into()));
     }
     json::log(o, ctx)
 }

@@ -22,6 +22,7 @@ pub mod pagerduty;
 pub mod prometheus;
 pub mod schema;
 pub mod time;
+pub mod value;
 
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
@@ -400,7 +401,7 @@ impl Decoder {
     }
 }
 
-fn sniff_event(o: &serde_json::Map<String, serde_json::Value>) -> Encoding {
+fn sniff_event(o: &value::Map) -> Encoding {
     if o.get("alerts").is_some_and(|a| a.is_array()) {
         Encoding::Alertmanager
     } else if o.contains_key("event_action") || o.contains_key("routing_key") {

@@ -6,13 +6,13 @@
 //! `payload.source` is the host; `payload.component` (or `custom_details.service`) the
 //! service.
 
-use serde_json::{Map, Value};
+use super::value::{Map, Value};
 
 use super::{json, time, Context, DecodeError, EventKind, EventRow, Severity, Status};
 
-pub fn decode(mut o: Map<String, Value>, ctx: &Context) -> Result<EventRow, DecodeError> {
+pub fn decode(mut o: Map, ctx: &Context) -> Result<EventRow, DecodeError> {
     let action = match o.remove("event_action") {
-        Some(Value::String(s)) => s,
+        Some(Value::String(s)) => s.into_owned(),
         Some(v) => {
             return Err(DecodeError::Type {
                 field: "event_action".into(),

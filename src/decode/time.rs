@@ -61,10 +61,10 @@ pub fn parse_str(s: &str) -> Option<i64> {
 }
 
 /// Reads a JSON timestamp value: a string or a number.
-pub fn parse_json(v: &serde_json::Value) -> Option<i64> {
+pub fn parse_json(v: &super::value::Value) -> Option<i64> {
     match v {
-        serde_json::Value::String(s) => parse_str(s),
-        serde_json::Value::Number(n) => n.as_f64().and_then(from_epoch),
+        super::value::Value::String(s) => parse_str(s),
+        super::value::Value::Number(n) => n.as_f64().and_then(from_epoch),
         _ => None,
     }
 }

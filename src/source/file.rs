@@ -60,9 +60,9 @@ impl Input {
 /// Reads the event time of a JSON line without decoding the rest.
 pub fn sniff_ts(line: &[u8]) -> Option<i64> {
     #[derive(serde::Deserialize)]
-    struct Ts {
-        #[serde(alias = "timestamp", alias = "@timestamp", alias = "time")]
-        ts: Option<serde_json::Value>,
+    struct Ts<'a> {
+        #[serde(borrow, alias = "timestamp", alias = "@timestamp", alias = "time")]
+        ts: Option<crate::decode::value::Value<'a>>,
     }
     if line.first() != Some(&b'{') {
         return None;
