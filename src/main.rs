@@ -477,8 +477,9 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
 /// glibc gives threads that allocate arenas of their own (up to 8 per core) and seldom
 /// returns their free memory; with decode's per-batch threads and librdkafka's, a
 /// Lookout that had fallen behind held 997 MB where two arenas held 354 MB (`lookout
-/// bench --rate 100000 --duration 30`, without and with `MALLOC_ARENA_MAX=2`). Two
-/// arenas, unless the environment says otherwise; before any thread starts.
+/// bench --rate 100000 --duration 30`, without and with `MALLOC_ARENA_MAX=2`, measured
+/// before Lookout's own allocations moved to mimalloc; librdkafka's still use glibc).
+/// Two arenas, unless the environment says otherwise; before any thread starts.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
