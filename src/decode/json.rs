@@ -89,9 +89,7 @@ fn take_text(o: &mut Obj, aliases: &[&'static str]) -> Result<Option<String>, De
                     })
                 }
             };
-            for (k, v) in inner {
-                o.insert(Cow::Owned(format!("{f}.{k}")), v);
-            }
+            o.extend(inner.into_iter().map(|(k, v)| (Cow::Owned(format!("{f}.{k}")), v)));
             Ok(Some(name))
         }
         Some((f, v)) => text(f, v).map(Some),
@@ -280,7 +278,7 @@ mod tests {
     use super::super::tests::ctx;
     use super::*;
 
-    fn obj(s: &str) -> Obj {
+    fn obj(s: &str) -> Obj<'_> {
         objects(s.as_bytes()).unwrap().remove(0)
     }
 

@@ -70,10 +70,10 @@ pub fn pairs(s: &str) -> Result<Vec<(String, String)>, DecodeError> {
 }
 
 pub fn log(s: &str, ctx: &Context) -> Result<LogRow, DecodeError> {
-    let mut o: Map = Map::new();
-    for (k, v) in pairs(s)? {
-        o.insert(k, Value::String(v.into()));
-    }
+    let o: Map = pairs(s)?
+        .into_iter()
+        .map(|(k, v)| (k.into(), Value::String(v.into())))
+        .collect();
     json::log(o, ctx)
 }
 

@@ -91,8 +91,55 @@ impl<'a> Map<'a> {
         }
     }
 
+    /// A key that came more than once keeps its first place and its last value. Small
+    /// objects are searched pair by pair; large ones through a sort of their keys, so
+    /// that a record of a hundred thousand keys costs n log n, not n².
+    fn merge_repeated_keys(&mut self) {
+        let n = self.0.len();
+        let pairs = &self.0;
+        if n <= 16 && !(1..n).any(|i| pairs[..i].iter().any(|(k, _)| *k == pairs[i].0)) {
+            return;
+        }
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| pairs[a].0.cmp(&pairs[b].0)); // stable: equal keys in order
+        let mut gone = vec![false; n];
+        let mut run = 0;
+        for i in 1..=n {
+            if i < n && self.0[order[i]].0 == self.0[order[run]].0 {
+                continue;
+            }
+            if i - run > 1 {
+                let last = std::mem::replace(&mut self.0[order[i - 1]].1, Value::Null);
+                self.0[order[run]].1 = last;
+                for &j in &order[run + 1..i] {
+                    gone[j] = true;
+                }
+            }
+            run = i;
+        }
+        let mut gone = gone.into_iter();
+        self.0.retain(|_| !gone.next().unwrap_or(false));
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value<'a>)> {
         self.0.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+}
+
+/// Pairs into a map, a repeated key as [`Map::insert`] would have it.
+impl<'a> FromIterator<(Cow<'a, str>, Value<'a>)> for Map<'a> {
+    fn from_iter<I: IntoIterator<Item = (Cow<'a, str>, Value<'a>)>>(pairs: I) -> Self {
+        let mut map = Map(pairs.into_iter().collect());
+        map.merge_repeated_keys();
+        map
+    }
+}
+
+/// More pairs, a repeated key as [`Map::insert`] would have it.
+impl<'a> Extend<(Cow<'a, str>, Value<'a>)> for Map<'a> {
+    fn extend<I: IntoIterator<Item = (Cow<'a, str>, Value<'a>)>>(&mut self, pairs: I) {
+        self.0.extend(pairs);
+        self.merge_repeated_keys();
     }
 }
 
@@ -196,12 +243,11 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
-        let mut map = Map(Vec::with_capacity(access.size_hint().unwrap_or(8)));
+        let mut pairs = Vec::with_capacity(access.size_hint().unwrap_or(8));
         while let Some(Key(k)) = access.next_key()? {
-            let v = access.next_value()?;
-            map.insert(k, v);
+            pairs.push((k, access.next_value()?));
         }
-        Ok(Value::Object(map))
+        Ok(Value::Object(pairs.into_iter().collect()))
     }
 }
 
@@ -273,5 +319,20 @@ mod tests {
         assert_eq!(m.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["k", "j"]);
         assert_eq!(m.remove("k").and_then(|v| v.as_f64()), Some(3.0));
         assert_eq!(m.remove("k"), None);
+    }
+
+    #[test]
+    fn a_large_object_merges_repeated_keys_the_same_way() {
+        // 40 keys (past the pair-by-pair search), k3 and k7 three times each
+        let mut text: Vec<String> = (0..34).map(|i| format!("\"k{i}\":{i}")).collect();
+        text.extend(["\"k3\":100", "\"k7\":101", "\"k3\":102", "\"k7\":103"].map(String::from));
+        text.extend((34..36).map(|i| format!("\"k{i}\":{i}")));
+        let text = format!("{{{}}}", text.join(","));
+        let (ours, theirs) = both(&text);
+        assert_eq!(ours.to_string(), theirs.to_string());
+        let Value::Object(m) = ours else { panic!() };
+        assert_eq!(m.len(), 36);
+        assert_eq!(m.get("k3").and_then(Value::as_f64), Some(102.0));
+        assert_eq!(m.get("k7").and_then(Value::as_f64), Some(103.0));
     }
 }
