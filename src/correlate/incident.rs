@@ -439,49 +439,93 @@ impl Incident {
         } else {
             all
         };
-        json!({
-            "schema": SCHEMA,
-            "incident_id": self.id,
-            "seq": self.seq,
-            "status": self.last.as_str(),
-            "title": title,
-            "severity": self.severity().as_str(),
-            "priority": format!("P{}", self.priority(catalog)),
-            "opened_at": format_ms(self.opened_at),
-            "updated_at": format_ms(self.updated_at),
-            "resolved_at": self.resolved_at.map(format_ms),
-            "services": services,
-            "hosts": self.hosts(),
-            "owner": owner,
-            "root_cause": root,
-            "suspected_changes": self.changes.iter().map(|(c, why)| change_json(c, why)).collect::<Vec<_>>(),
-            "alerts": members.iter().map(|m| json!({
-                "fingerprint": m.alert.fingerprint,
-                "source": m.alert.source,
-                "service": m.alert.service,
-                "host": m.alert.host,
-                "title": m.alert.title,
-                "severity": m.alert.severity.as_str(),
-                "status": m.alert.status.as_str(),
-                "first_seen": format_ms(m.first_seen),
-                "last_seen": format_ms(m.last_seen),
-                "count": m.count,
-                "flapping": m.flapping,
-                "maintenance": m.maintenance,
-            })).collect::<Vec<_>>(),
-            "alert_count": alert_count,
-            "alerts_omitted": alert_count - members.len(),
-            "signals": members.iter().filter(|m| m.alert.source == "anomaly").map(|m| signal_json(m)).collect::<Vec<_>>(),
-            "explanation": members.iter().map(|m| json!({
-                "fingerprint": m.alert.fingerprint,
-                "rule": m.join.rule,
-                "shared_keys": m.join.shared_keys.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
-                "time_gap_s": round3(m.join.time_gap_s),
-                "topology_path": m.join.topology_path,
-                "score": round3(m.join.score),
-            })).collect::<Vec<_>>(),
-            "timeline": self.timeline.iter().map(|(ts, ev, d)| json!({"ts": format_ms(*ts), "event": ev, "detail": d})).collect::<Vec<_>>(),
-        })
+        // Built field by field rather than with one `json!`: the macro copies every value
+        // it is given (through `to_value`), and the member lists are most of the update.
+        let list = |items: Vec<Value>| Value::Array(items);
+        let fields: [(&str, Value); 21] = [
+            ("schema", SCHEMA.into()),
+            ("incident_id", self.id.clone().into()),
+            ("seq", self.seq.into()),
+            ("status", self.last.as_str().into()),
+            ("title", title.into()),
+            ("severity", self.severity().as_str().into()),
+            ("priority", format!("P{}", self.priority(catalog)).into()),
+            ("opened_at", format_ms(self.opened_at).into()),
+            ("updated_at", format_ms(self.updated_at).into()),
+            ("resolved_at", self.resolved_at.map(format_ms).into()),
+            ("services", list(services.into_iter().map(Value::from).collect())),
+            ("hosts", list(self.hosts().into_iter().map(Value::from).collect())),
+            ("owner", owner.into()),
+            ("root_cause", list(root)),
+            (
+                "suspected_changes",
+                list(self.changes.iter().map(|(c, why)| change_json(c, why)).collect()),
+            ),
+            (
+                "alerts",
+                list(
+                    members
+                        .iter()
+                        .map(|m| {
+                            json!({
+                                "fingerprint": m.alert.fingerprint,
+                                "source": m.alert.source,
+                                "service": m.alert.service,
+                                "host": m.alert.host,
+                                "title": m.alert.title,
+                                "severity": m.alert.severity.as_str(),
+                                "status": m.alert.status.as_str(),
+                                "first_seen": format_ms(m.first_seen),
+                                "last_seen": format_ms(m.last_seen),
+                                "count": m.count,
+                                "flapping": m.flapping,
+                                "maintenance": m.maintenance,
+                            })
+                        })
+                        .collect(),
+                ),
+            ),
+            ("alert_count", alert_count.into()),
+            ("alerts_omitted", (alert_count - members.len()).into()),
+            (
+                "signals",
+                list(
+                    members
+                        .iter()
+                        .filter(|m| m.alert.source == "anomaly")
+                        .map(|m| signal_json(m))
+                        .collect(),
+                ),
+            ),
+            (
+                "explanation",
+                list(
+                    members
+                        .iter()
+                        .map(|m| {
+                            json!({
+                                "fingerprint": m.alert.fingerprint,
+                                "rule": m.join.rule,
+                                "shared_keys": m.join.shared_keys.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+                                "time_gap_s": round3(m.join.time_gap_s),
+                                "topology_path": m.join.topology_path,
+                                "score": round3(m.join.score),
+                            })
+                        })
+                        .collect(),
+                ),
+            ),
+            (
+                "timeline",
+                list(
+                    self.timeline
+                        .iter()
+                        .map(|(ts, ev, d)| json!({"ts": format_ms(*ts), "event": ev, "detail": d}))
+                        .collect(),
+                ),
+            ),
+        ];
+        Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
     }
 }
 
