@@ -461,30 +461,7 @@ impl Incident {
                 "suspected_changes",
                 list(self.changes.iter().map(|(c, why)| change_json(c, why)).collect()),
             ),
-            (
-                "alerts",
-                list(
-                    members
-                        .iter()
-                        .map(|m| {
-                            json!({
-                                "fingerprint": m.alert.fingerprint,
-                                "source": m.alert.source,
-                                "service": m.alert.service,
-                                "host": m.alert.host,
-                                "title": m.alert.title,
-                                "severity": m.alert.severity.as_str(),
-                                "status": m.alert.status.as_str(),
-                                "first_seen": format_ms(m.first_seen),
-                                "last_seen": format_ms(m.last_seen),
-                                "count": m.count,
-                                "flapping": m.flapping,
-                                "maintenance": m.maintenance,
-                            })
-                        })
-                        .collect(),
-                ),
-            ),
+            ("alerts", list(members.iter().map(|m| alert_json(m)).collect())),
             ("alert_count", alert_count.into()),
             ("alerts_omitted", (alert_count - members.len()).into()),
             (
@@ -499,21 +476,7 @@ impl Incident {
             ),
             (
                 "explanation",
-                list(
-                    members
-                        .iter()
-                        .map(|m| {
-                            json!({
-                                "fingerprint": m.alert.fingerprint,
-                                "rule": m.join.rule,
-                                "shared_keys": m.join.shared_keys.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
-                                "time_gap_s": round3(m.join.time_gap_s),
-                                "topology_path": m.join.topology_path,
-                                "score": round3(m.join.score),
-                            })
-                        })
-                        .collect(),
-                ),
+                list(members.iter().map(|m| explanation_json(m)).collect()),
             ),
             (
                 "timeline",
@@ -527,6 +490,36 @@ impl Incident {
         ];
         Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
     }
+}
+
+/// A member as the incident's `alerts` list it.
+fn alert_json(m: &Member) -> Value {
+    json!({
+        "fingerprint": m.alert.fingerprint,
+        "source": m.alert.source,
+        "service": m.alert.service,
+        "host": m.alert.host,
+        "title": m.alert.title,
+        "severity": m.alert.severity.as_str(),
+        "status": m.alert.status.as_str(),
+        "first_seen": format_ms(m.first_seen),
+        "last_seen": format_ms(m.last_seen),
+        "count": m.count,
+        "flapping": m.flapping,
+        "maintenance": m.maintenance,
+    })
+}
+
+/// Why a member joined, as the incident's `explanation` says it.
+fn explanation_json(m: &Member) -> Value {
+    json!({
+        "fingerprint": m.alert.fingerprint,
+        "rule": m.join.rule,
+        "shared_keys": m.join.shared_keys.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+        "time_gap_s": round3(m.join.time_gap_s),
+        "topology_path": m.join.topology_path,
+        "score": round3(m.join.score),
+    })
 }
 
 /// A member anomaly as the incident's `signals` show it: the series, how it moved and
