@@ -441,7 +441,6 @@ impl Incident {
         };
         // Built field by field rather than with one `json!`: the macro copies every value
         // it is given (through `to_value`), and the member lists are most of the update.
-        let list = |items: Vec<Value>| Value::Array(items);
         let fields: [(&str, Value); 21] = [
             ("schema", SCHEMA.into()),
             ("incident_id", self.id.clone().into()),
@@ -453,20 +452,26 @@ impl Incident {
             ("opened_at", format_ms(self.opened_at).into()),
             ("updated_at", format_ms(self.updated_at).into()),
             ("resolved_at", self.resolved_at.map(format_ms).into()),
-            ("services", list(services.into_iter().map(Value::from).collect())),
-            ("hosts", list(self.hosts().into_iter().map(Value::from).collect())),
+            (
+                "services",
+                Value::Array(services.into_iter().map(Value::from).collect()),
+            ),
+            (
+                "hosts",
+                Value::Array(self.hosts().into_iter().map(Value::from).collect()),
+            ),
             ("owner", owner.into()),
-            ("root_cause", list(root)),
+            ("root_cause", Value::Array(root)),
             (
                 "suspected_changes",
-                list(self.changes.iter().map(|(c, why)| change_json(c, why)).collect()),
+                Value::Array(self.changes.iter().map(|(c, why)| change_json(c, why)).collect()),
             ),
-            ("alerts", list(members.iter().map(|m| alert_json(m)).collect())),
+            ("alerts", Value::Array(members.iter().map(|m| alert_json(m)).collect())),
             ("alert_count", alert_count.into()),
             ("alerts_omitted", (alert_count - members.len()).into()),
             (
                 "signals",
-                list(
+                Value::Array(
                     members
                         .iter()
                         .filter(|m| m.alert.source == "anomaly")
@@ -476,11 +481,11 @@ impl Incident {
             ),
             (
                 "explanation",
-                list(members.iter().map(|m| explanation_json(m)).collect()),
+                Value::Array(members.iter().map(|m| explanation_json(m)).collect()),
             ),
             (
                 "timeline",
-                list(
+                Value::Array(
                     self.timeline
                         .iter()
                         .map(|(ts, ev, d)| json!({"ts": format_ms(*ts), "event": ev, "detail": d}))
