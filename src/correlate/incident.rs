@@ -20,6 +20,7 @@ use super::alert::{Alert, Change};
 use crate::config::Catalog;
 use crate::decode::time::format_ms;
 use crate::decode::{Severity, Status};
+use crate::sink::json_text::JsonText;
 
 pub const SCHEMA: &str = "lookout.incident.v1";
 const TIMELINE_CAP: usize = 200;
@@ -417,7 +418,9 @@ impl Incident {
         p.clamp(1, 5) as u8
     }
 
-    pub fn to_json(&self, catalog: &Catalog) -> Value {
+    /// The published form (`lookout.incident.v1`) as JSON text, written directly: an
+    /// update is rebuilt on every change and lists up to [`LISTED_MEMBERS`] members.
+    pub fn to_json_text(&self, catalog: &Catalog) -> Vec<u8> {
         let first = self.order.first().and_then(|f| self.members.get(f));
         let services = self.services();
         let title = match (first, services.len()) {
@@ -430,123 +433,129 @@ impl Incident {
             .first()
             .and_then(|r| r["service"].as_str())
             .and_then(|s| catalog.service(s))
-            .and_then(|s| s.owner.clone());
+            .and_then(|s| s.owner.as_deref());
+        let (members, alert_count) = self.listed();
+        let mut w = JsonText::with_capacity(1024 + 700 * members.len());
+        w.begin_object()
+            .field("schema", SCHEMA)
+            .field("incident_id", &self.id)
+            .field("seq", &self.seq)
+            .field("status", self.last.as_str())
+            .field("title", &title)
+            .field("severity", self.severity().as_str())
+            .field("priority", &format!("P{}", self.priority(catalog)))
+            .field("opened_at", &format_ms(self.opened_at))
+            .field("updated_at", &format_ms(self.updated_at))
+            .field("resolved_at", &self.resolved_at.map(format_ms))
+            .field("services", &services)
+            .field("hosts", &self.hosts())
+            .field("owner", &owner)
+            .field("root_cause", &root)
+            .key("suspected_changes")
+            .begin_array();
+        for (c, why) in &self.changes {
+            w.value(&change_json(c, why));
+        }
+        w.end_array().key("alerts").begin_array();
+        for m in &members {
+            write_alert(&mut w, m);
+        }
+        w.end_array()
+            .field("alert_count", &alert_count)
+            .field("alerts_omitted", &(alert_count - members.len()))
+            .key("signals")
+            .begin_array();
+        for m in members.iter().filter(|m| m.alert.source == "anomaly") {
+            write_signal(&mut w, m);
+        }
+        w.end_array().key("explanation").begin_array();
+        for m in &members {
+            write_explanation(&mut w, m);
+        }
+        w.end_array().key("timeline").begin_array();
+        for (ts, ev, d) in &self.timeline {
+            w.begin_object()
+                .field("ts", &format_ms(*ts))
+                .field("event", ev)
+                .field("detail", d)
+                .end_object();
+        }
+        w.end_array().end_object();
+        w.into_bytes()
+    }
+
+    /// The members a published update lists, in the order they joined (the first and
+    /// the latest [`LISTED_MEMBERS`] / 2 of a larger incident), and how many there are.
+    pub fn listed(&self) -> (Vec<&Member>, usize) {
         let all: Vec<&Member> = self.order.iter().filter_map(|f| self.members.get(f)).collect();
-        let alert_count = all.len();
-        let members: Vec<&Member> = if alert_count > LISTED_MEMBERS {
-            let half = LISTED_MEMBERS / 2;
-            all[..half].iter().chain(&all[alert_count - half..]).copied().collect()
-        } else {
-            all
-        };
-        // Built field by field rather than with one `json!`: the macro copies every value
-        // it is given (through `to_value`), and the member lists are most of the update.
-        let fields: [(&str, Value); 21] = [
-            ("schema", SCHEMA.into()),
-            ("incident_id", self.id.clone().into()),
-            ("seq", self.seq.into()),
-            ("status", self.last.as_str().into()),
-            ("title", title.into()),
-            ("severity", self.severity().as_str().into()),
-            ("priority", format!("P{}", self.priority(catalog)).into()),
-            ("opened_at", format_ms(self.opened_at).into()),
-            ("updated_at", format_ms(self.updated_at).into()),
-            ("resolved_at", self.resolved_at.map(format_ms).into()),
-            (
-                "services",
-                Value::Array(services.into_iter().map(Value::from).collect()),
-            ),
-            (
-                "hosts",
-                Value::Array(self.hosts().into_iter().map(Value::from).collect()),
-            ),
-            ("owner", owner.into()),
-            ("root_cause", Value::Array(root)),
-            (
-                "suspected_changes",
-                Value::Array(self.changes.iter().map(|(c, why)| change_json(c, why)).collect()),
-            ),
-            ("alerts", Value::Array(members.iter().map(|m| alert_json(m)).collect())),
-            ("alert_count", alert_count.into()),
-            ("alerts_omitted", (alert_count - members.len()).into()),
-            (
-                "signals",
-                Value::Array(
-                    members
-                        .iter()
-                        .filter(|m| m.alert.source == "anomaly")
-                        .map(|m| signal_json(m))
-                        .collect(),
-                ),
-            ),
-            (
-                "explanation",
-                Value::Array(members.iter().map(|m| explanation_json(m)).collect()),
-            ),
-            (
-                "timeline",
-                Value::Array(
-                    self.timeline
-                        .iter()
-                        .map(|(ts, ev, d)| json!({"ts": format_ms(*ts), "event": ev, "detail": d}))
-                        .collect(),
-                ),
-            ),
-        ];
-        Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+        let count = all.len();
+        if count <= LISTED_MEMBERS {
+            return (all, count);
+        }
+        let half = LISTED_MEMBERS / 2;
+        (all[..half].iter().chain(&all[count - half..]).copied().collect(), count)
     }
 }
 
 /// A member as the incident's `alerts` list it.
-fn alert_json(m: &Member) -> Value {
-    json!({
-        "fingerprint": m.alert.fingerprint,
-        "source": m.alert.source,
-        "service": m.alert.service,
-        "host": m.alert.host,
-        "title": m.alert.title,
-        "severity": m.alert.severity.as_str(),
-        "status": m.alert.status.as_str(),
-        "first_seen": format_ms(m.first_seen),
-        "last_seen": format_ms(m.last_seen),
-        "count": m.count,
-        "flapping": m.flapping,
-        "maintenance": m.maintenance,
-    })
+fn write_alert(w: &mut JsonText, m: &Member) {
+    let a = &m.alert;
+    w.begin_object()
+        .field("fingerprint", &a.fingerprint)
+        .field("source", &a.source)
+        .field("service", &a.service)
+        .field("host", &a.host)
+        .field("title", &a.title)
+        .field("severity", a.severity.as_str())
+        .field("status", a.status.as_str())
+        .field("first_seen", &format_ms(m.first_seen))
+        .field("last_seen", &format_ms(m.last_seen))
+        .field("count", &m.count)
+        .field("flapping", &m.flapping)
+        .field("maintenance", &m.maintenance)
+        .end_object();
 }
 
 /// Why a member joined, as the incident's `explanation` says it.
-fn explanation_json(m: &Member) -> Value {
-    json!({
-        "fingerprint": m.alert.fingerprint,
-        "rule": m.join.rule,
-        "shared_keys": m.join.shared_keys.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
-        "time_gap_s": round3(m.join.time_gap_s),
-        "topology_path": m.join.topology_path,
-        "score": round3(m.join.score),
-    })
+fn write_explanation(w: &mut JsonText, m: &Member) {
+    let j = &m.join;
+    w.begin_object()
+        .field("fingerprint", &m.alert.fingerprint)
+        .field("rule", &j.rule)
+        .key("shared_keys")
+        .begin_array();
+    for (k, v) in &j.shared_keys {
+        w.begin_object().field("key", k).field("value", v).end_object();
+    }
+    w.end_array()
+        .key("time_gap_s")
+        .f64(round3(j.time_gap_s))
+        .field("topology_path", &j.topology_path)
+        .key("score")
+        .f64(round3(j.score))
+        .end_object();
 }
 
 /// A member anomaly as the incident's `signals` show it: the series, how it moved and
 /// what was expected, from the anomaly's first notification.
-fn signal_json(m: &Member) -> Value {
+fn write_signal(w: &mut JsonText, m: &Member) {
     let a = &m.alert;
-    let number = |k: &str| a.label(k).and_then(|v| v.parse::<f64>().ok());
-    json!({
-        "fingerprint": a.fingerprint,
-        "signal": a.label("metric"),
-        "kind": a.label("kind"),
-        "service": a.service,
-        "host": a.host,
-        "role": a.label("role"),
-        "direction": a.label("direction"),
-        "value": number("value"),
-        "expected": number("expected"),
-        "score": number("score"),
-        "status": a.status.as_str(),
-        "first_seen": format_ms(m.first_seen),
-        "last_seen": format_ms(m.last_seen),
-    })
+    let number = |k: &str| a.label(k).and_then(|v| v.parse::<f64>().ok()).filter(|x| x.is_finite());
+    w.begin_object()
+        .field("fingerprint", &a.fingerprint)
+        .field("signal", &a.label("metric"))
+        .field("kind", &a.label("kind"))
+        .field("service", &a.service)
+        .field("host", &a.host)
+        .field("role", &a.label("role"))
+        .field("direction", &a.label("direction"))
+        .field("value", &number("value"))
+        .field("expected", &number("expected"))
+        .field("score", &number("score"))
+        .field("status", a.status.as_str())
+        .field("first_seen", &format_ms(m.first_seen))
+        .field("last_seen", &format_ms(m.last_seen))
+        .end_object();
 }
 
 fn change_json(c: &Change, reason: &str) -> Value {

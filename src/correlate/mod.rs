@@ -33,12 +33,72 @@ use crate::decode::time;
 use crate::decode::{EventKind, Severity, Status};
 use incident::Explanation;
 
-/// A published incident state.
+/// A published incident state: its JSON text, and what the trend ledger reads from it.
 #[derive(Debug, Clone)]
 pub struct IncidentUpdate {
     pub incident_id: String,
     pub seq: u64,
-    pub json: Value,
+    /// `lookout.incident.v1` as published.
+    pub text: Vec<u8>,
+    pub summary: Summary,
+}
+
+impl IncidentUpdate {
+    /// The published state parsed (tests, the board).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.text).expect("an incident update is JSON")
+    }
+}
+
+/// The parts of an incident update the operations ledger of trend reports keeps
+/// ([`crate::report::incidents::Ledger`]), typed, so that it need not parse the text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    pub opened_at: i64,
+    pub resolved_at: Option<i64>,
+    pub services: Vec<String>,
+    /// The listed members, in the order they joined.
+    pub alerts: Vec<ListedAlert>,
+}
+
+impl Summary {
+    /// Reads a published state (`lookout.incident.v1`); `None` without `opened_at`.
+    pub fn from_json(v: &Value) -> Option<Summary> {
+        let time = |v: &Value| v.as_str().and_then(time::parse_str);
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        Some(Summary {
+            opened_at: time(&v["opened_at"])?,
+            resolved_at: time(&v["resolved_at"]),
+            services: v["services"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect(),
+            alerts: v["alerts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| ListedAlert {
+                    fingerprint: text(&a["fingerprint"]),
+                    source: text(&a["source"]),
+                    service: a["service"].as_str().map(str::to_string),
+                    title: text(&a["title"]),
+                    first_seen: time(&a["first_seen"]).unwrap_or(i64::MAX),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// A listed member as [`Summary`] has it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListedAlert {
+    pub fingerprint: String,
+    pub source: String,
+    pub service: Option<String>,
+    pub title: String,
+    pub first_seen: i64,
 }
 
 /// Counters for metrics and reports.
@@ -823,10 +883,28 @@ impl Correlator {
 
     fn publish(&self, id: &str) -> Option<IncidentUpdate> {
         let inc = self.incidents.get(id).filter(|i| i.published)?;
+        let summary = Summary {
+            opened_at: inc.opened_at,
+            resolved_at: inc.resolved_at,
+            services: inc.services(),
+            alerts: inc
+                .listed()
+                .0
+                .into_iter()
+                .map(|m| ListedAlert {
+                    fingerprint: m.alert.fingerprint.clone(),
+                    source: m.alert.source.clone(),
+                    service: m.alert.service.clone(),
+                    title: m.alert.title.clone(),
+                    first_seen: m.first_seen,
+                })
+                .collect(),
+        };
         Some(IncidentUpdate {
             incident_id: inc.id.clone(),
             seq: inc.seq,
-            json: inc.to_json(&self.catalog),
+            text: inc.to_json_text(&self.catalog),
+            summary,
         })
     }
 }

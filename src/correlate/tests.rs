@@ -49,10 +49,12 @@ fn candidates_open_only_when_confirmed() {
     // ... but symptoms on a caller too: confirmed, opened now with everything so far
     let out = c.ingest(vec![symptom("s2", "api", 190)], vec![]);
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].json["status"], "open");
-    assert_eq!(out[0].json["alert_count"], 3);
-    assert_eq!(out[0].json["opened_at"], "1970-01-01T00:03:10.000Z");
-    assert!(out[0].json["timeline"].to_string().contains("symptoms on two services"));
+    assert_eq!(out[0].json()["status"], "open");
+    assert_eq!(out[0].json()["alert_count"], 3);
+    assert_eq!(out[0].json()["opened_at"], "1970-01-01T00:03:10.000Z");
+    assert!(out[0].json()["timeline"]
+        .to_string()
+        .contains("symptoms on two services"));
 
     // a critical alert confirms by itself
     let mut crit = alert("c", "mail", 1000, Status::Firing);
@@ -87,7 +89,7 @@ fn candidates_open_only_when_confirmed() {
     let mut c2 = Correlator::new(cfg, catalog());
     assert!(c2.ingest(vec![alert("w1", "db", 0, Status::Firing)], vec![]).is_empty());
     let out = c2.ingest(vec![alert("w2", "db", 10, Status::Firing)], vec![]);
-    assert!(out[0].json["timeline"].to_string().contains("enough alerts"));
+    assert!(out[0].json()["timeline"].to_string().contains("enough alerts"));
 
     // unconfirmed candidates go quietly
     let mut c = Correlator::new(Correlation::default(), catalog());
@@ -113,9 +115,10 @@ fn a_rule_firing_again_after_silence_is_a_new_episode() {
     // the incident is still open (quiet period 30 min) but nothing happened for 16 min
     let again = c.ingest(vec![alert("r", "db", 1000, Status::Firing)], vec![]);
     assert_ne!(
-        again[0].incident_id, first[0].incident_id,
+        again[0].incident_id,
+        first[0].incident_id,
         "{:?}",
-        again[0].json["timeline"]
+        again[0].json()["timeline"]
     );
     // ... while a repeat within the window is only a repeat
     assert!(c
@@ -129,7 +132,7 @@ fn a_rule_firing_again_after_silence_is_a_new_episode() {
     bare.ts = 4000 * 1000;
     let out = c.ingest(vec![bare], vec![]);
     assert!(
-        out.iter().any(|u| u.json["alerts"].to_string().contains("\"bare\"")),
+        out.iter().any(|u| u.json()["alerts"].to_string().contains("\"bare\"")),
         "{out:?}"
     );
 }
@@ -150,7 +153,7 @@ fn fresh_trouble_next_door_beats_an_old_same_service_match() {
     // an api alert now: api is stale in the old incident, fresh next door in web's
     let out = c.ingest(vec![alert("api2", "api", 560, Status::Firing)], vec![]);
     assert_eq!(out[0].incident_id, web_id);
-    assert_eq!(out[0].json["explanation"][1]["rule"], "topology");
+    assert_eq!(out[0].json()["explanation"][1]["rule"], "topology");
 }
 
 #[test]
@@ -160,7 +163,7 @@ fn flapping_alerts_stop_churning_the_incident() {
     for i in 0..10 {
         let st = if i % 2 == 0 { Status::Firing } else { Status::Resolved };
         for u in c.ingest(vec![alert("f", "db", i * 60, st)], vec![]) {
-            statuses.push(u.json["status"].as_str().unwrap().to_string());
+            statuses.push(u.json()["status"].as_str().unwrap().to_string());
         }
     }
     // open, resolved, reopened, resolved; the fourth flip marks it flapping (and reopens
@@ -218,9 +221,9 @@ fn maintenance_windows_suppress_or_mark() {
     let mut after = alert("y", "api", 180, Status::Firing);
     after.severity = Severity::Critical;
     let out = c.ingest(vec![after], vec![]);
-    assert_eq!(out[0].json["status"], "open");
-    assert_eq!(out[0].json["alerts"][0]["maintenance"], true);
-    assert_eq!(out[0].json["alerts"][1]["maintenance"], false);
+    assert_eq!(out[0].json()["status"], "open");
+    assert_eq!(out[0].json()["alerts"][0]["maintenance"], true);
+    assert_eq!(out[0].json()["alerts"][1]["maintenance"], false);
 }
 
 #[test]
@@ -242,7 +245,7 @@ fn awkward_alerts() {
     let reuse = c.ingest(vec![alert("u1", "mail", 30, Status::Firing)], vec![]);
     assert_ne!(reuse[0].incident_id, a[0].incident_id);
     assert_eq!(c.stats.fingerprint_clashes, 1);
-    assert!(reuse[0].json["alerts"][0]["fingerprint"]
+    assert!(reuse[0].json()["alerts"][0]["fingerprint"]
         .as_str()
         .unwrap()
         .starts_with("u1~"));
@@ -267,8 +270,8 @@ fn alerts_the_catalog_cannot_place_group_by_attributes_and_similar_titles() {
         vec![],
     );
     assert_eq!(same[0].incident_id, first[0].incident_id);
-    assert_eq!(same[0].json["explanation"][1]["rule"], "similar_title");
-    assert_eq!(same[0].json["explanation"][1]["shared_keys"][0]["value"], "eu-1");
+    assert_eq!(same[0].json()["explanation"][1]["rule"], "similar_title");
+    assert_eq!(same[0].json()["explanation"][1]["shared_keys"][0]["value"], "eu-1");
     // another cluster, or another kind of trouble: apart
     let other_cluster = c.ingest(
         vec![mk("c", "Disk pressure on node ip-10-0-3-9: 95% used", "us-2", 70)],
@@ -302,14 +305,14 @@ fn dedup_group_and_resolve() {
     let mut c = Correlator::new(open_on_any_alert(), catalog());
     let out = c.ingest(vec![alert("a", "db", 0, Status::Firing)], vec![]);
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].json["status"], "open");
+    assert_eq!(out[0].json()["status"], "open");
     // the same fingerprint again: deduplicated, nothing published
     assert!(c.ingest(vec![alert("a", "db", 60, Status::Firing)], vec![]).is_empty());
     // a caller of db alerts: joins by topology
     let out = c.ingest(vec![alert("b", "api", 90, Status::Firing)], vec![]);
-    assert_eq!(out[0].json["alert_count"], 2);
-    assert_eq!(out[0].json["explanation"][1]["rule"], "topology");
-    assert_eq!(out[0].json["root_cause"][0]["service"], "db");
+    assert_eq!(out[0].json()["alert_count"], 2);
+    assert_eq!(out[0].json()["explanation"][1]["rule"], "topology");
+    assert_eq!(out[0].json()["root_cause"][0]["service"], "db");
     // an unrelated service opens its own incident
     let out = c.ingest(vec![alert("m", "mail", 100, Status::Firing)], vec![]);
     assert_ne!(out[0].incident_id, c.by_fingerprint["a"]);
@@ -322,15 +325,15 @@ fn dedup_group_and_resolve() {
         vec![],
     );
     // one message per state change: one alert resolved, then all of them
-    let states: Vec<(&str, u64)> = out
+    let states: Vec<(String, u64)> = out
         .iter()
-        .map(|u| (u.json["status"].as_str().unwrap(), u.seq))
+        .map(|u| (u.json()["status"].as_str().unwrap().to_string(), u.seq))
         .collect();
-    assert_eq!(states, vec![("updated", 3), ("resolved", 4)]);
+    assert_eq!(states, vec![("updated".into(), 3), ("resolved".into(), 4)]);
     // fires again within the reopen window: reopened, same id
     let out = c.ingest(vec![alert("a", "db", 300, Status::Firing)], vec![]);
-    assert_eq!(out[0].json["status"], "reopened");
-    assert_eq!(out[0].json["incident_id"], c.by_fingerprint["a"].as_str());
+    assert_eq!(out[0].json()["status"], "reopened");
+    assert_eq!(out[0].json()["incident_id"], c.by_fingerprint["a"].as_str());
 }
 
 #[test]
@@ -338,8 +341,8 @@ fn quiet_incidents_resolve_and_are_forgotten() {
     let mut c = Correlator::new(open_on_any_alert(), catalog());
     c.ingest(vec![alert("a", "db", 0, Status::Firing)], vec![]);
     let out = c.advance(1801 * 1000);
-    assert_eq!(out[0].json["status"], "resolved");
-    assert_eq!(out[0].json["resolved_at"], "1970-01-01T00:30:00.000Z");
+    assert_eq!(out[0].json()["status"], "resolved");
+    assert_eq!(out[0].json()["resolved_at"], "1970-01-01T00:30:00.000Z");
     c.advance(1801 * 1000 + 901 * 1000);
     assert!(c.incidents.is_empty() && c.by_fingerprint.is_empty());
 }
@@ -364,7 +367,7 @@ fn changes_before_the_first_symptom_are_suspects() {
         labels: vec![("deploy_id".into(), "d-1".into())],
     };
     let out = c.ingest(vec![alert("b", "api", 120, Status::Firing)], vec![deploy]);
-    let sc = &out[0].json["suspected_changes"];
+    let sc = &out[0].json()["suspected_changes"];
     assert_eq!(sc[0]["fingerprint"], "deploy-1");
     assert!(sc[0]["reason"].as_str().unwrap().contains("dependency of affected api"));
 }
@@ -381,7 +384,7 @@ fn same_input_same_ids() {
             vec![],
         )
         .into_iter()
-        .map(|u| u.json.to_string())
+        .map(|u| String::from_utf8(u.text.clone()).unwrap())
         .collect::<Vec<_>>()
     };
     assert_eq!(run(), run());
@@ -444,7 +447,9 @@ fn the_incident_stream_does_not_depend_on_batch_boundaries() {
             // the deploy is read first, whatever it is cut with
             let ch = if from == 0 { changes.clone() } else { Vec::new() };
             for u in c.ingest(batch, ch) {
-                out.insert((u.incident_id, u.seq, u.json.to_string()));
+                // the ledger's typed summary says what the published text says
+                assert_eq!(Summary::from_json(&u.json()).as_ref(), Some(&u.summary));
+                out.insert((u.incident_id, u.seq, String::from_utf8(u.text.clone()).unwrap()));
             }
             from = to;
         }
@@ -477,7 +482,8 @@ fn a_long_incident_lists_its_first_and_latest_alerts_and_counts_them_all() {
         })
         .collect();
     let out = c.ingest(alerts, vec![]);
-    let last = &out.last().expect("published").json;
+    let last = &out.last().expect("published").json();
+    assert_eq!(Summary::from_json(last).as_ref(), Some(&out.last().unwrap().summary));
     assert_eq!(last["alert_count"], 500);
     assert_eq!(last["alerts_omitted"], 300);
     let listed: Vec<&str> = last["alerts"]
@@ -493,8 +499,8 @@ fn a_long_incident_lists_its_first_and_latest_alerts_and_counts_them_all() {
     // a small incident lists everything
     let mut c = Correlator::new(open_on_any_alert(), catalog());
     let out = c.ingest(vec![alert("x", "db", 0, Status::Firing)], vec![]);
-    assert_eq!(out[0].json["alerts_omitted"], 0);
-    assert_eq!(out[0].json["alerts"].as_array().unwrap().len(), 1);
+    assert_eq!(out[0].json()["alerts_omitted"], 0);
+    assert_eq!(out[0].json()["alerts"].as_array().unwrap().len(), 1);
 }
 
 #[test]
@@ -516,7 +522,7 @@ fn an_incident_takes_new_alerts_for_max_grouping_s_and_repeats_after_that() {
             vec![crit(&format!("n{i}"), i * 300), crit("first", i * 300 + 1)],
             vec![],
         ) {
-            ids.insert(u.json["incident_id"].as_str().unwrap().to_string());
+            ids.insert(u.json()["incident_id"].as_str().unwrap().to_string());
         }
     }
     assert_eq!(ids.len(), 2, "{ids:?}");

@@ -750,7 +750,7 @@ impl Processor {
         let reports = match &mut self.trends {
             Some(t) => {
                 for u in &updates {
-                    t.observe_incident(&u.json);
+                    t.observe_summary(&u.incident_id, &u.summary);
                 }
                 match (finish, self.trend_mark) {
                     (true, _) => t.finish(),
@@ -766,6 +766,10 @@ impl Processor {
             self.stats.trend_dropped_values = t.stats.dropped;
         }
         self.stats.incident_updates += updates.len() as u64;
+        if let Some(b) = &mut self.board {
+            let incidents: Vec<serde_json::Value> = updates.iter().map(correlate::IncidentUpdate::json).collect();
+            b.changed |= b.board.take(incidents.iter(), detections.anomalies.iter());
+        }
         let mut out = Vec::new();
         out.extend(
             detections
@@ -775,19 +779,14 @@ impl Processor {
         );
         out.extend(
             updates
-                .iter()
-                .map(|u| Message::json(Topic::Incidents, Some(u.incident_id.clone()), &u.json)),
+                .into_iter()
+                .map(|u| Message::text(Topic::Incidents, Some(u.incident_id), u.text)),
         );
         out.extend(
             reports
                 .iter()
                 .map(|r| Message::json(Topic::TrendReports, r["report_id"].as_str().map(str::to_string), r)),
         );
-        if let Some(b) = &mut self.board {
-            b.changed |= b
-                .board
-                .take(updates.iter().map(|u| &u.json), detections.anomalies.iter());
-        }
         self.stats.time.correlation += lap(clock);
         out
     }

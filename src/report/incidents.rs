@@ -27,8 +27,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use ndarray::Array2;
 use serde_json::{json, Value};
 
-use crate::correlate::Alert;
-use crate::decode::time::{format_ms, parse_str};
+use crate::correlate::{Alert, Summary};
+use crate::decode::time::format_ms;
 
 /// Incidents kept for MTBF and recurring types.
 pub const MAX_INCIDENTS: usize = 2000;
@@ -135,48 +135,39 @@ impl Ledger {
         }
     }
 
-    /// Takes a published incident state (`lookout.incident.v1`).
+    /// Takes a published incident state as JSON (`lookout.incident.v1`).
     pub fn observe_incident(&mut self, v: &Value) {
-        let Some(id) = v["incident_id"].as_str() else {
-            return;
-        };
-        let time = |k: &str| v[k].as_str().and_then(parse_str);
-        let Some(opened_at) = time("opened_at") else {
-            return;
-        };
-        let alerts = v["alerts"].as_array().map(Vec::as_slice).unwrap_or_default();
-        let first_evidence = alerts
+        if let (Some(id), Some(summary)) = (v["incident_id"].as_str(), Summary::from_json(v)) {
+            self.observe_summary(id, &summary);
+        }
+    }
+
+    /// Takes a published incident state, as the correlator summarised it.
+    pub fn observe_summary(&mut self, id: &str, s: &Summary) {
+        let first_evidence = s
+            .alerts
             .iter()
-            .filter_map(|a| a["first_seen"].as_str().and_then(parse_str))
+            .map(|a| a.first_seen)
             .min()
-            .unwrap_or(opened_at)
-            .min(opened_at);
-        let strings = |x: &Value| -> Vec<String> {
-            x.as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        };
+            .unwrap_or(s.opened_at)
+            .min(s.opened_at);
         let t = self.incidents.entry(id.to_string()).or_default();
-        t.opened_at = opened_at;
+        t.opened_at = s.opened_at;
         t.first_evidence = first_evidence;
-        t.resolved_at = time("resolved_at");
-        t.services = strings(&v["services"]);
-        t.fingerprints = alerts
-            .iter()
-            .filter_map(|a| a["fingerprint"].as_str().map(str::to_string))
-            .collect();
+        t.resolved_at = s.resolved_at;
+        t.services.clone_from(&s.services);
+        t.fingerprints = s.alerts.iter().map(|a| a.fingerprint.clone()).collect();
         // the alert's own service is blanked too, so one kind of failure on two
         // services has one shape
-        t.kinds = alerts
+        t.kinds = s
+            .alerts
             .iter()
             .map(|a| {
-                let mut title = a["title"].as_str().unwrap_or("").to_string();
-                if let Some(svc) = a["service"].as_str().filter(|s| !s.is_empty()) {
-                    title = title.replace(svc, "*");
-                }
-                format!("{}: {}", a["source"].as_str().unwrap_or(""), title_shape(&title))
+                let title = match a.service.as_deref().filter(|s| !s.is_empty()) {
+                    Some(svc) => a.title.replace(svc, "*"),
+                    None => a.title.clone(),
+                };
+                format!("{}: {}", a.source, title_shape(&title))
             })
             .collect();
         // an acknowledgement still pending matched no incident when it came, so only this
@@ -420,6 +411,7 @@ fn round(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::time::parse_str;
     use crate::decode::{Severity, Status};
 
     fn incident(id: &str, opened: &str, resolved: Option<&str>, service: &str, fp: &str, first: &str) -> Value {

@@ -519,6 +519,11 @@ impl Trends {
         self.ledger.observe_incident(v);
     }
 
+    /// Takes a published incident state as the correlator summarised it.
+    pub fn observe_summary(&mut self, id: &str, s: &crate::correlate::Summary) {
+        self.ledger.observe_summary(id, s);
+    }
+
     /// Takes acknowledgements from a decoded events batch: PagerDuty `acknowledge`
     /// (by `dedup_key`), or any event labelled `event_action = acknowledge` naming an
     /// `incident_id`.

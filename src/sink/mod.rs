@@ -3,6 +3,7 @@
 //! flushed to the file), because the pipeline stores input offsets right after.
 
 pub mod file;
+pub mod json_text;
 pub mod kafka;
 
 use crate::source::DeadLetter;
@@ -49,6 +50,16 @@ impl Message {
             topic,
             key,
             payload: value.to_string().into_bytes(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// A message whose payload is already JSON text.
+    pub fn text(topic: Topic, key: Option<String>, payload: Vec<u8>) -> Message {
+        Message {
+            topic,
+            key,
+            payload,
             headers: Vec::new(),
         }
     }
