@@ -70,19 +70,16 @@ impl ConsumerContext for LagContext {
 }
 
 pub struct KafkaSource {
-    consumer: StreamConsumer<LagContext>,
+    consumer: Arc<StreamConsumer<LagContext>>,
     lag: Lag,
-    streams: HashMap<String, Stream>,
-    batch: Batch,
+    reading: Arc<Reading>,
+    /// The batch being read while the caller processes the one before.
+    ahead: Option<tokio::task::JoinHandle<Read>>,
     group: String,
     /// The next offset to process per partition, after the batches delivered so far.
     delivered: Offsets,
     /// Records skipped because the state holds them already.
     skipped: u64,
-    /// A record over `max_record_bytes` is copied out of the consumer only as far as its
-    /// dead letter keeps it (`dead_letter_max_bytes`): a huge record, or one that a small
-    /// compressed batch inflated to (a decompression bomb), is not copied whole.
-    limits: Limits,
     /// Forget what a revoked partition delivered (partitioned state).
     forget_revoked: bool,
     /// Partitions revoked since [`KafkaSource::take_revoked`] was last called (kept only
@@ -130,14 +127,13 @@ impl KafkaSource {
         consumer.subscribe(&names)?;
         let streams = topics.iter().map(|(s, t)| (t.to_string(), *s)).collect();
         Ok(KafkaSource {
-            consumer,
+            consumer: Arc::new(consumer),
             lag,
-            streams,
-            batch,
+            reading: Arc::new(Reading { streams, batch, limits }),
+            ahead: None,
             group: group.to_string(),
             delivered: Offsets::new(),
             skipped: 0,
-            limits,
             forget_revoked: false,
             revoked: Vec::new(),
         })
@@ -155,86 +151,50 @@ impl KafkaSource {
     }
 
     /// The next batch: up to `max_records`, closed `max_wait_ms` after its first
-    /// record. `None` once `cancel` fires.
+    /// record, without the records the state holds already. `None` once `cancel` fires.
+    ///
+    /// Batches are read one ahead: when this returns, the next one is being read (on
+    /// another thread of the runtime) while the caller processes this one, so reading
+    /// and copying records out of the consumer overlaps processing. Offsets are stored
+    /// only for delivered batches, so a batch read ahead and never handed over is read
+    /// again by the next consumer of its partitions.
     pub async fn next_batch(&mut self, cancel: &CancellationToken) -> Result<Option<Vec<RawRecord>>, SourceError> {
-        let mut out = Vec::with_capacity(self.batch.max_records.min(16_384));
-        // One timer per batch, not one per record: idle for `max_wait_ms` (at least
-        // 50 ms) before the first record, then `max_wait_ms` after it.
-        let deadline = tokio::time::sleep(Duration::from_millis(self.batch.max_wait_ms.max(50)));
-        tokio::pin!(deadline);
-        let mut started = false;
-        loop {
-            let msg = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(if out.is_empty() { None } else { Some(out) }),
-                _ = &mut deadline => Err(()),
-                r = self.consumer.recv() => Ok(r),
-            };
-            note_revoked(
-                self.consumer.context(),
-                self.forget_revoked,
-                &mut self.delivered,
-                &mut self.revoked,
-                &mut out,
-            );
-            match msg {
-                // the batch's time is up; an empty batch lets event time and shutdown move
-                Err(()) => return Ok(Some(out)),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "consumer error");
-                    if !out.is_empty() {
-                        return Ok(Some(out));
-                    }
-                }
-                Ok(Ok(m)) => {
-                    let Some(&stream) = self.streams.get(m.topic()) else {
-                        continue;
-                    };
-                    if self.holds(m.topic(), m.partition(), m.offset()) {
-                        self.skipped += 1;
-                        continue;
-                    }
-                    let headers = m
-                        .headers()
-                        .map(|h| {
-                            h.iter()
-                                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    let payload = m.payload().unwrap_or_default();
-                    // a record over the limit goes to dead letters: keep only what they keep
-                    let cut_from = (payload.len() > self.limits.max_record_bytes).then_some(payload.len());
-                    let keep = if cut_from.is_some() {
-                        payload.len().min(self.limits.dead_letter_max_bytes)
-                    } else {
-                        payload.len()
-                    };
-                    out.push(RawRecord {
-                        stream,
-                        payload: payload[..keep].to_vec(),
-                        meta: RecordMeta {
-                            topic: m.topic().to_string(),
-                            partition: m.partition(),
-                            offset: m.offset(),
-                            kafka_ts: m.timestamp().to_millis(),
-                            key: m.key().map(<[u8]>::to_vec),
-                            headers,
-                            cut_from,
-                        },
-                    });
-                    if !started {
-                        started = true;
-                        deadline
-                            .as_mut()
-                            .reset(tokio::time::Instant::now() + Duration::from_millis(self.batch.max_wait_ms));
-                    }
-                    if out.len() >= self.batch.max_records {
-                        return Ok(Some(out));
-                    }
-                }
+        let read = match self.ahead.take() {
+            Some(task) => match task.await {
+                Ok(read) => read,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => Read::default(),
+            },
+            None => {
+                read_batch(
+                    self.consumer.clone(),
+                    self.reading.clone(),
+                    self.forget_revoked,
+                    cancel.clone(),
+                )
+                .await
             }
+        };
+        if !read.cancelled {
+            self.ahead = Some(tokio::spawn(read_batch(
+                self.consumer.clone(),
+                self.reading.clone(),
+                self.forget_revoked,
+                cancel.clone(),
+            )));
         }
+        let mut out = read.records;
+        if self.forget_revoked && !read.revoked.is_empty() {
+            let gone = |topic: &str, partition: i32| read.revoked.iter().any(|(t, p)| *p == partition && t == topic);
+            self.delivered.retain(|(t, p), _| !gone(t, *p));
+            self.revoked.extend(read.revoked);
+        }
+        self.drop_held(&mut out);
+        Ok(if read.cancelled && out.is_empty() {
+            None
+        } else {
+            Some(out)
+        })
     }
 
     /// The partitions assigned to this instance now, with their streams.
@@ -244,7 +204,13 @@ impl KafkaSource {
         };
         tpl.elements()
             .iter()
-            .filter_map(|e| Some((*self.streams.get(e.topic())?, e.topic().to_string(), e.partition())))
+            .filter_map(|e| {
+                Some((
+                    *self.reading.streams.get(e.topic())?,
+                    e.topic().to_string(),
+                    e.partition(),
+                ))
+            })
             .collect()
     }
 
@@ -275,15 +241,6 @@ impl KafkaSource {
         self.skipped
     }
 
-    /// True for a record below the next offset delivered for its partition: the state
-    /// holds it. (A scan, not a lookup: no key to allocate per record, and an instance
-    /// reads few partitions.)
-    fn holds(&self, topic: &str, partition: i32, offset: i64) -> bool {
-        self.delivered
-            .iter()
-            .any(|((t, p), next)| *p == partition && offset < *next && t == topic)
-    }
-
     /// Goes on with `partition` (of every input topic) from `offsets`, those of the
     /// state its task restored (none: from the committed offsets).
     pub fn restart_partition(&mut self, partition: i32, offsets: &Offsets) {
@@ -298,8 +255,20 @@ impl KafkaSource {
     /// Drops the records of `batch` that the state holds already (read before a task
     /// was restored).
     pub fn drop_held(&mut self, batch: &mut Vec<RawRecord>) {
+        if self.delivered.is_empty() {
+            return;
+        }
+        // a record below the next offset delivered for its partition: the state holds it
+        let next: HashMap<(&str, i32), i64> = self
+            .delivered
+            .iter()
+            .map(|((t, p), n)| ((t.as_str(), *p), *n))
+            .collect();
         let before = batch.len();
-        batch.retain(|r| !self.holds(&r.meta.topic, r.meta.partition, r.meta.offset));
+        batch.retain(|r| {
+            next.get(&(r.meta.topic.as_str(), r.meta.partition))
+                .is_none_or(|n| r.meta.offset >= *n)
+        });
         self.skipped += (before - batch.len()) as u64;
     }
 
@@ -353,16 +322,124 @@ impl KafkaSource {
     }
 }
 
-/// Partitions revoked by a rebalance during the last poll: with `forget`, their records
-/// in `out` go, what they delivered no longer counts, and `revoked` gets them (for the
-/// tasks to hand over).
-fn note_revoked(
-    context: &LagContext,
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        // the batch being read holds the consumer; nobody will take it
+        if let Some(task) = self.ahead.take() {
+            task.abort();
+        }
+    }
+}
+
+/// What every read of a batch needs.
+struct Reading {
+    streams: HashMap<String, Stream>,
+    batch: Batch,
+    /// A record over `max_record_bytes` is copied out of the consumer only as far as its
+    /// dead letter keeps it (`dead_letter_max_bytes`): a huge record, or one that a small
+    /// compressed batch inflated to (a decompression bomb), is not copied whole.
+    limits: Limits,
+}
+
+/// A batch as read, before the records the state holds are dropped.
+#[derive(Default)]
+struct Read {
+    records: Vec<RawRecord>,
+    /// Partitions revoked while it was read (kept only when forgetting them).
+    revoked: Vec<(String, i32)>,
+    /// `cancel` fired.
+    cancelled: bool,
+}
+
+/// Reads a batch: up to `max_records`, closed `max_wait_ms` after its first record.
+async fn read_batch(
+    consumer: Arc<StreamConsumer<LagContext>>,
+    reading: Arc<Reading>,
     forget: bool,
-    delivered: &mut Offsets,
-    revoked: &mut Vec<(String, i32)>,
-    out: &mut Vec<RawRecord>,
-) {
+    cancel: CancellationToken,
+) -> Read {
+    let (batch, limits) = (&reading.batch, &reading.limits);
+    let mut read = Read {
+        records: Vec::with_capacity(batch.max_records.min(16_384)),
+        ..Read::default()
+    };
+    let out = &mut read.records;
+    // One timer per batch, not one per record: idle for `max_wait_ms` (at least
+    // 50 ms) before the first record, then `max_wait_ms` after it.
+    let deadline = tokio::time::sleep(Duration::from_millis(batch.max_wait_ms.max(50)));
+    tokio::pin!(deadline);
+    let mut started = false;
+    loop {
+        let msg = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {
+                read.cancelled = true;
+                return read;
+            }
+            _ = &mut deadline => Err(()),
+            r = consumer.recv() => Ok(r),
+        };
+        note_revoked(consumer.context(), forget, &mut read.revoked, out);
+        match msg {
+            // the batch's time is up; an empty batch lets event time and shutdown move
+            Err(()) => return read,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "consumer error");
+                if !out.is_empty() {
+                    return read;
+                }
+            }
+            Ok(Ok(m)) => {
+                let Some(&stream) = reading.streams.get(m.topic()) else {
+                    continue;
+                };
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let payload = m.payload().unwrap_or_default();
+                // a record over the limit goes to dead letters: keep only what they keep
+                let cut_from = (payload.len() > limits.max_record_bytes).then_some(payload.len());
+                let keep = if cut_from.is_some() {
+                    payload.len().min(limits.dead_letter_max_bytes)
+                } else {
+                    payload.len()
+                };
+                out.push(RawRecord {
+                    stream,
+                    payload: payload[..keep].to_vec(),
+                    meta: RecordMeta {
+                        topic: m.topic().to_string(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        kafka_ts: m.timestamp().to_millis(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        headers,
+                        cut_from,
+                    },
+                });
+                if !started {
+                    started = true;
+                    deadline
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + Duration::from_millis(batch.max_wait_ms));
+                }
+                if out.len() >= batch.max_records {
+                    return read;
+                }
+            }
+        }
+    }
+}
+
+/// Partitions revoked by a rebalance during the last poll: with `forget`, their records
+/// in `out` go and `revoked` gets them (the source then forgets what they delivered, and
+/// the tasks hand them over).
+fn note_revoked(context: &LagContext, forget: bool, revoked: &mut Vec<(String, i32)>, out: &mut Vec<RawRecord>) {
     if !context.rebalanced.swap(false, Ordering::AcqRel) {
         return;
     }
@@ -370,7 +447,6 @@ fn note_revoked(
     if forget {
         let gone = |topic: &str, partition: i32| now.iter().any(|(t, p)| *p == partition && t == topic);
         out.retain(|r| !gone(&r.meta.topic, r.meta.partition));
-        delivered.retain(|(t, p), _| !gone(t, *p));
         revoked.extend(now);
     }
 }
