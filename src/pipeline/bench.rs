@@ -393,7 +393,7 @@ impl Lookout {
     pub async fn start(setup: &Setup) -> Result<Lookout, String> {
         let cfg = &setup.cfg;
         let processor = Processor::build(cfg).await.map_err(|e| e.to_string())?;
-        let source = KafkaSource::new(
+        let mut source = KafkaSource::new(
             &setup.client,
             &format!("{}-lookout", setup.run),
             &cfg.topics(),
@@ -401,6 +401,7 @@ impl Lookout {
             cfg.spec.limits,
         )
         .map_err(|e| e.to_string())?;
+        source.decode_ahead(processor.decoder.clone());
         let cancel = CancellationToken::new();
         let sink = Sink::Kafka(
             KafkaSink::new(&setup.client, cfg.spec.sinks.clone(), cancel.clone()).map_err(|e| e.to_string())?,
@@ -426,7 +427,11 @@ impl Lookout {
             return Ok(None);
         }
         let received = Instant::now();
-        let messages = self.processor.process(&batch).await.map_err(|e| e.to_string())?;
+        let messages = self
+            .processor
+            .process_read(&batch, self.source.take_decoded())
+            .await
+            .map_err(|e| e.to_string())?;
         let sent = Instant::now();
         self.sink.publish(&messages).await.map_err(|e| e.to_string())?;
         let acked = Instant::now();

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::Offsets;
 use super::{RawRecord, RecordMeta, SourceError};
 use crate::config::{Batch, Limits};
-use crate::decode::Stream;
+use crate::decode::{Decoded, Decoder, Stream};
 
 /// Consumer lag per (topic, partition), from librdkafka's statistics.
 pub type Lag = Arc<Mutex<BTreeMap<(String, i32), i64>>>;
@@ -75,6 +75,10 @@ pub struct KafkaSource {
     reading: Arc<Reading>,
     /// The batch being read while the caller processes the one before.
     ahead: Option<tokio::task::JoinHandle<Read>>,
+    /// Decodes each batch as soon as it is read ([`KafkaSource::decode_ahead`]).
+    decoder: Option<Decoder>,
+    /// The last batch handed over, decoded, if it was.
+    decoded: Option<Predecoded>,
     group: String,
     /// The next offset to process per partition, after the batches delivered so far.
     delivered: Offsets,
@@ -131,6 +135,8 @@ impl KafkaSource {
             lag,
             reading: Arc::new(Reading { streams, batch, limits }),
             ahead: None,
+            decoder: None,
+            decoded: None,
             group: group.to_string(),
             delivered: Offsets::new(),
             skipped: 0,
@@ -143,6 +149,19 @@ impl KafkaSource {
     /// state, whose partitions come back with the state their last owner checkpointed.
     pub fn forget_revoked(&mut self) {
         self.forget_revoked = true;
+    }
+
+    /// Decodes each batch with `decoder` on the reading side, beside the processing of
+    /// the batch before it; [`KafkaSource::take_decoded`] hands the result over.
+    pub fn decode_ahead(&mut self, decoder: Decoder) {
+        self.decoder = Some(decoder);
+    }
+
+    /// The batch [`KafkaSource::next_batch`] returned last, decoded, with the time that
+    /// took; `None` when it was not decoded ahead (no decoder, or records were dropped
+    /// from it when it was handed over).
+    pub fn take_decoded(&mut self) -> Option<Predecoded> {
+        self.decoded.take()
     }
 
     /// The partitions revoked since the last call.
@@ -165,23 +184,10 @@ impl KafkaSource {
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                 Err(_) => Read::default(),
             },
-            None => {
-                read_batch(
-                    self.consumer.clone(),
-                    self.reading.clone(),
-                    self.forget_revoked,
-                    cancel.clone(),
-                )
-                .await
-            }
+            None => self.read(cancel).await,
         };
         if !read.cancelled {
-            self.ahead = Some(tokio::spawn(read_batch(
-                self.consumer.clone(),
-                self.reading.clone(),
-                self.forget_revoked,
-                cancel.clone(),
-            )));
+            self.ahead = Some(tokio::spawn(self.read(cancel)));
         }
         let mut out = read.records;
         if self.forget_revoked && !read.revoked.is_empty() {
@@ -189,12 +195,49 @@ impl KafkaSource {
             self.delivered.retain(|(t, p), _| !gone(t, *p));
             self.revoked.extend(read.revoked);
         }
+        let before = out.len();
         self.drop_held(&mut out);
+        // decoded with records the state holds: decoded again from what is left
+        self.decoded = read.decoded.filter(|_| out.len() == before);
         Ok(if read.cancelled && out.is_empty() {
             None
         } else {
             Some(out)
         })
+    }
+
+    /// Reads a batch, and decodes it when decoding ahead.
+    fn read(&self, cancel: &CancellationToken) -> impl std::future::Future<Output = Read> + Send + 'static {
+        let batch = read_batch(
+            self.consumer.clone(),
+            self.reading.clone(),
+            self.forget_revoked,
+            cancel.clone(),
+        );
+        let decoder = self.decoder.clone();
+        async move {
+            let mut read = batch.await;
+            if let Some(decoder) = decoder.filter(|_| !read.records.is_empty()) {
+                let records = std::mem::take(&mut read.records);
+                let decoding = tokio::task::spawn_blocking(move || {
+                    let started = std::time::Instant::now();
+                    let decoded = decoder.decode(&records);
+                    let took = started.elapsed();
+                    (records, Predecoded { decoded, took })
+                });
+                match decoding.await {
+                    Ok((records, decoded)) => {
+                        read.records = records;
+                        read.decoded = Some(decoded);
+                    }
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    // the runtime is shutting down: nothing is processed any more, and
+                    // what was read is read again from the stored offsets
+                    Err(_) => read.cancelled = true,
+                }
+            }
+            read
+        }
     }
 
     /// The partitions assigned to this instance now, with their streams.
@@ -349,6 +392,13 @@ struct Read {
     revoked: Vec<(String, i32)>,
     /// `cancel` fired.
     cancelled: bool,
+    decoded: Option<Predecoded>,
+}
+
+/// A batch decoded as it was read, and the time decoding took.
+pub struct Predecoded {
+    pub decoded: Result<Decoded, arrow::error::ArrowError>,
+    pub took: Duration,
 }
 
 /// Reads a batch: up to `max_records`, closed `max_wait_ms` after its first record.
