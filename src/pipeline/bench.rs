@@ -288,6 +288,8 @@ pub(super) struct Setup {
     /// The input topics.
     pub inputs: Vec<String>,
     pub client: ClientConfig,
+    /// The broker is librdkafka's mock (embedded here or in `lookout bench-feed`).
+    pub mock: bool,
     _broker: Option<EmbeddedBroker>,
 }
 
@@ -297,8 +299,9 @@ pub(super) enum Brokers<'a> {
     Embedded,
     /// A cluster on which the bench creates the run's topics.
     External(&'a str),
-    /// A cluster that has the run's topics already (made by `lookout bench-feed`).
-    Ready(&'a str),
+    /// A cluster that has the run's topics already (made by `lookout bench-feed`), and
+    /// whether it is librdkafka's mock broker.
+    Ready { bootstrap: &'a str, mock: bool },
 }
 
 /// A name unique to a bench run, the prefix of its topics and groups.
@@ -334,15 +337,15 @@ impl Setup {
         cfg.spec.sinks.anomalies = anomalies;
         cfg.spec.sinks.trend_reports = trend_reports;
         cfg.spec.sinks.dead_letters = dead_letters;
-        let (bootstrap, broker) = match brokers {
+        let (bootstrap, broker, mock) = match brokers {
             Brokers::External(b) => {
                 create_topics(b, &inputs, partitions, &outputs).await?;
-                (b.to_string(), None)
+                (b.to_string(), None, false)
             }
-            Brokers::Ready(b) => (b.to_string(), None),
+            Brokers::Ready { bootstrap, mock } => (bootstrap.to_string(), None, mock),
             Brokers::Embedded => {
                 let broker = start_broker(&run, partitions)?;
-                (broker.bootstrap_servers().to_string(), Some(broker))
+                (broker.bootstrap_servers().to_string(), Some(broker), true)
             }
         };
         let mut client = ClientConfig::new();
@@ -352,6 +355,7 @@ impl Setup {
             cfg,
             inputs: inputs.to_vec(),
             client,
+            mock,
             _broker: broker,
         })
     }
@@ -393,8 +397,16 @@ impl Lookout {
     pub async fn start(setup: &Setup) -> Result<Lookout, String> {
         let cfg = &setup.cfg;
         let processor = Processor::build(cfg).await.map_err(|e| e.to_string())?;
+        // librdkafka's mock broker answers a fetch that finds no data after the whole
+        // `fetch.wait.max.ms` (500 ms by default), even when records arrive meanwhile; a
+        // broker answers as soon as they do. On the embedded broker the bench waits 10 ms,
+        // so that the latency it reports is Lookout's, not the mock's.
+        let mut client = setup.client.clone();
+        if setup.mock && client.get("fetch.wait.max.ms").is_none() {
+            client.set("fetch.wait.max.ms", "10");
+        }
         let mut source = KafkaSource::new(
-            &setup.client,
+            &client,
             &format!("{}-lookout", setup.run),
             &cfg.topics(),
             cfg.spec.batch,

@@ -112,7 +112,16 @@ pub async fn bench_at_rate(cfg: &PipelineConfig, opts: &RateOptions) -> Result<R
     let partitions = partitions_for(buffered, buffered * bytes_per_record);
     let run = run_name();
     let (mut feed, bootstrap) = Feed::spawn(opts, &run, partitions)?;
-    let setup = Setup::new(cfg, run, Brokers::Ready(&bootstrap), partitions).await?;
+    let setup = Setup::new(
+        cfg,
+        run,
+        Brokers::Ready {
+            bootstrap: &bootstrap,
+            mock: opts.brokers.is_none(),
+        },
+        partitions,
+    )
+    .await?;
     let say = |what: String| {
         if !opts.quiet {
             eprintln!("bench: {what}");
