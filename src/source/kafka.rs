@@ -147,6 +147,7 @@ impl KafkaSource {
 
     /// Forgets revoked partitions (see the module's documentation): for partitioned
     /// state, whose partitions come back with the state their last owner checkpointed.
+    /// Call it before the first batch: it also stops reading ahead.
     pub fn forget_revoked(&mut self) {
         self.forget_revoked = true;
     }
@@ -172,21 +173,29 @@ impl KafkaSource {
     /// The next batch: up to `max_records`, closed `max_wait_ms` after its first
     /// record, without the records the state holds already. `None` once `cancel` fires.
     ///
-    /// Batches are read one ahead: when this returns, the next one is being read (on
-    /// another thread of the runtime) while the caller processes this one, so reading
-    /// and copying records out of the consumer overlaps processing. Offsets are stored
-    /// only for delivered batches, so a batch read ahead and never handed over is read
-    /// again by the next consumer of its partitions.
+    /// Batches are read one ahead (except with [`KafkaSource::forget_revoked`]): when
+    /// this returns, the next one is being read (on another thread of the runtime) while
+    /// the caller processes this one, so reading and copying records out of the consumer
+    /// overlaps processing. Offsets are stored only for delivered batches, so a batch
+    /// read ahead and never handed over is read again by the next consumer of its
+    /// partitions.
     pub async fn next_batch(&mut self, cancel: &CancellationToken) -> Result<Option<Vec<RawRecord>>, SourceError> {
         let read = match self.ahead.take() {
             Some(task) => match task.await {
                 Ok(read) => read,
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(_) => Read::default(),
+                // aborted: the runtime is shutting down
+                Err(_) => Read {
+                    cancelled: true,
+                    ..Read::default()
+                },
             },
             None => self.read(cancel).await,
         };
-        if !read.cancelled {
+        // Not with partitioned state: a partition revoked while the caller processes
+        // would still be processed and checkpointed by a task its new owner may already
+        // have restored; read when asked, a revoked partition's task goes first.
+        if !read.cancelled && !self.forget_revoked {
             self.ahead = Some(tokio::spawn(self.read(cancel)));
         }
         let mut out = read.records;
