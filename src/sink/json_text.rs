@@ -7,7 +7,7 @@ use serde::Serialize;
 
 /// A JSON document being written: values, keys and the brackets around them, with the
 /// commas put in between.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct JsonText {
     buf: Vec<u8>,
     /// The next item is the first of its object or array, or a key's value: no comma.
