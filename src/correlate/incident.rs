@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 
 use super::alert::{Alert, Change};
+use super::{ListedAlert, Summary};
 use crate::config::Catalog;
 use crate::decode::time::format_ms;
 use crate::decode::{Severity, Status};
@@ -418,9 +419,10 @@ impl Incident {
         p.clamp(1, 5) as u8
     }
 
-    /// The published form (`lookout.incident.v1`) as JSON text, written directly: an
-    /// update is rebuilt on every change and lists up to [`LISTED_MEMBERS`] members.
-    pub fn to_json_text(&self, catalog: &Catalog) -> Vec<u8> {
+    /// The published form (`lookout.incident.v1`) as JSON text, written directly (an
+    /// update is rebuilt on every change and lists up to [`LISTED_MEMBERS`] members),
+    /// and the summary of it that the trend ledger keeps.
+    pub fn published(&self, catalog: &Catalog) -> (Vec<u8>, Summary) {
         let first = self.order.first().and_then(|f| self.members.get(f));
         let services = self.services();
         let title = match (first, services.len()) {
@@ -481,12 +483,27 @@ impl Incident {
                 .end_object();
         }
         w.end_array().end_object();
-        w.into_bytes()
+        let summary = Summary {
+            opened_at: self.opened_at,
+            resolved_at: self.resolved_at,
+            services,
+            alerts: members
+                .iter()
+                .map(|m| ListedAlert {
+                    fingerprint: m.alert.fingerprint.clone(),
+                    source: m.alert.source.clone(),
+                    service: m.alert.service.clone(),
+                    title: m.alert.title.clone(),
+                    first_seen: m.first_seen,
+                })
+                .collect(),
+        };
+        (w.into_bytes(), summary)
     }
 
     /// The members a published update lists, in the order they joined (the first and
     /// the latest [`LISTED_MEMBERS`] / 2 of a larger incident), and how many there are.
-    pub fn listed(&self) -> (Vec<&Member>, usize) {
+    fn listed(&self) -> (Vec<&Member>, usize) {
         let all: Vec<&Member> = self.order.iter().filter_map(|f| self.members.get(f)).collect();
         let count = all.len();
         if count <= LISTED_MEMBERS {

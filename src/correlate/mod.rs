@@ -883,27 +883,11 @@ impl Correlator {
 
     fn publish(&self, id: &str) -> Option<IncidentUpdate> {
         let inc = self.incidents.get(id).filter(|i| i.published)?;
-        let summary = Summary {
-            opened_at: inc.opened_at,
-            resolved_at: inc.resolved_at,
-            services: inc.services(),
-            alerts: inc
-                .listed()
-                .0
-                .into_iter()
-                .map(|m| ListedAlert {
-                    fingerprint: m.alert.fingerprint.clone(),
-                    source: m.alert.source.clone(),
-                    service: m.alert.service.clone(),
-                    title: m.alert.title.clone(),
-                    first_seen: m.first_seen,
-                })
-                .collect(),
-        };
+        let (text, summary) = inc.published(&self.catalog);
         Some(IncidentUpdate {
             incident_id: inc.id.clone(),
             seq: inc.seq,
-            text: inc.to_json_text(&self.catalog),
+            text,
             summary,
         })
     }

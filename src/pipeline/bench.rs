@@ -399,8 +399,8 @@ impl Lookout {
         let processor = Processor::build(cfg).await.map_err(|e| e.to_string())?;
         // librdkafka's mock broker answers a fetch that finds no data after the whole
         // `fetch.wait.max.ms` (500 ms by default), even when records arrive meanwhile; a
-        // broker answers as soon as they do. On the embedded broker the bench waits 10 ms,
-        // so that the latency it reports is Lookout's, not the mock's.
+        // broker answers as soon as they do. On the mock (embedded, or the feed's) the
+        // bench waits 10 ms, so that the latency it reports is Lookout's, not the mock's.
         let mut client = setup.client.clone();
         if setup.mock && client.get("fetch.wait.max.ms").is_none() {
             client.set("fetch.wait.max.ms", "10");

@@ -34,27 +34,30 @@ impl JsonText {
     }
 
     pub fn begin_object(&mut self) -> &mut Self {
-        self.item();
-        self.buf.push(b'{');
-        self.fresh = true;
-        self
+        self.open(b'{')
     }
 
     pub fn end_object(&mut self) -> &mut Self {
-        self.buf.push(b'}');
-        self.fresh = false;
-        self
+        self.close(b'}')
     }
 
     pub fn begin_array(&mut self) -> &mut Self {
+        self.open(b'[')
+    }
+
+    pub fn end_array(&mut self) -> &mut Self {
+        self.close(b']')
+    }
+
+    fn open(&mut self, bracket: u8) -> &mut Self {
         self.item();
-        self.buf.push(b'[');
+        self.buf.push(bracket);
         self.fresh = true;
         self
     }
 
-    pub fn end_array(&mut self) -> &mut Self {
-        self.buf.push(b']');
+    fn close(&mut self, bracket: u8) -> &mut Self {
+        self.buf.push(bracket);
         self.fresh = false;
         self
     }
