@@ -295,34 +295,42 @@ impl Incident {
     /// host-level critical alert such as an instance down) and a change just before the
     /// first symptom raise the score.
     pub fn root_cause(&self, catalog: &Catalog) -> Vec<Value> {
-        // Each service's onset and whether its early symptoms are only a drop in traffic,
-        // found once: the ranking below compares every pair of services.
-        let mut onsets: BTreeMap<&str, i64> = BTreeMap::new();
+        // Each service's onset, whether its early symptoms are only a drop in traffic and
+        // its first cause signal, found in one pass over the members: the ranking below
+        // compares every pair of services, and an update of a large incident is rebuilt on
+        // every change.
+        let external = |a: &Alert| a.source != "anomaly" && !a.source.starts_with("rule:");
+        let mut digests: BTreeMap<&str, ServiceDigest> = BTreeMap::new();
         for m in self.members.values() {
-            if let Some(s) = m.alert.service.as_deref() {
-                let o = onsets.entry(s).or_insert(i64::MAX);
-                *o = (*o).min(m.first_seen);
+            let Some(s) = m.alert.service.as_deref() else { continue };
+            let d = digests.entry(s).or_insert(ServiceDigest {
+                onset: i64::MAX,
+                first_not_drop: i64::MAX,
+                cause: None,
+            });
+            d.onset = d.onset.min(m.first_seen);
+            if !(m.alert.source == "anomaly" && m.alert.label("direction") == Some("down")) {
+                d.first_not_drop = d.first_not_drop.min(m.first_seen);
+            }
+            let cause = (m.alert.source == "anomaly" && m.alert.label("role") == Some("cause"))
+                || (m.alert.host.is_some() && m.alert.severity == Severity::Critical && external(&m.alert));
+            if cause && d.cause.is_none() {
+                d.cause = Some(m);
             }
         }
-        let services: Vec<&str> = onsets.keys().copied().collect();
+        let services: Vec<&str> = digests.keys().copied().collect();
         if services.is_empty() {
             return Vec::new();
         }
-        let onset = |s: &str| onsets.get(s).copied().unwrap_or(i64::MAX);
+        let onset = |s: &str| digests.get(s).map_or(i64::MAX, |d| d.onset);
         // A service whose early symptoms are only a drop in traffic is a victim: when a
         // caller fails, its dependencies see fewer requests. It neither explains nor
         // is explained by the others.
-        let mut drop_only: BTreeMap<&str, bool> = onsets.keys().map(|s| (*s, true)).collect();
-        for m in self.members.values() {
-            if let Some(s) = m.alert.service.as_deref() {
-                let early = m.first_seen <= onset(s) + ROOT_LATE_MS;
-                let drop = m.alert.source == "anomaly" && m.alert.label("direction") == Some("down");
-                if early && !drop {
-                    drop_only.insert(s, false);
-                }
-            }
-        }
-        let traffic_drop_only = |s: &str| drop_only.get(s).copied().unwrap_or(true);
+        let traffic_drop_only = |s: &str| {
+            digests
+                .get(s)
+                .is_none_or(|d| d.first_not_drop > d.onset.saturating_add(ROOT_LATE_MS))
+        };
         let mut by_onset: Vec<(i64, &str)> = services.iter().map(|s| (onset(s), *s)).collect();
         by_onset.sort();
         let n = services.len() as f64;
@@ -371,13 +379,7 @@ impl Incident {
                     score -= 1.0;
                     evidence.push(format!("joined {} min after the first symptom", (*t - first) / 60_000));
                 }
-                let external = |a: &Alert| a.source != "anomaly" && !a.source.starts_with("rule:");
-                let cause = self.members.values().find(|m| {
-                    m.alert.service.as_deref() == Some(*s)
-                        && ((m.alert.source == "anomaly" && m.alert.label("role") == Some("cause"))
-                            || (m.alert.host.is_some() && m.alert.severity == Severity::Critical && external(&m.alert)))
-                });
-                if let Some(m) = cause {
+                if let Some(m) = digests.get(s).and_then(|d| d.cause) {
                     score += 0.3;
                     evidence.push(format!("cause signal: {}", m.alert.title));
                 }
@@ -399,13 +401,17 @@ impl Incident {
     /// P1 (page now) .. P5: severity sets the base; a tier-1 service or a blast radius of
     /// three or more services raises it one step each, a tier-3-or-lower service lowers it.
     pub fn priority(&self, catalog: &Catalog) -> u8 {
-        let base: i32 = match self.severity() {
+        self.priority_of(catalog, self.severity(), &self.services())
+    }
+
+    /// [`Incident::priority`] from the severity and services already found.
+    fn priority_of(&self, catalog: &Catalog, severity: Severity, services: &[String]) -> u8 {
+        let base: i32 = match severity {
             Severity::Critical => 2,
             Severity::Error => 3,
             Severity::Warning => 3,
             Severity::Info => 5,
         };
-        let services = self.services();
         let best_tier = services.iter().filter_map(|s| catalog.service(s)).map(|s| s.tier).min();
         let mut p = base;
         match best_tier {
@@ -430,6 +436,7 @@ impl Incident {
             (Some(m), _) => m.alert.title.clone(),
             (None, _) => "incident".into(),
         };
+        let severity = self.severity();
         let root = self.root_cause(catalog);
         let owner = root
             .first()
@@ -444,8 +451,11 @@ impl Incident {
             .field("seq", &self.seq)
             .field("status", self.last.as_str())
             .field("title", &title)
-            .field("severity", self.severity().as_str())
-            .field("priority", &format!("P{}", self.priority(catalog)))
+            .field("severity", severity.as_str())
+            .field(
+                "priority",
+                &format!("P{}", self.priority_of(catalog, severity, &services)),
+            )
             .field("opened_at", &format_ms(self.opened_at))
             .field("updated_at", &format_ms(self.updated_at))
             .field("resolved_at", &self.resolved_at.map(format_ms))
@@ -503,14 +513,18 @@ impl Incident {
 
     /// The members a published update lists, in the order they joined (the first and
     /// the latest [`LISTED_MEMBERS`] / 2 of a larger incident), and how many there are.
+    /// Members are never removed, so `order` names each of them once: only the listed
+    /// ones are looked up.
     fn listed(&self) -> (Vec<&Member>, usize) {
-        let all: Vec<&Member> = self.order.iter().filter_map(|f| self.members.get(f)).collect();
-        let count = all.len();
-        if count <= LISTED_MEMBERS {
-            return (all, count);
-        }
+        let count = self.order.len();
         let half = LISTED_MEMBERS / 2;
-        (all[..half].iter().chain(&all[count - half..]).copied().collect(), count)
+        let (head, tail) = if count <= LISTED_MEMBERS {
+            (&self.order[..], &self.order[..0])
+        } else {
+            (&self.order[..half], &self.order[count - half..])
+        };
+        let listed = head.iter().chain(tail).filter_map(|f| self.members.get(f)).collect();
+        (listed, count)
     }
 }
 
@@ -615,6 +629,15 @@ const ROOT_DEPTH: usize = 4;
 const ROOT_SLACK_MS: i64 = 180_000;
 /// A service whose first symptom came this long after the incident's is not where it started.
 const ROOT_LATE_MS: i64 = 300_000;
+
+/// What root-cause ranking needs of one service's members.
+struct ServiceDigest<'a> {
+    /// The first `first_seen` of any member, and of any that is not a drop in traffic.
+    onset: i64,
+    first_not_drop: i64,
+    /// The first member (in fingerprint order) that is a cause signal.
+    cause: Option<&'a Member>,
+}
 
 /// Does `caller` depend on `dep`, directly or through at most `depth` edges?
 fn reaches(catalog: &Catalog, caller: &str, dep: &str, depth: usize) -> bool {
