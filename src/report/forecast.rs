@@ -390,6 +390,26 @@ pub(super) fn median_of_sorted(v: &[f64]) -> Option<f64> {
     }
 }
 
+/// The `k`-th smallest of `v` (from 0), as sorting would place it; reorders `v`.
+fn kth(v: &mut [f64], k: usize) -> f64 {
+    *v.select_nth_unstable_by(k, f64::total_cmp).1
+}
+
+/// [`median_of_sorted`] of `v` without sorting it; reorders `v`.
+fn median_in_place(v: &mut [f64]) -> Option<f64> {
+    let n = v.len();
+    match n {
+        0 => None,
+        n if n % 2 == 1 => Some(kth(v, n / 2)),
+        n => {
+            let upper = kth(v, n / 2);
+            // everything before the n/2-th is at most it: the largest of them is next
+            let lower = v[..n / 2].iter().copied().max_by(f64::total_cmp)?;
+            Some((lower + upper) / 2.0)
+        }
+    }
+}
+
 /// A slope and its confidence interval, in y units per x unit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Slope {
@@ -416,21 +436,21 @@ pub fn theil_sen(points: &[(f64, f64)], z: f64) -> Option<Slope> {
     if n < 3 || slopes.len() < 3 {
         return None;
     }
-    slopes.sort_by(f64::total_cmp);
-    let slope = median_of_sorted(&slopes)?;
+    // three order statistics of the n(n−1)/2 slopes, each found in linear time
+    let slope = median_in_place(&mut slopes)?;
     let pairs = slopes.len() as f64;
     let nf = n as f64;
     let c = z * (nf * (nf - 1.0) * (2.0 * nf + 5.0) / 18.0).sqrt();
     let lo = (((pairs - c) / 2.0).floor() as isize - 1).clamp(0, slopes.len() as isize - 1) as usize;
     let hi = (((pairs + c) / 2.0).ceil() as usize).min(slopes.len() - 1);
+    let (low, high) = (kth(&mut slopes, lo), kth(&mut slopes, hi));
     let mut offsets: Vec<f64> = points.iter().map(|(x, y)| y - slope * x).collect();
-    offsets.sort_by(f64::total_cmp);
     let last_x = points.iter().map(|p| p.0).fold(f64::MIN, f64::max);
     Some(Slope {
         slope,
-        low: slopes[lo],
-        high: slopes[hi],
-        end_value: median_of_sorted(&offsets)? + slope * last_x,
+        low,
+        high,
+        end_value: median_in_place(&mut offsets)? + slope * last_x,
         points: n,
     })
 }
@@ -538,6 +558,27 @@ mod tests {
         assert_eq!(seasonal_naive(&y, 1, 2), vec![6.0, 6.0]);
         assert_eq!(naive_scale(&[1.0, 1.0, 1.0], 1), None);
         assert_eq!(naive_scale(&[1.0, 3.0, 2.0], 1), Some(1.5));
+    }
+
+    #[test]
+    fn order_statistics_in_place_are_those_of_the_sorted_values() {
+        for n in 1..40usize {
+            // deterministic values with repeats, both zeros and negatives
+            let v: Vec<f64> = (0..n)
+                .map(|i| match (i * 7919) % 11 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    k => (k as f64 - 5.0) * 1.5,
+                })
+                .collect();
+            let mut sorted = v.clone();
+            sorted.sort_by(f64::total_cmp);
+            assert_eq!(median_in_place(&mut v.clone()), median_of_sorted(&sorted), "n = {n}");
+            for (k, want) in sorted.iter().enumerate() {
+                assert_eq!(kth(&mut v.clone(), k).to_bits(), want.to_bits(), "n = {n}, k = {k}");
+            }
+        }
+        assert_eq!(median_in_place(&mut []), None);
     }
 
     #[test]
