@@ -55,7 +55,9 @@ impl KafkaSink {
         cfg.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "lz4")
-            .set("linger.ms", "5")
+            // a batch's outputs are sent together and then awaited: lingering for more
+            // only delays the acknowledgement the next batch waits for
+            .set("linger.ms", "0")
             .set("message.timeout.ms", "30000");
         let producer = cfg.create().map_err(|error| SinkError::Kafka {
             topic: "(producer)".into(),
