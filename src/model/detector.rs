@@ -12,7 +12,8 @@
 //! the new normal; after `history` anomalous points in a row the level is accepted (a
 //! level shift).
 //!
-//! Work per point: O(history) (two selections), bounded; state per series: `history` floats.
+//! Work per point: O(history) (an insertion into and a removal from a sorted copy of the
+//! history, and a walk over half of it), bounded; state per series: twice `history` floats.
 
 use std::collections::VecDeque;
 
@@ -80,6 +81,11 @@ pub struct Detector {
     calm: u32,
     in_episode: bool,
     rejected: usize,
+    /// The history's values in order, kept beside it so that a point costs one insertion
+    /// and one removal instead of two selections; rebuilt when it does not match the
+    /// history (after a restore: it is not saved).
+    #[serde(skip)]
+    sorted: Vec<f64>,
 }
 
 impl Detector {
@@ -110,6 +116,7 @@ impl Detector {
             if self.rejected >= p.history {
                 // A level shift that has lasted a whole history is the new normal.
                 self.history.clear();
+                self.sorted.clear();
                 self.rejected = 0;
             }
             if self.in_episode {
@@ -142,24 +149,57 @@ impl Detector {
     }
 
     fn push(&mut self, v: f64, p: &DetectorParams) {
+        self.sync_sorted();
         if self.history.len() == p.history {
-            self.history.pop_front();
+            if let Some(old) = self.history.pop_front() {
+                if let Ok(i) = self.sorted.binary_search_by(|x| x.total_cmp(&old)) {
+                    self.sorted.remove(i);
+                }
+            }
         }
         self.history.push_back(v);
+        let at = self.sorted.partition_point(|x| x.total_cmp(&v).is_lt());
+        self.sorted.insert(at, v);
     }
 
-    /// Median, robust scale, min and max of the history.
-    fn stats(&self) -> (f64, f64, f64, f64) {
-        let mut xs: Vec<f64> = self.history.iter().copied().collect();
-        let mid = xs.len() / 2;
-        let median = *xs.select_nth_unstable_by(mid, f64::total_cmp).1;
-        let (lo, hi) = xs
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| (l.min(*x), h.max(*x)));
-        for x in xs.iter_mut() {
-            *x = (*x - median).abs();
+    fn sync_sorted(&mut self) {
+        if self.sorted.len() != self.history.len() {
+            self.sorted = self.history.iter().copied().collect();
+            self.sorted.sort_by(f64::total_cmp);
         }
-        let mad = *xs.select_nth_unstable_by(mid, f64::total_cmp).1 * 1.4826;
+    }
+
+    /// Median, robust scale, min and max of the history (not empty).
+    fn stats(&mut self) -> (f64, f64, f64, f64) {
+        self.sync_sorted();
+        let xs = &self.sorted;
+        let mid = xs.len() / 2;
+        let median = xs[mid];
+        let (lo, hi) = (xs[0], xs[xs.len() - 1]);
+        // The median absolute deviation: the mid-th smallest distance from the median,
+        // found by walking outwards from it (the values on each side are in order).
+        let (mut left, mut right) = (mid, mid);
+        let mut deviation = 0.0;
+        for _ in 0..=mid {
+            let below = (left > 0).then(|| median - xs[left - 1]);
+            let above = xs.get(right).map(|x| x - median);
+            deviation = match (below, above) {
+                (Some(b), Some(a)) if b < a => {
+                    left -= 1;
+                    b
+                }
+                (_, Some(a)) => {
+                    right += 1;
+                    a
+                }
+                (Some(b), None) => {
+                    left -= 1;
+                    b
+                }
+                (None, None) => break,
+            };
+        }
+        let mad = deviation * 1.4826;
         let scale = mad.max(median.abs() * 0.05).max((hi - lo) * 0.05).max(1e-9);
         (median, scale, lo, hi)
     }
@@ -176,6 +216,49 @@ mod tests {
 
     fn noisy(i: usize) -> f64 {
         50.0 + ((i * 7919) % 13) as f64 // 50..62, deterministic
+    }
+
+    /// The statistics by two selections over a copy of the history, as they were found
+    /// before the sorted copy was kept.
+    fn selected_stats(history: &VecDeque<f64>) -> (f64, f64, f64, f64) {
+        let mut xs: Vec<f64> = history.iter().copied().collect();
+        let mid = xs.len() / 2;
+        let median = *xs.select_nth_unstable_by(mid, f64::total_cmp).1;
+        let (lo, hi) = xs
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| (l.min(*x), h.max(*x)));
+        for x in xs.iter_mut() {
+            *x = (*x - median).abs();
+        }
+        let mad = *xs.select_nth_unstable_by(mid, f64::total_cmp).1 * 1.4826;
+        let scale = mad.max(median.abs() * 0.05).max((hi - lo) * 0.05).max(1e-9);
+        (median, scale, lo, hi)
+    }
+
+    #[test]
+    fn the_sorted_history_gives_the_statistics_of_selection() {
+        let p = DetectorParams::default();
+        let mut d = Detector::default();
+        // repeats, both zeros, negatives and a level shift that clears the history
+        for i in 0..2000usize {
+            let v = match (i * 7919) % 17 {
+                0 => 0.0,
+                1 => -0.0,
+                k => (k as f64 - 8.0) * 0.75,
+            } + if (700..900).contains(&i) { 1e4 } else { 0.0 };
+            d.observe(v, Direction::Both, &p);
+            if !d.history.is_empty() {
+                assert_eq!(d.stats(), selected_stats(&d.history), "after point {i}");
+            }
+        }
+        // a restored detector (the sorted copy is not saved) rebuilds it
+        let mut restored: Detector = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
+        assert!(restored.sorted.is_empty());
+        assert_eq!(restored.stats(), selected_stats(&d.history));
+        for i in 0..100 {
+            let v = noisy(i);
+            assert_eq!(restored.observe(v, Direction::Up, &p), d.observe(v, Direction::Up, &p));
+        }
     }
 
     #[test]
