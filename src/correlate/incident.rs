@@ -288,17 +288,10 @@ impl Incident {
         self.updated_at = self.updated_at.max(ts);
     }
 
-    /// Services ranked as root-cause candidates, with evidence. Symptoms travel from a
-    /// failing dependency to its callers, so the best candidate is the affected service
-    /// whose callers explain the most other affected services and which depends on no
-    /// affected service itself; an earlier onset, cause signals (saturation anomalies, a
-    /// host-level critical alert such as an instance down) and a change just before the
-    /// first symptom raise the score.
-    pub fn root_cause(&self, catalog: &Catalog) -> Vec<Value> {
-        // Each service's onset, whether its early symptoms are only a drop in traffic and
-        // its first cause signal, found in one pass over the members: the ranking below
-        // compares every pair of services, and an update of a large incident is rebuilt on
-        // every change.
+    /// Each affected service's onset, whether its early symptoms are only a drop in
+    /// traffic, and its first cause signal, found in one pass over the members: an update
+    /// is rebuilt on every change, and root-cause ranking compares every pair of services.
+    fn service_digests(&self) -> BTreeMap<&str, ServiceDigest<'_>> {
         let external = |a: &Alert| a.source != "anomaly" && !a.source.starts_with("rule:");
         let mut digests: BTreeMap<&str, ServiceDigest> = BTreeMap::new();
         for m in self.members.values() {
@@ -318,6 +311,16 @@ impl Incident {
                 d.cause = Some(m);
             }
         }
+        digests
+    }
+
+    /// Services ranked as root-cause candidates, with evidence. Symptoms travel from a
+    /// failing dependency to its callers, so the best candidate is the affected service
+    /// whose callers explain the most other affected services and which depends on no
+    /// affected service itself; an earlier onset, cause signals (saturation anomalies, a
+    /// host-level critical alert such as an instance down) and a change just before the
+    /// first symptom raise the score.
+    fn root_cause(&self, catalog: &Catalog, digests: &BTreeMap<&str, ServiceDigest>) -> Vec<Value> {
         let services: Vec<&str> = digests.keys().copied().collect();
         if services.is_empty() {
             return Vec::new();
@@ -400,12 +403,7 @@ impl Incident {
 
     /// P1 (page now) .. P5: severity sets the base; a tier-1 service or a blast radius of
     /// three or more services raises it one step each, a tier-3-or-lower service lowers it.
-    pub fn priority(&self, catalog: &Catalog) -> u8 {
-        self.priority_of(catalog, self.severity(), &self.services())
-    }
-
-    /// [`Incident::priority`] from the severity and services already found.
-    fn priority_of(&self, catalog: &Catalog, severity: Severity, services: &[String]) -> u8 {
+    fn priority(catalog: &Catalog, severity: Severity, services: &[String]) -> u8 {
         let base: i32 = match severity {
             Severity::Critical => 2,
             Severity::Error => 3,
@@ -430,14 +428,15 @@ impl Incident {
     /// and the summary of it that the trend ledger keeps.
     pub fn published(&self, catalog: &Catalog) -> (Vec<u8>, Summary) {
         let first = self.order.first().and_then(|f| self.members.get(f));
-        let services = self.services();
+        let digests = self.service_digests();
+        let services: Vec<String> = digests.keys().map(|s| s.to_string()).collect();
         let title = match (first, services.len()) {
             (Some(m), n) if n > 1 => format!("{} (+{} services)", m.alert.title, n - 1),
             (Some(m), _) => m.alert.title.clone(),
             (None, _) => "incident".into(),
         };
         let severity = self.severity();
-        let root = self.root_cause(catalog);
+        let root = self.root_cause(catalog, &digests);
         let owner = root
             .first()
             .and_then(|r| r["service"].as_str())
@@ -454,7 +453,7 @@ impl Incident {
             .field("severity", severity.as_str())
             .field(
                 "priority",
-                &format!("P{}", self.priority_of(catalog, severity, &services)),
+                &format!("P{}", Incident::priority(catalog, severity, &services)),
             )
             .field("opened_at", &format_ms(self.opened_at))
             .field("updated_at", &format_ms(self.updated_at))
