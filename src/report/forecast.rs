@@ -135,6 +135,7 @@ pub fn fit_with(
     let mut best: Option<(f64, Weights)> = earlier.filter(|(was, _)| *was == method).map(|(_, w)| (0.0, w));
     // the earlier weights, or the whole grid
     let grid: &[f64] = if best.is_some() { &[] } else { &ALPHAS };
+    let recency = recency(y.len());
     for &alpha in grid {
         for &b in &BETAS {
             for &g in gammas {
@@ -145,16 +146,21 @@ pub fn fit_with(
                         gamma: g * (1.0 - alpha),
                         phi,
                     };
-                    let loss = run(y, m, w, &init, scale, &horizons).loss;
-                    if best.is_none_or(|(l, _)| loss < l) {
-                        best = Some((loss, w));
+                    // a candidate whose loss so far is no better than the best cannot win:
+                    // its run stops there (the loss only grows)
+                    let bound = best.map(|(l, _)| l);
+                    let Some(r) = run(y, m, w, &init, scale, &horizons, &recency, bound) else {
+                        continue;
+                    };
+                    if best.is_none_or(|(l, _)| r.loss < l) {
+                        best = Some((r.loss, w));
                     }
                 }
             }
         }
     }
     let (_, weights) = best.expect("the grid is not empty");
-    let r = run(y, m, weights, &init, scale, &[]);
+    let r = run(y, m, weights, &init, scale, &[], &recency, None).expect("an unbounded run finishes");
     Ok(Fit {
         method,
         weights,
@@ -323,10 +329,27 @@ fn huber(e: f64, clip: f64) -> f64 {
     }
 }
 
+/// Each point's weight in the loss, by its index: [`RECENT`] to the power of its distance
+/// from the end.
+fn recency(n: usize) -> Vec<f64> {
+    (0..n).map(|t| RECENT.powi((n - t) as i32)).collect()
+}
+
 /// Runs the filter over `y`; the loss adds, at every point, the errors of the forecasts
 /// made there for each of `horizons` ahead, so the weights that win forecast well at the
-/// horizons a report shows, not just one step ahead.
-fn run(y: &[f64], m: usize, w: Weights, init: &State, scale: f64, horizons: &[usize]) -> Run {
+/// horizons a report shows, not just one step ahead. Each error weighs `recency` of its
+/// point. `None` as soon as the loss reaches `bound`: that run cannot beat it.
+#[allow(clippy::too_many_arguments)]
+fn run(
+    y: &[f64],
+    m: usize,
+    w: Weights,
+    init: &State,
+    scale: f64,
+    horizons: &[usize],
+    recency: &[f64],
+    bound: Option<f64>,
+) -> Option<Run> {
     let mut s = State {
         level: init.level,
         trend: init.trend,
@@ -344,7 +367,10 @@ fn run(y: &[f64], m: usize, w: Weights, init: &State, scale: f64, horizons: &[us
         let i = t % m;
         // recent errors weigh more: the weights that forecast well now win after a
         // change of regime
-        let weight = RECENT.powi((y.len() - t) as i32);
+        let weight = recency[t];
+        if bound.is_some_and(|b| loss >= b) {
+            return None;
+        }
         if t >= burn_in {
             for (&k, d) in horizons.iter().zip(&damp) {
                 match y.get(t + k - 1) {
@@ -373,12 +399,12 @@ fn run(y: &[f64], m: usize, w: Weights, init: &State, scale: f64, horizons: &[us
         s.trend = w.phi * s.trend + w.beta * e;
         s.season[i] += w.gamma * e;
     }
-    Run {
+    Some(Run {
         state: s,
         loss,
         sse,
         errors,
-    }
+    })
 }
 
 /// The median of values sorted ascending; None for none.
@@ -623,5 +649,61 @@ mod tests {
         all.sort_by(f64::total_cmp);
         assert_eq!((s.low, s.high), (all[12], all[32]));
         assert!(s.low < s.slope && s.slope < s.high);
+    }
+
+    #[test]
+    fn the_bounded_grid_search_chooses_what_running_every_candidate_chooses() {
+        // seasonal, damped-holt, noisy with spikes and gaps, and flat (every loss 0: the
+        // first candidate in grid order must win, as it would without the bound)
+        let mut noisy = seasonal(24 * 5 + 7, 24, 50.0, -0.05);
+        let mut state = 17u64;
+        for (t, v) in noisy.iter_mut().enumerate() {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            *v += ((state >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 4.0;
+            if t % 37 == 5 {
+                *v += 40.0;
+            }
+            if t % 29 == 3 {
+                *v = f64::NAN;
+            }
+        }
+        let cases = [
+            (seasonal(24 * 4, 24, 10.0, 0.2), 24),
+            (seasonal(30, 24, 10.0, 0.2), 24),
+            (noisy.clone(), 24),
+            (noisy[..40].to_vec(), 24),
+            (vec![3.0; 60], 24),
+        ];
+        for (y, m) in cases {
+            let fitted = fit(&y, m, 6, 6).unwrap();
+            let m = fitted.m;
+            let init = initial_state(&y, m);
+            let scale = robust_scale(&y, m);
+            let recency = recency(y.len());
+            let horizons = [2, 4, 6];
+            let gammas: &[f64] = if m > 1 { &GAMMAS } else { &[0.0] };
+            let mut best: Option<(f64, Weights)> = None;
+            for &alpha in &ALPHAS {
+                for &b in &BETAS {
+                    for &g in gammas {
+                        for &phi in &PHIS {
+                            let w = Weights {
+                                alpha,
+                                beta: b * alpha,
+                                gamma: g * (1.0 - alpha),
+                                phi,
+                            };
+                            let loss = run(&y, m, w, &init, scale, &horizons, &recency, None).unwrap().loss;
+                            if best.is_none_or(|(l, _)| loss < l) {
+                                best = Some((loss, w));
+                            }
+                        }
+                    }
+                }
+            }
+            assert_eq!(fitted.weights, best.unwrap().1, "{} points, m = {m}", y.len());
+        }
     }
 }
