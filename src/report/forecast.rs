@@ -131,31 +131,19 @@ pub fn fit_with(
         .take_while(|&k| k < horizon)
         .chain((horizon > 1).then_some(horizon))
         .collect();
-    let gammas: &[f64] = if m > 1 { &GAMMAS } else { &[0.0] };
     let mut best: Option<(f64, Weights)> = earlier.filter(|(was, _)| *was == method).map(|(_, w)| (0.0, w));
-    // the earlier weights, or the whole grid
-    let grid: &[f64] = if best.is_some() { &[] } else { &ALPHAS };
     let recency = recency(y.len());
-    for &alpha in grid {
-        for &b in &BETAS {
-            for &g in gammas {
-                for &phi in &PHIS {
-                    let w = Weights {
-                        alpha,
-                        beta: b * alpha,
-                        gamma: g * (1.0 - alpha),
-                        phi,
-                    };
-                    // a candidate whose loss so far is no better than the best cannot win:
-                    // its run stops there (the loss only grows)
-                    let bound = best.map(|(l, _)| l);
-                    let Some(r) = run(y, m, w, &init, scale, &horizons, &recency, bound) else {
-                        continue;
-                    };
-                    if best.is_none_or(|(l, _)| r.loss < l) {
-                        best = Some((r.loss, w));
-                    }
-                }
+    // the earlier weights, or the whole grid
+    if best.is_none() {
+        for w in grid(m) {
+            // a candidate whose loss so far is no better than the best cannot win: its
+            // run stops there (the loss only grows)
+            let bound = best.map(|(l, _)| l);
+            let Some(r) = run(y, m, w, &init, scale, &horizons, &recency, bound) else {
+                continue;
+            };
+            if best.is_none_or(|(l, _)| r.loss < l) {
+                best = Some((r.loss, w));
             }
         }
     }
@@ -171,6 +159,24 @@ pub fn fit_with(
         next: y.len() % m,
         sigma: (r.sse / r.errors.max(1) as f64).sqrt(),
         points,
+    })
+}
+
+/// Every combination of the grid's weights, in a fixed order (the first of equal losses
+/// wins); the season's weight only with a season (`m` > 1).
+fn grid(m: usize) -> impl Iterator<Item = Weights> {
+    let gammas: &'static [f64] = if m > 1 { &GAMMAS } else { &[0.0] };
+    ALPHAS.iter().flat_map(move |&alpha| {
+        BETAS.iter().flat_map(move |&b| {
+            gammas.iter().flat_map(move |&g| {
+                PHIS.iter().map(move |&phi| Weights {
+                    alpha,
+                    beta: b * alpha,
+                    gamma: g * (1.0 - alpha),
+                    phi,
+                })
+            })
+        })
     })
 }
 
@@ -683,24 +689,11 @@ mod tests {
             let scale = robust_scale(&y, m);
             let recency = recency(y.len());
             let horizons = [2, 4, 6];
-            let gammas: &[f64] = if m > 1 { &GAMMAS } else { &[0.0] };
             let mut best: Option<(f64, Weights)> = None;
-            for &alpha in &ALPHAS {
-                for &b in &BETAS {
-                    for &g in gammas {
-                        for &phi in &PHIS {
-                            let w = Weights {
-                                alpha,
-                                beta: b * alpha,
-                                gamma: g * (1.0 - alpha),
-                                phi,
-                            };
-                            let loss = run(&y, m, w, &init, scale, &horizons, &recency, None).unwrap().loss;
-                            if best.is_none_or(|(l, _)| loss < l) {
-                                best = Some((loss, w));
-                            }
-                        }
-                    }
+            for w in grid(m) {
+                let loss = run(&y, m, w, &init, scale, &horizons, &recency, None).unwrap().loss;
+                if best.is_none_or(|(l, _)| loss < l) {
+                    best = Some((loss, w));
                 }
             }
             assert_eq!(fitted.weights, best.unwrap().1, "{} points, m = {m}", y.len());
