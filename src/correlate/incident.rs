@@ -72,9 +72,108 @@ pub struct Member {
     pub flapping: bool,
     /// It arrived during a maintenance window of its service or host.
     pub maintenance: bool,
+    /// Its entries in the last update that listed it (not checkpointed).
+    #[serde(skip)]
+    written: Entries,
+}
+
+/// A member's [`Written`] entries, if it has any. A copy of the member (a checkpoint's
+/// snapshot of the incidents) starts without them: they are written again when needed.
+#[derive(Debug, Default)]
+struct Entries(std::cell::RefCell<Option<Box<Written>>>);
+
+impl Clone for Entries {
+    fn clone(&self) -> Entries {
+        Entries::default()
+    }
+}
+
+/// A member's entries in a published update (`alerts`, `signals`, `explanation`) as
+/// JSON text, and the state they show. An update lists up to [`LISTED_MEMBERS`] members
+/// and is rebuilt on every change of its incident, while most of them have not changed
+/// since the update before: writing every entry again was most of the cost of
+/// correlating large incidents.
+#[derive(Debug, Default)]
+struct Written {
+    shown: Shown,
+    /// The three entries one after the other (the signal empty unless the member is an
+    /// anomaly), rewritten in place when the member changes.
+    text: Vec<u8>,
+    alert_end: usize,
+    signal_end: usize,
+}
+
+impl Written {
+    fn alert(&self) -> &[u8] {
+        &self.text[..self.alert_end]
+    }
+
+    fn signal(&self) -> &[u8] {
+        &self.text[self.alert_end..self.signal_end]
+    }
+
+    fn explanation(&self) -> &[u8] {
+        &self.text[self.signal_end..]
+    }
+}
+
+/// What of a member can change after it joined (everything else its entries show is
+/// fixed when it joins: a member that joins again is a new [`Member`]).
+#[derive(Debug, Default)]
+struct Shown {
+    title: String,
+    /// Severity, status, last seen, count, flapping; `None` before anything is written.
+    state: Option<(Severity, Status, i64, u64, bool)>,
+}
+
+impl Shown {
+    fn state(m: &Member) -> (Severity, Status, i64, u64, bool) {
+        (m.alert.severity, m.alert.status, m.last_seen, m.count, m.flapping)
+    }
+
+    /// Now shows `m`.
+    fn update(&mut self, m: &Member) {
+        self.title.clone_from(&m.alert.title);
+        self.state = Some(Shown::state(m));
+    }
+
+    /// Whether `m` is still as shown.
+    fn is(&self, m: &Member) -> bool {
+        self.state == Some(Shown::state(m)) && self.title == m.alert.title
+    }
 }
 
 impl Member {
+    /// Its entries as of now: those written before, unless it changed since.
+    fn entries(&self) -> std::cell::Ref<'_, Written> {
+        let cell = &self.written.0;
+        if !cell.borrow().as_ref().is_some_and(|w| w.shown.is(self)) {
+            let mut slot = cell.borrow_mut();
+            let written = slot.get_or_insert_with(Box::default);
+            let mut w = JsonText::over(std::mem::take(&mut written.text));
+            write_alert(&mut w, self);
+            written.alert_end = w.end_value();
+            if self.alert.source == "anomaly" {
+                write_signal(&mut w, self);
+            }
+            written.signal_end = w.end_value();
+            write_explanation(&mut w, self);
+            written.text = w.into_bytes();
+            written.shown.update(self);
+        }
+        std::cell::Ref::map(cell.borrow(), |w| w.as_deref().expect("written above"))
+    }
+
+    #[cfg(test)]
+    pub(super) fn has_entries(&self) -> bool {
+        self.written.0.borrow().is_some()
+    }
+
+    /// Forgets its entries (it is no longer listed).
+    fn forget_entries(&self) {
+        self.written.0.take();
+    }
+
     /// Records a firing / resolved flip; true when this flip makes the alert flapping.
     pub fn flip(&mut self, ts: i64, window_ms: i64, threshold: usize) -> bool {
         self.flips.push_back(ts);
@@ -120,6 +219,10 @@ pub struct Incident {
     pub timeline: Vec<(i64, String, String)>,
     /// A candidate is not published until it is confirmed (see [`Incident::confirmed`]).
     pub published: bool,
+    /// Members before this place in `order` that are no longer listed have forgotten
+    /// their entries (not checkpointed).
+    #[serde(skip)]
+    forgotten_to: std::cell::Cell<usize>,
 }
 
 impl Incident {
@@ -143,6 +246,7 @@ impl Incident {
             changes: Vec::new(),
             timeline: Vec::new(),
             published: false,
+            forgotten_to: Default::default(),
         };
         let join = Explanation {
             rule: "opened".into(),
@@ -171,6 +275,7 @@ impl Incident {
                 flips: std::collections::VecDeque::new(),
                 flapping: false,
                 maintenance: alert.label("maintenance").is_some(),
+                written: Default::default(),
             },
         );
         self.last_firing = self.last_firing.max(alert.ts);
@@ -467,21 +572,22 @@ impl Incident {
         for (c, why) in &self.changes {
             w.value(&change_json(c, why));
         }
+        let entries: Vec<_> = members.iter().map(|m| m.entries()).collect();
         w.end_array().key("alerts").begin_array();
-        for m in &members {
-            write_alert(&mut w, m);
+        for e in &entries {
+            w.raw(e.alert());
         }
         w.end_array()
             .field("alert_count", &alert_count)
             .field("alerts_omitted", &(alert_count - members.len()))
             .key("signals")
             .begin_array();
-        for m in members.iter().filter(|m| m.alert.source == "anomaly") {
-            write_signal(&mut w, m);
+        for e in entries.iter().filter(|e| !e.signal().is_empty()) {
+            w.raw(e.signal());
         }
         w.end_array().key("explanation").begin_array();
-        for m in &members {
-            write_explanation(&mut w, m);
+        for e in &entries {
+            w.raw(e.explanation());
         }
         w.end_array().key("timeline").begin_array();
         for (ts, ev, d) in &self.timeline {
@@ -513,7 +619,7 @@ impl Incident {
     /// The members a published update lists, in the order they joined (the first and
     /// the latest [`LISTED_MEMBERS`] / 2 of a larger incident), and how many there are.
     /// Members are never removed, so `order` names each of them once: only the listed
-    /// ones are looked up.
+    /// ones are looked up, and those that left the listing since the last call.
     fn listed(&self) -> (Vec<&Member>, usize) {
         let count = self.order.len();
         let half = LISTED_MEMBERS / 2;
@@ -522,6 +628,14 @@ impl Incident {
         } else {
             (&self.order[..half], &self.order[count - half..])
         };
+        // members that left the listing keep no entries
+        let unlisted = self.forgotten_to.get().max(head.len())..count - tail.len();
+        if !unlisted.is_empty() {
+            for f in &self.order[unlisted.clone()] {
+                self.members.get(f).inspect(|m| m.forget_entries());
+            }
+            self.forgotten_to.set(unlisted.end);
+        }
         let listed = head.iter().chain(tail).filter_map(|f| self.members.get(f)).collect();
         (listed, count)
     }

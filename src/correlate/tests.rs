@@ -531,3 +531,53 @@ fn an_incident_takes_new_alerts_for_max_grouping_s_and_repeats_after_that() {
     assert_eq!(first.members.len(), 14, "{:?}", first.members.keys());
     assert_eq!(first.members["first"].count, 24);
 }
+
+/// An update writes the entries of members that did not change from what it wrote
+/// before. Whatever changed in between (repeats, resolves, new titles and severities,
+/// members leaving the listing of a long incident), the text is what writing every
+/// entry afresh gives.
+#[test]
+fn updates_from_entries_written_before_are_what_writing_afresh_gives() {
+    let mut c = Correlator::new(open_on_any_alert(), catalog());
+    let mut checked = 0;
+    for step in 0..600i64 {
+        let fp = format!("a{:03}", step % 260);
+        let status = if step % 7 == 0 {
+            Status::Resolved
+        } else {
+            Status::Firing
+        };
+        let mut a = alert(&fp, "db", step * 5, status);
+        a.severity = if step % 11 == 0 {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        };
+        a.title = format!("{fp} on db, round {}", step / 260);
+        if step % 3 == 0 {
+            a.source = "anomaly".into();
+            a.labels = vec![("role".into(), "symptom".into()), ("value".into(), step.to_string())];
+        }
+        let out = c.ingest(vec![a], vec![]);
+        let Some(u) = out.last() else { continue };
+        let Some(inc) = c.incidents.get(&u.incident_id).filter(|i| i.seq == u.seq) else {
+            continue;
+        };
+        let fresh: Incident = serde_json::from_value(serde_json::to_value(inc).unwrap()).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&u.text),
+            String::from_utf8_lossy(&fresh.published(&c.catalog).0),
+            "step {step}"
+        );
+        checked += 1;
+    }
+    assert!(checked > 300, "{checked}");
+    // only listed members keep their entries
+    let inc = c.incidents.values().max_by_key(|i| i.members.len()).unwrap();
+    assert!(inc.members.len() > incident::LISTED_MEMBERS);
+    let kept = inc.members.values().filter(|m| m.has_entries()).count();
+    assert!(kept <= incident::LISTED_MEMBERS, "{kept}");
+    assert!(kept > 0);
+    // a checkpoint's copy does not carry them
+    assert!(inc.clone().members.values().all(|m| !m.has_entries()));
+}

@@ -22,6 +22,19 @@ impl JsonText {
         }
     }
 
+    /// Writes into `buf`, emptied first, reusing its memory.
+    pub fn over(mut buf: Vec<u8>) -> JsonText {
+        buf.clear();
+        JsonText { buf, fresh: true }
+    }
+
+    /// Ends a value written at the top: the next one starts without a comma. The length
+    /// of the text so far.
+    pub fn end_value(&mut self) -> usize {
+        self.fresh = true;
+        self.buf.len()
+    }
+
     pub fn into_bytes(self) -> Vec<u8> {
         self.buf
     }
@@ -76,6 +89,13 @@ impl JsonText {
     pub fn value<T: Serialize + ?Sized>(&mut self, v: &T) -> &mut Self {
         self.item();
         self.serialize(v);
+        self
+    }
+
+    /// A value written before, as its JSON text.
+    pub fn raw(&mut self, json: &[u8]) -> &mut Self {
+        self.item();
+        self.buf.extend_from_slice(json);
         self
     }
 
