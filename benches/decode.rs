@@ -9,6 +9,10 @@ use lookout::decode::{DecodeConfig, Decoder, Stream};
 use lookout::source::scenario::Scenario;
 use lookout::source::{RawRecord, RecordMeta};
 
+/// The allocator the `lookout` binary uses; decoding's cost depends on it.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The encoding a scenario record is written in, by its look.
 fn encoding(stream: Stream, p: &str) -> &'static str {
     match stream {

@@ -27,7 +27,7 @@ pub mod value;
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
-use crate::source::{DeadLetter, RawRecord};
+use crate::source::{partition_runs, DeadLetter, RawRecord};
 pub use line::LineFormat;
 pub use schema::{EventKind, EventRow, Level, LogRow, MetricRow, Rows, Severity, Status, Stream};
 
@@ -257,19 +257,24 @@ impl Decoder {
         let mut rows = Rows::default();
         let mut dead = Vec::new();
         let mut times: Vec<PartitionTime> = Vec::new();
-        for r in records {
-            let before = rows.len_of(r.stream);
-            let decoded = self.decode_one(r, &mut rows);
-            if let Some(t) = rows.newest_since(r.stream, before) {
-                note_time(&mut times, r.stream, &r.meta.topic, r.meta.partition, t);
+        for run in partition_runs(records) {
+            let mut newest = None;
+            for r in run {
+                let before = rows.len_of(r.stream);
+                let decoded = self.decode_one(r, &mut rows);
+                newest = newest.max(rows.newest_since(r.stream, before));
+                if let Err(e) = decoded {
+                    dead.push(DeadLetter::new(
+                        r,
+                        "decode",
+                        e.to_string(),
+                        self.cfg.dead_letter_max_bytes,
+                    ));
+                }
             }
-            if let Err(e) = decoded {
-                dead.push(DeadLetter::new(
-                    r,
-                    "decode",
-                    e.to_string(),
-                    self.cfg.dead_letter_max_bytes,
-                ));
+            if let Some(t) = newest {
+                let m = &run[0].meta;
+                note_time(&mut times, run[0].stream, &m.topic, m.partition, t);
             }
         }
         (rows, dead, times)
@@ -342,9 +347,12 @@ impl Decoder {
         if p.is_empty() {
             return Err(DecodeError::Invalid("empty record".into()));
         }
-        // Every encoding is text; say so plainly rather than as a JSON or parse error.
-        text(p)?;
+        // Every encoding is text; say so plainly rather than as a parse error (JSON that
+        // parses is UTF-8, and JSON that does not is checked then: `json::objects`).
         let json_like = p[0] == b'{' || p[0] == b'[';
+        if !json_like {
+            text(p)?;
+        }
         match (r.stream, cfg.encoding) {
             (Stream::Logs, Encoding::Json) => json_logs(p, &ctx, out),
             (Stream::Logs, Encoding::Auto) if json_like => json_logs(p, &ctx, out),
@@ -620,6 +628,24 @@ pub(crate) mod tests {
         assert!(out.dead_letters[5].error.contains("unknown encoding"));
         assert!(out.dead_letters[6].error.contains("no alerts"));
         assert_eq!(out.dead_letters[1].payload, recs[2].payload, "original bytes kept");
+    }
+
+    /// JSON is not checked for UTF-8 before parsing; a payload that fails to parse for
+    /// that reason still says so.
+    #[test]
+    fn json_that_is_not_utf8_is_refused_as_such() {
+        let d = Decoder::default();
+        for p in [&b"{\"message\":\"caf\xe9\"}"[..], b"[{\"msg\":1}] \xff", b"{\xff}"] {
+            let out = d.decode(&[record(Stream::Logs, p)]).unwrap();
+            assert_eq!(out.dead_letters.len(), 1);
+            assert!(
+                out.dead_letters[0].error.starts_with("invalid UTF-8 at byte"),
+                "{:?}",
+                out.dead_letters[0].error
+            );
+        }
+        let out = d.decode(&[record(Stream::Logs, b"{\"message\": 1,}")]).unwrap();
+        assert!(out.dead_letters[0].error.starts_with("malformed JSON"));
     }
 
     #[test]

@@ -477,13 +477,14 @@ pub fn decode_metrics(p: &[u8]) -> Result<MetricsData, DecodeError> {
     MetricsData::decode(p).map_err(|e| DecodeError::Invalid(format!("OTLP protobuf metrics: {e}")))
 }
 
-/// Whether a JSON payload is an OTLP JSON request of this kind.
+/// Whether a JSON payload is an OTLP JSON request of this kind: an object whose first
+/// key is `key` (quoted), as the Collector writes it.
 pub fn is_json(p: &[u8], key: &str) -> bool {
-    p.first() == Some(&b'{') && p.len() < 1 << 20 && memfind(&p[..p.len().min(64)], key.as_bytes())
-}
-
-fn memfind(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    let Some(rest) = p.strip_prefix(b"{") else {
+        return false;
+    };
+    let first = rest.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(rest.len());
+    p.len() < 1 << 20 && rest[first..].starts_with(key.as_bytes())
 }
 
 #[cfg(test)]
@@ -529,6 +530,21 @@ mod tests {
             .attrs
             .contains(&("array.attribute".into(), "[\"many\",\"values\"]".into())));
         assert!(r.attrs.contains(&("resource.cloud.region".into(), "eu-west-1".into())));
+    }
+
+    /// With `auto`, OTLP JSON is an object whose first key is `resourceLogs`; a JSON log
+    /// that merely mentions the word is a plain JSON log.
+    #[test]
+    fn otlp_json_is_recognised_by_its_first_key() {
+        let key = "\"resourceLogs\"";
+        assert!(is_json(LOGS_JSON.as_bytes(), key));
+        assert!(is_json(b"{ \n\t\"resourceLogs\":[]}", key));
+        assert!(!is_json(b"{\"msg\":\"\\\"resourceLogs\\\" is empty\"}", key));
+        assert!(!is_json(b"[{\"resourceLogs\":[]}]", key));
+        let d = Decoder::new(DecodeConfig::default());
+        let (rows, dead) = d.decode_rows(&[record(Stream::Logs, br#"{"msg":"\"resourceLogs\" is empty","ts":1}"#)]);
+        assert!(dead.is_empty(), "{dead:?}");
+        assert_eq!(rows.logs[0].message, "\"resourceLogs\" is empty");
     }
 
     #[test]

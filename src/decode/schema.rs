@@ -292,8 +292,31 @@ impl Status {
 
 type LabelMap = MapBuilder<StringBuilder, StringBuilder>;
 
-fn label_map() -> LabelMap {
-    MapBuilder::new(Some(map_names()), StringBuilder::new(), StringBuilder::new())
+/// A builder for the label maps of `rows` rows, sized for all of them: grown as it
+/// went, it spent a tenth of decoding metrics copying what it had.
+fn label_map<'a>(rows: usize, labels: impl Iterator<Item = &'a [(String, String)]>) -> LabelMap {
+    let (mut n, mut keys, mut values) = (0, 0, 0);
+    for l in labels {
+        n += l.len();
+        keys += l.iter().map(|(k, _)| k.len()).sum::<usize>();
+        values += l.iter().map(|(_, v)| v.len()).sum::<usize>();
+    }
+    MapBuilder::with_capacity(
+        Some(map_names()),
+        StringBuilder::with_capacity(n, keys),
+        StringBuilder::with_capacity(n, values),
+        rows,
+    )
+}
+
+/// A string builder sized for `strings`.
+fn strings<'a>(strings: impl Iterator<Item = Option<&'a str>>) -> StringBuilder {
+    let (mut n, mut bytes) = (0, 0);
+    for s in strings {
+        n += 1;
+        bytes += s.map_or(0, str::len);
+    }
+    StringBuilder::with_capacity(n, bytes)
 }
 
 fn push_labels(b: &mut LabelMap, labels: &[(String, String)]) -> Result<(), ArrowError> {
@@ -348,12 +371,12 @@ impl Rows {
 pub fn logs_batch(rows: &[LogRow]) -> Result<RecordBatch, ArrowError> {
     let n = rows.len();
     let mut ts = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut service = StringBuilder::with_capacity(n, n * 8);
-    let mut host = StringBuilder::with_capacity(n, n * 8);
+    let mut service = strings(rows.iter().map(|r| Some(r.service.as_str())));
+    let mut host = strings(rows.iter().map(|r| r.host.as_deref()));
     let mut level = StringBuilder::with_capacity(n, n * 5);
-    let mut message = StringBuilder::with_capacity(n, n * 64);
-    let mut trace = StringBuilder::with_capacity(n, n * 8);
-    let mut attrs = label_map();
+    let mut message = strings(rows.iter().map(|r| Some(r.message.as_str())));
+    let mut trace = strings(rows.iter().map(|r| r.trace_id.as_deref()));
+    let mut attrs = label_map(n, rows.iter().map(|r| r.attrs.as_slice()));
     for r in rows {
         ts.append_value(r.ts);
         service.append_value(&r.service);
@@ -381,11 +404,11 @@ pub fn logs_batch(rows: &[LogRow]) -> Result<RecordBatch, ArrowError> {
 pub fn metrics_batch(rows: &[MetricRow]) -> Result<RecordBatch, ArrowError> {
     let n = rows.len();
     let mut ts = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut name = StringBuilder::with_capacity(n, n * 12);
+    let mut name = strings(rows.iter().map(|r| Some(r.name.as_str())));
     let mut value = Float64Builder::with_capacity(n);
-    let mut service = StringBuilder::with_capacity(n, n * 8);
-    let mut host = StringBuilder::with_capacity(n, n * 8);
-    let mut labels = label_map();
+    let mut service = strings(rows.iter().map(|r| r.service.as_deref()));
+    let mut host = strings(rows.iter().map(|r| r.host.as_deref()));
+    let mut labels = label_map(n, rows.iter().map(|r| r.labels.as_slice()));
     for r in rows {
         ts.append_value(r.ts);
         name.append_value(&r.name);
@@ -416,7 +439,7 @@ pub fn events_batch(rows: &[EventRow]) -> Result<RecordBatch, ArrowError> {
     let mut status = StringBuilder::new();
     let mut title = StringBuilder::new();
     let mut fingerprint = StringBuilder::new();
-    let mut labels = label_map();
+    let mut labels = label_map(n, rows.iter().map(|r| r.labels.as_slice()));
     for r in rows {
         ts.append_value(r.ts);
         kind.append_value(r.kind.as_str());

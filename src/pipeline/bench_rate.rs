@@ -195,6 +195,7 @@ pub async fn bench_at_rate(cfg: &PipelineConfig, opts: &RateOptions) -> Result<R
                 }
             }
         }
+        lookout.recycle(step.batch);
     }
     let produced = produced.ok_or("the bench stopped before the producer")?;
     let cpu = cpu_seconds() - cpu_start;

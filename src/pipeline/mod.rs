@@ -922,6 +922,7 @@ pub async fn run_kafka(
                     "batch done"
                 );
             }
+            source.recycle(batch);
         }
         if transactional && pending {
             commit_transaction(processor, source, sink).await?;

@@ -13,7 +13,7 @@ pub mod kafka;
 mod record;
 pub mod scenario;
 
-pub use record::{dead_letter_json, DeadLetter, RawRecord, RecordMeta};
+pub use record::{dead_letter_json, partition_runs, DeadLetter, RawRecord, RecordMeta};
 
 /// Input positions: (topic, partition) → the next offset to process.
 pub type Offsets = std::collections::BTreeMap<(String, i32), i64>;
