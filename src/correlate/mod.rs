@@ -15,6 +15,13 @@
 //! resolved ones after the reopen window, so state is bounded by the incidents that are
 //! open or recently resolved.
 //!
+//! Expiry can be held back (`hold`): a consumer reads Kafka partitions unevenly, and in
+//! a backlog a sparse topic's partition runs hours of event time ahead of a dense one.
+//! Expiring on the newest event would resolve incidents that the lagging partitions'
+//! alerts still belong to, and each of those alerts would open another. Held, an
+//! incident expires once every live partition has passed its due time; an alert that
+//! comes after an incident's due time still finds it resolved, as in event-time order.
+//!
 //! Determinism: alerts are applied in (ts, fingerprint) order and ids are hashes of the
 //! opening alert, so the same input gives the same incident stream.
 
@@ -151,6 +158,8 @@ pub struct Correlator {
     watermark: i64,
     /// Nothing expires before event time passes this (see [`Correlator::due`]).
     next_due: i64,
+    /// Event time does not pass this for expiry (see [`Correlator::hold`]).
+    horizon: i64,
     pub stats: CorrelationStats,
 }
 
@@ -232,6 +241,7 @@ impl Correlator {
             changes: VecDeque::new(),
             watermark: i64::MIN,
             next_due: i64::MIN,
+            horizon: i64::MAX,
             stats: CorrelationStats::default(),
         }
     }
@@ -239,6 +249,17 @@ impl Correlator {
     /// Uses a reloaded catalog from now on.
     pub fn set_catalog(&mut self, catalog: Catalog) {
         self.catalog = catalog;
+    }
+
+    /// Expires nothing due after `horizon`, the event time that every input partition
+    /// still delivering has passed, until it is moved or [`Correlator::release`]d.
+    pub fn hold(&mut self, horizon: i64) {
+        self.horizon = horizon;
+    }
+
+    /// Expiry follows the newest event again (the input has ended).
+    pub fn release(&mut self) {
+        self.horizon = i64::MAX;
     }
 
     pub fn open_incidents(&self) -> usize {
@@ -267,13 +288,20 @@ impl Correlator {
     /// incident quiet long enough, a resolved candidate) is expired, as the end of a
     /// batch there would: the incident stream depends on the order of the input, not on
     /// how it was cut into batches (a restart, a slower consumer give the same one).
+    /// Held (see [`Correlator::hold`]), event time stops at the horizon for expiry, and
+    /// an alert first settles what fell due before it for its fingerprint's incident.
     pub fn ingest_in_order(&mut self, inputs: Vec<Input>) -> Vec<IncidentUpdate> {
         let mut out = Vec::new();
         for input in inputs {
             out.extend(self.pass_time(input.ts()));
             match input {
                 Input::Change(c) => self.take_change(c),
-                Input::Alert(a) => out.extend(self.take_alert(a)),
+                Input::Alert(a) => {
+                    if let Some(id) = self.by_fingerprint.get(&a.fingerprint).cloned() {
+                        out.extend(self.settle(&id, a.ts));
+                    }
+                    out.extend(self.take_alert(a));
+                }
             }
             if self.watermark > self.next_due {
                 out.extend(self.expire());
@@ -305,6 +333,7 @@ impl Correlator {
 
     /// Moves event time to `ts`, expiring what fell due before it.
     fn pass_time(&mut self, ts: i64) -> Vec<IncidentUpdate> {
+        let ts = ts.min(self.horizon);
         if ts <= self.watermark {
             return Vec::new();
         }
@@ -348,7 +377,7 @@ impl Correlator {
 
     /// Moves event time forward without new alerts (idle inputs, end of a replay).
     pub fn advance(&mut self, watermark: i64) -> Vec<IncidentUpdate> {
-        self.watermark = self.watermark.max(watermark);
+        self.watermark = self.watermark.max(watermark.min(self.horizon));
         self.expire()
     }
 
@@ -802,47 +831,13 @@ impl Correlator {
     /// Resolves quiet incidents and forgets old state.
     fn expire(&mut self) -> Vec<IncidentUpdate> {
         let now = self.watermark;
-        let quiet = self.cfg.quiet_period_s as i64 * 1000;
-        let reopen = self.cfg.reopen_window_s as i64 * 1000;
-        let mut ids = Vec::new();
-        // Candidates that were never confirmed go quietly.
-        let dropped: Vec<String> = self
+        let due: Vec<String> = self
             .incidents
             .values()
-            .filter(|i| {
-                !i.published
-                    && match i.phase {
-                        Phase::Resolved => i.resolved_at.is_none_or(|r| now > r),
-                        Phase::Open => now - i.active_at() > quiet,
-                    }
-            })
+            .filter(|i| now > self.due(i))
             .map(|i| i.id.clone())
             .collect();
-        for id in dropped {
-            if self.forget(&id) {
-                self.stats.candidates_dropped += 1;
-            }
-        }
-        for inc in self.incidents.values_mut() {
-            if inc.phase == Phase::Open && inc.published && now - inc.active_at() > quiet {
-                let at = inc.active_at() + quiet;
-                inc.phase = Phase::Resolved;
-                inc.resolved_at = Some(at);
-                inc.note(at, "resolved", format!("quiet for {} s", self.cfg.quiet_period_s));
-                inc.transition(Transition::Resolved, at);
-                ids.push(inc.id.clone());
-            }
-        }
-        let out = ids.iter().filter_map(|id| self.publish(id)).collect();
-        let forget: Vec<String> = self
-            .incidents
-            .values()
-            .filter(|i| i.phase == Phase::Resolved && i.resolved_at.is_some_and(|r| now - r > reopen))
-            .map(|i| i.id.clone())
-            .collect();
-        for id in forget {
-            self.forget(&id);
-        }
+        let out = due.iter().filter_map(|id| self.settle(id, now)).collect();
         self.windows.retain(|w| w.end > now);
         let lookback = self.cfg.change_lookback_s as i64 * 1000;
         let keep_from = now.saturating_sub(lookback * 2);
@@ -858,6 +853,35 @@ impl Correlator {
             .min()
             .unwrap_or(i64::MAX);
         out
+    }
+
+    /// What fell due for an incident by event time `now` ([`Correlator::due`]): an open
+    /// one quiet for the quiet period ends (a published one is resolved at the end of that
+    /// period, a candidate never confirmed goes quietly), and a resolved one is forgotten
+    /// after the reopen window (a candidate at once).
+    fn settle(&mut self, id: &str, now: i64) -> Option<IncidentUpdate> {
+        let inc = self.incidents.get(id)?;
+        let due = self.due(inc);
+        if now <= due {
+            return None;
+        }
+        let mut update = None;
+        if inc.phase == Phase::Open && inc.published {
+            let inc = self.incidents.get_mut(id)?;
+            inc.phase = Phase::Resolved;
+            inc.resolved_at = Some(due);
+            inc.note(due, "resolved", format!("quiet for {} s", self.cfg.quiet_period_s));
+            inc.transition(Transition::Resolved, due);
+            update = self.publish(id);
+            if now <= self.incidents.get(id).map_or(i64::MAX, |i| self.due(i)) {
+                return update;
+            }
+        }
+        let candidate = self.incidents.get(id).is_some_and(|i| !i.published);
+        if self.forget(id) && candidate {
+            self.stats.candidates_dropped += 1;
+        }
+        update
     }
 
     /// Removes an incident and every index entry pointing at it.

@@ -471,6 +471,70 @@ fn the_incident_stream_does_not_depend_on_batch_boundaries() {
 }
 
 #[test]
+fn held_expiry_gives_partitions_read_unevenly_the_incidents_of_event_time_order() {
+    // Partition A: alerts on db every minute for 20 minutes, silent for 40 (past the quiet
+    // period), then 20 minutes more, and again. Partition B: an alert on mail, its
+    // resolve after the quiet period (the incident resolved when it went quiet, not when
+    // the resolve came), and the alert again hours later. In a backlog the consumer reads
+    // all of B before most of A.
+    let mut a_part = Vec::new();
+    for episode in 0..3 {
+        for m in 0..20 {
+            a_part.push(alert("e", "db", episode * 3600 + m * 60, Status::Firing));
+        }
+    }
+    let b_part = vec![
+        alert("m", "mail", 0, Status::Firing),
+        alert("m", "mail", 2000, Status::Resolved),
+        alert("m", "mail", 9000, Status::Firing),
+    ];
+    let seen = |updates: Vec<IncidentUpdate>, out: &mut BTreeSet<(String, u64, String)>| {
+        for u in updates {
+            out.insert((u.incident_id, u.seq, String::from_utf8(u.text).unwrap()));
+        }
+    };
+    let mut in_order = Correlator::new(open_on_any_alert(), catalog());
+    let mut expected = BTreeSet::new();
+    let all: Vec<Alert> = a_part.iter().chain(&b_part).cloned().collect();
+    seen(in_order.ingest(all, vec![]), &mut expected);
+    seen(in_order.advance(i64::MAX / 2), &mut expected);
+
+    let unevenly = |hold: bool| {
+        let mut c = Correlator::new(open_on_any_alert(), catalog());
+        let mut out = BTreeSet::new();
+        // what the processor does per batch: hold at the oldest newest event of the two
+        // partitions (A has delivered nothing yet: it holds everything), then ingest
+        let mut newest_a = i64::MIN;
+        let newest_b = b_part.last().unwrap().ts;
+        if hold {
+            c.hold(newest_a);
+        }
+        seen(c.ingest(b_part.clone(), vec![]), &mut out);
+        for batch in a_part.chunks(7) {
+            newest_a = batch.last().unwrap().ts;
+            if hold {
+                c.hold(newest_a.min(newest_b));
+            }
+            seen(c.ingest(batch.to_vec(), vec![]), &mut out);
+            seen(c.advance(newest_b), &mut out);
+        }
+        c.release();
+        seen(c.advance(i64::MAX / 2), &mut out);
+        out
+    };
+    let held = unevenly(true);
+    let differ: Vec<_> = held
+        .symmetric_difference(&expected)
+        .map(|(id, seq, _)| (id.clone(), *seq))
+        .collect();
+    assert_eq!(differ, vec![], "held: {held:#?}\nin event-time order: {expected:#?}");
+    // the case is one where expiring on the newest event goes wrong: each of A's episodes
+    // would resolve as soon as it opened
+    let newest = unevenly(false);
+    assert!(newest.len() > expected.len(), "{} {}", newest.len(), expected.len());
+}
+
+#[test]
 fn a_long_incident_lists_its_first_and_latest_alerts_and_counts_them_all() {
     let mut c = Correlator::new(open_on_any_alert(), catalog());
     // 500 alerts on one service, a few seconds apart: one incident

@@ -397,7 +397,8 @@ pub(super) struct Step {
 impl Lookout {
     pub async fn start(setup: &Setup) -> Result<Lookout, String> {
         let cfg = &setup.cfg;
-        let processor = Processor::build(cfg).await.map_err(|e| e.to_string())?;
+        let mut processor = Processor::build(cfg).await.map_err(|e| e.to_string())?;
+        processor.read_partitions();
         // librdkafka's mock broker answers a fetch that finds no data after the whole
         // `fetch.wait.max.ms` (500 ms by default), even when records arrive meanwhile; a
         // broker answers as soon as they do. On the mock (embedded, or the feed's) the

@@ -206,6 +206,9 @@ pub struct Processor {
     watermark: i64,
     /// Event-time progress per input partition, for windowed SQL.
     marks: Watermarks,
+    /// Incidents expire only once every live input partition has passed their due time
+    /// (see [`Processor::read_partitions`]).
+    hold_expiry: bool,
     /// The catalog file, checked on every batch.
     catalog_watch: Option<Watched>,
     /// Where each batch's snapshot goes for `/metrics` and `/ready`.
@@ -245,6 +248,7 @@ impl Processor {
             correlator: Correlator::new(cfg.spec.correlation.clone(), cfg.catalog.clone()),
             watermark: i64::MIN,
             marks: Watermarks::new(std::time::Duration::from_millis(cfg.spec.windows.idle_ms())),
+            hold_expiry: false,
             catalog_watch: cfg.catalog_path.clone().map(Watched::new),
             health: None,
             board: None,
@@ -264,6 +268,15 @@ impl Processor {
             name: cfg.spec.name.clone(),
             stats: Stats::default(),
         })
+    }
+
+    /// Says that input comes from Kafka partitions, which a consumer reads unevenly: in a
+    /// backlog a sparse topic runs hours of event time ahead of a dense one. Incidents then
+    /// expire on the oldest event time of the live partitions ([`Watermarks::settled`]),
+    /// not on the newest event (see [`Correlator::hold`]). Replayed files are merged by
+    /// event time and need no holding.
+    pub fn read_partitions(&mut self) {
+        self.hold_expiry = true;
     }
 
     /// Tells event-time tracking which input partitions this instance reads, before they
@@ -690,6 +703,9 @@ impl Processor {
         for p in &d.partitions {
             self.marks.observe(p.stream, &p.topic, p.partition, p.newest, now);
         }
+        if self.hold_expiry {
+            self.correlator.hold(self.marks.settled(now).unwrap_or(i64::MIN));
+        }
         if let Some(t) = &mut self.trends {
             t.observe_metrics(&d.metrics);
             t.observe_events(&d.events);
@@ -719,6 +735,7 @@ impl Processor {
         let mut clock = Instant::now();
         let sql = self.sql.flush(self.watermark).await?;
         self.stats.time.sql += lap(&mut clock);
+        self.correlator.release();
         let empty = RecordBatch::new_empty(crate::decode::Stream::Events.schema());
         let out = self.conclude(sql, Detections::default(), &empty, &mut clock, true);
         self.publish_health();
@@ -883,6 +900,7 @@ pub async fn run_kafka(
     on_publish: OnPublish<'_>,
 ) -> Result<Stats, PipelineError> {
     let transactional = sink.transactional_id().is_some();
+    processor.read_partitions();
     source.decode_ahead(processor.decoder.clone());
     // anything to commit since the last transaction
     let mut pending = false;

@@ -163,6 +163,7 @@ impl Tasks {
             .map_err(|e| PipelineError::State(e.to_string()))?;
         task.use_models(&self.cfg.models).map_err(PipelineError::State)?;
         task.set_task(partition);
+        task.read_partitions();
         if let Some(h) = &self.cfg.health {
             task.report_to(h.clone());
         }
