@@ -16,7 +16,7 @@
 //! open or recently resolved.
 //!
 //! Expiry can be held back (`hold`): a consumer reads Kafka partitions unevenly, and in
-//! a backlog a sparse topic's partition runs hours of event time ahead of a dense one.
+//! a backlog one partition can run far ahead of another in event time.
 //! Expiring on the newest event would resolve incidents that the lagging partitions'
 //! alerts still belong to, and each of those alerts would open another. Held, an
 //! incident expires once every live partition has passed its due time; an alert that

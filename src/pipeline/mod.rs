@@ -271,7 +271,7 @@ impl Processor {
     }
 
     /// Says that input comes from Kafka partitions, which a consumer reads unevenly: in a
-    /// backlog a sparse topic runs hours of event time ahead of a dense one. Incidents then
+    /// backlog one partition can run far ahead of another in event time. Incidents then
     /// expire on the oldest event time of the live partitions ([`Watermarks::settled`]),
     /// not on the newest event (see [`Correlator::hold`]). Replayed files are merged by
     /// event time and need no holding.
