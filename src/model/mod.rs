@@ -174,6 +174,13 @@ struct Series {
     /// The latest points, for the web view's charts (the first [`RECENT_SERIES`]
     /// series only, so that memory stays small).
     recent: Option<VecDeque<(i64, f64)>>,
+    /// The time of the newest point: an older one is out of order.
+    #[serde(default = "never")]
+    newest: i64,
+}
+
+fn never() -> i64 {
+    i64::MIN
 }
 
 /// Series whose latest [`RECENT_POINTS`] points are kept for charts.
@@ -188,6 +195,8 @@ pub struct DetectorsState {
     log_services: BTreeMap<String, ()>,
     watermark: i64,
     dropped_series: u64,
+    #[serde(default)]
+    out_of_order: u64,
     windows: SignalWindows,
     vector_episodes: HashMap<String, String>,
 }
@@ -203,6 +212,11 @@ pub struct SignalDetectors {
     log_services: BTreeMap<String, ()>,
     watermark: i64,
     pub dropped_series: u64,
+    /// Points older than their series' newest point. They are scored as they come,
+    /// though the detectors assume a series arrives in order: this counts how far it
+    /// does not (a producer that spreads one series over several partitions, read
+    /// unevenly).
+    pub out_of_order: u64,
     /// Windows of each service's signals together, for the service-signals model.
     windows: SignalWindows,
     vector_model: Option<ServiceSignalModel>,
@@ -233,6 +247,7 @@ impl SignalDetectors {
             log_services: BTreeMap::new(),
             watermark: i64::MIN,
             dropped_series: 0,
+            out_of_order: 0,
             windows: SignalWindows::default(),
             vector_model: None,
             vector_episodes: HashMap::new(),
@@ -249,6 +264,7 @@ impl SignalDetectors {
             log_services: self.log_services.clone(),
             watermark: self.watermark,
             dropped_series: self.dropped_series,
+            out_of_order: self.out_of_order,
             windows: self.windows.clone(),
             vector_episodes: self.vector_episodes.clone(),
         }
@@ -261,6 +277,7 @@ impl SignalDetectors {
         self.log_services = s.log_services;
         self.watermark = s.watermark;
         self.dropped_series = s.dropped_series;
+        self.out_of_order = s.out_of_order;
         self.windows = s.windows;
         self.vector_episodes = s.vector_episodes;
     }
@@ -282,7 +299,16 @@ impl SignalDetectors {
     pub fn observe(&mut self, logs: &RecordBatch, metrics: &RecordBatch) -> Detections {
         let mut out = Detections::default();
         if let Some(cols) = MetricCols::of(metrics) {
-            for i in 0..metrics.num_rows() {
+            // A batch holds runs of several partitions over overlapping times, and a
+            // producer that spreads a series over partitions interleaves its points:
+            // each series is scored in event-time order within the batch, however the
+            // runs came.
+            let ts = cols.ts.values();
+            let mut order: Vec<usize> = (0..metrics.num_rows()).collect();
+            if !ts.is_sorted() {
+                order.sort_by_key(|&i| ts[i]);
+            }
+            for i in order {
                 let name = cols.name.value(i);
                 let Some(spec) = self.specs.get(name).cloned() else {
                     continue;
@@ -393,6 +419,7 @@ impl SignalDetectors {
                     detector,
                     episode: None,
                     recent: charted.then(VecDeque::new),
+                    newest: i64::MIN,
                 },
             );
             n += 1;
@@ -562,7 +589,13 @@ impl SignalDetectors {
             },
             episode: None,
             recent: charted.then(VecDeque::new),
+            newest: i64::MIN,
         });
+        if ts < s.newest {
+            self.out_of_order += 1;
+        } else {
+            s.newest = ts;
+        }
         if let Some(r) = &mut s.recent {
             if r.len() == RECENT_POINTS {
                 r.pop_front();
@@ -745,6 +778,44 @@ mod tests {
         assert_eq!(out.anomalies.len(), 1, "one anomaly message per episode");
         assert_eq!(out.anomalies[0]["signal"], "latency");
         assert_eq!(out.anomalies[0]["role"], "symptom");
+    }
+
+    #[test]
+    fn a_batch_of_interleaved_partition_runs_is_scored_in_event_time_order() {
+        let spec = DetectSpec {
+            metric: "latency".into(),
+            direction: Direction::Up,
+            role: Role::Symptom,
+        };
+        let empty = logs_batch(&[]).unwrap();
+        let rows: Vec<_> = (0..70)
+            .map(|i| {
+                metric(
+                    i * 60_000,
+                    if (62..65).contains(&i) {
+                        900.0
+                    } else {
+                        40.0 + (i % 5) as f64
+                    },
+                )
+            })
+            .collect();
+        // the same points as two partitions' runs: even minutes, then odd ones
+        let runs: Vec<_> = rows
+            .iter()
+            .step_by(2)
+            .chain(rows.iter().skip(1).step_by(2))
+            .cloned()
+            .collect();
+        let detect = |rows: &[MetricRow]| {
+            let mut d = SignalDetectors::new(std::slice::from_ref(&spec), DetectionConfig::default());
+            let out = d.observe(&empty, &metrics_batch(rows).unwrap());
+            let alerts: Vec<(i64, Status)> = out.alerts.iter().map(|a| (a.ts, a.status)).collect();
+            (alerts, out.anomalies)
+        };
+        let in_order = detect(&rows);
+        assert!(!in_order.0.is_empty(), "the spike is found");
+        assert_eq!(detect(&runs), in_order);
     }
 
     #[test]

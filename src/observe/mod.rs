@@ -208,6 +208,12 @@ impl Health {
             &[("", t.dropped_series as f64)],
         );
         metric(
+            "lookout_out_of_order_points_total",
+            "counter",
+            "Points the detectors saw older than their series' newest point (scored as they came).",
+            &[("", t.out_of_order_points as f64)],
+        );
+        metric(
             "lookout_late_records_total",
             "counter",
             "Rows of windowed SQL that arrived after their window closed (dropped, or folded into a kept window).",

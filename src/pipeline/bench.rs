@@ -64,6 +64,12 @@ pub struct BenchReport {
     pub incident_updates: u64,
     pub anomalies: u64,
     pub dead_letters: u64,
+    /// Records that came after their SQL window had closed, and windows published again
+    /// with them (the input's order shows here: a partition read behind the others).
+    pub late_records: u64,
+    pub window_corrections: u64,
+    /// Points the detectors saw older than their series' newest.
+    pub out_of_order_points: u64,
     pub batches: u64,
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
@@ -272,6 +278,9 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
         incident_updates: incidents,
         anomalies,
         dead_letters: processor.stats.dead_letters,
+        late_records: processor.stats.late_records,
+        window_corrections: processor.stats.window_corrections,
+        out_of_order_points: processor.stats.out_of_order_points,
         batches: latencies.len() as u64,
         latency_p50_ms: pct(0.5),
         latency_p99_ms: pct(0.99),
@@ -593,6 +602,13 @@ impl BenchReport {
         row(
             "out: incident updates / anomalies / dead letters",
             format!("{} / {} / {}", self.incident_updates, self.anomalies, self.dead_letters),
+        );
+        row(
+            "late records / SQL windows corrected / points out of order",
+            format!(
+                "{} / {} / {}",
+                self.late_records, self.window_corrections, self.out_of_order_points
+            ),
         );
         row(
             "batch latency p50 / p99 (received → acked)",

@@ -85,6 +85,8 @@ pub struct Stats {
     pub model_reloads: u64,
     /// Series not watched because `[detection] max_series` were watched already.
     pub dropped_series: u64,
+    /// Points the detectors saw older than their series' newest (scored all the same).
+    pub out_of_order_points: u64,
     /// Rows of windowed SQL later than their window (dropped, or folded into a kept
     /// window with `late = "update"`).
     pub late_records: u64,
@@ -137,6 +139,7 @@ impl Stats {
             template_changes,
             model_reloads,
             dropped_series,
+            out_of_order_points,
             late_records,
             window_corrections,
             signal_points,
@@ -162,6 +165,7 @@ impl Stats {
         self.template_changes += template_changes;
         self.model_reloads += model_reloads;
         self.dropped_series += dropped_series;
+        self.out_of_order_points += out_of_order_points;
         self.late_records += late_records;
         self.window_corrections += window_corrections;
         self.signal_points += signal_points;
@@ -762,6 +766,7 @@ impl Processor {
         detections.alerts.extend(signals.alerts);
         detections.anomalies.extend(signals.anomalies);
         self.stats.dropped_series = self.detectors.dropped_series;
+        self.stats.out_of_order_points = self.detectors.out_of_order;
         self.stats.anomalies += detections.anomalies.len() as u64;
         alerts.extend(detections.alerts);
         self.stats.time.detectors += lap(clock);
