@@ -811,11 +811,17 @@ mod tests {
             let mut d = SignalDetectors::new(std::slice::from_ref(&spec), DetectionConfig::default());
             let out = d.observe(&empty, &metrics_batch(rows).unwrap());
             let alerts: Vec<(i64, Status)> = out.alerts.iter().map(|a| (a.ts, a.status)).collect();
-            (alerts, out.anomalies)
+            (alerts, out.anomalies, d.out_of_order)
         };
         let in_order = detect(&rows);
         assert!(!in_order.0.is_empty(), "the spike is found");
         assert_eq!(detect(&runs), in_order);
+        assert_eq!(in_order.2, 0);
+        // across batches the order is what it is, and the points that go back are counted
+        let mut d = SignalDetectors::new(std::slice::from_ref(&spec), DetectionConfig::default());
+        d.observe(&empty, &metrics_batch(&rows[30..]).unwrap());
+        d.observe(&empty, &metrics_batch(&rows[..30]).unwrap());
+        assert_eq!(d.out_of_order, 30);
     }
 
     #[test]
