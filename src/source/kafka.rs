@@ -73,8 +73,8 @@ pub struct KafkaSource {
     consumer: Arc<StreamConsumer<LagContext>>,
     lag: Lag,
     reading: Arc<Reading>,
-    /// The batch being read while the caller processes the one before.
-    ahead: Option<tokio::task::JoinHandle<Read>>,
+    /// The batches read (and decoded) while the caller processes the one before.
+    ahead: Option<Ahead>,
     /// Decodes each batch as soon as it is read ([`KafkaSource::decode_ahead`]).
     decoder: Option<Decoder>,
     /// The last batch handed over, decoded, if it was.
@@ -178,31 +178,25 @@ impl KafkaSource {
     /// The next batch: up to `max_records`, closed `max_wait_ms` after its first
     /// record, without the records the state holds already. `None` once `cancel` fires.
     ///
-    /// Batches are read one ahead (except with [`KafkaSource::forget_revoked`]): when
-    /// this returns, the next one is being read (on another thread of the runtime) while
-    /// the caller processes this one, so reading and copying records out of the consumer
-    /// overlaps processing. Offsets are stored only for delivered batches, so a batch
-    /// read ahead and never handed over is read again by the next consumer of its
-    /// partitions.
+    /// Batches are read ahead (except with [`KafkaSource::forget_revoked`]): a reader task
+    /// reads the next batch while the one before it is decoded and the caller processes
+    /// the one before that, so reading, copying records out of the consumer, decoding and
+    /// processing overlap; at most [`READ_AHEAD`] batches wait. Offsets are stored only
+    /// for delivered batches, so a batch read ahead and never handed over is read again
+    /// by the next consumer of its partitions.
     pub async fn next_batch(&mut self, cancel: &CancellationToken) -> Result<Option<Vec<RawRecord>>, SourceError> {
-        let read = match self.ahead.take() {
-            Some(task) => match task.await {
-                Ok(read) => read,
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                // aborted: the runtime is shutting down
-                Err(_) => Read {
-                    cancelled: true,
-                    ..Read::default()
-                },
-            },
-            None => self.read(cancel).await,
-        };
         // Not with partitioned state: a partition revoked while the caller processes
         // would still be processed and checkpointed by a task its new owner may already
         // have restored; read when asked, a revoked partition's task goes first.
-        if !read.cancelled && !self.forget_revoked {
-            self.ahead = Some(tokio::spawn(self.read(cancel)));
-        }
+        let read = if self.forget_revoked {
+            self.read(cancel).await
+        } else {
+            let ahead = match self.ahead.take() {
+                Some(a) => a,
+                None => self.start_reading(cancel),
+            };
+            self.ahead.insert(ahead).next().await
+        };
         let mut out = read.records;
         if self.forget_revoked && !read.revoked.is_empty() {
             let gone = |topic: &str, partition: i32| read.revoked.iter().any(|(t, p)| *p == partition && t == topic);
@@ -229,28 +223,32 @@ impl KafkaSource {
             cancel.clone(),
         );
         let decoder = self.decoder.clone();
-        async move {
-            let mut read = batch.await;
-            if let Some(decoder) = decoder.filter(|_| !read.records.is_empty()) {
-                let records = std::mem::take(&mut read.records);
-                let decoding = tokio::task::spawn_blocking(move || {
-                    let started = std::time::Instant::now();
-                    let decoded = decoder.decode(&records);
-                    let took = started.elapsed();
-                    (records, Predecoded { decoded, took })
-                });
-                match decoding.await {
-                    Ok((records, decoded)) => {
-                        read.records = records;
-                        read.decoded = Some(decoded);
-                    }
-                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                    // the runtime is shutting down: nothing is processed any more, and
-                    // what was read is read again from the stored offsets
-                    Err(_) => read.cancelled = true,
+        async move { decode_read(batch.await, decoder).await }
+    }
+
+    /// Starts the reader task: it reads batch after batch until `cancel` fires, and
+    /// starts decoding each one as soon as it is read.
+    fn start_reading(&self, cancel: &CancellationToken) -> Ahead {
+        let (tx, batches) = tokio::sync::mpsc::channel(READ_AHEAD - 1);
+        let (consumer, reading, decoder, cancel) = (
+            self.consumer.clone(),
+            self.reading.clone(),
+            self.decoder.clone(),
+            cancel.clone(),
+        );
+        let reader = tokio::spawn(async move {
+            loop {
+                let read = read_batch(consumer.clone(), reading.clone(), false, cancel.clone()).await;
+                let last = read.cancelled;
+                let decoding = tokio::spawn(decode_read(read, decoder.clone()));
+                if tx.send(decoding).await.is_err() || last {
+                    return;
                 }
             }
-            read
+        });
+        Ahead {
+            batches,
+            reader: Some(reader),
         }
     }
 
@@ -370,8 +368,8 @@ impl KafkaSource {
 impl Drop for KafkaSource {
     fn drop(&mut self) {
         // the batch being read holds the consumer; nobody will take it
-        if let Some(task) = self.ahead.take() {
-            task.abort();
+        if let Some(reader) = self.ahead.take().and_then(|a| a.reader) {
+            reader.abort();
         }
     }
 }
@@ -439,6 +437,69 @@ struct Read {
 pub struct Predecoded {
     pub decoded: Result<Decoded, arrow::error::ArrowError>,
     pub took: Duration,
+}
+
+/// How many batches are read ahead of the one being processed, at most: one waiting
+/// decoded (or being decoded) and one being read or waiting for room.
+pub const READ_AHEAD: usize = 2;
+
+/// The reader task and the batches it has read, in order.
+struct Ahead {
+    batches: tokio::sync::mpsc::Receiver<tokio::task::JoinHandle<Read>>,
+    /// Taken once the reader has stopped and been joined.
+    reader: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Ahead {
+    /// The next batch read; cancelled once the reader has stopped.
+    async fn next(&mut self) -> Read {
+        let cancelled = Read {
+            cancelled: true,
+            ..Read::default()
+        };
+        let joined = match self.batches.recv().await {
+            Some(decoding) => decoding.await,
+            // the reader returned after a cancelled batch, or failed
+            None => match self.reader.take() {
+                Some(reader) => match reader.await {
+                    Ok(()) => return cancelled,
+                    Err(e) => Err(e),
+                },
+                None => return cancelled,
+            },
+        };
+        match joined {
+            Ok(read) => read,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // aborted: the runtime is shutting down
+            Err(_) => cancelled,
+        }
+    }
+}
+
+/// Decodes a batch just read, on a blocking thread, when a decoder is given.
+async fn decode_read(mut read: Read, decoder: Option<Decoder>) -> Read {
+    let Some(decoder) = decoder.filter(|_| !read.records.is_empty()) else {
+        return read;
+    };
+    let records = std::mem::take(&mut read.records);
+    let decoding = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let decoded = decoder.decode(&records);
+        let took = started.elapsed();
+        (records, Predecoded { decoded, took })
+    });
+    match decoding.await {
+        Ok((records, decoded)) => {
+            read.records = records;
+            read.decoded = Some(decoded);
+        }
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // the runtime is shutting down: nothing is processed any more, and what was read
+        // is read again from the stored offsets
+        Err(_) => read.cancelled = true,
+    }
+    read
 }
 
 /// Reads a batch: up to `max_records`, closed `max_wait_ms` after its first record.
