@@ -199,6 +199,22 @@ pub struct DetectorsState {
     out_of_order: u64,
     windows: SignalWindows,
     vector_episodes: HashMap<String, String>,
+    /// Points held for event time to pass them, oldest first.
+    #[serde(default)]
+    held: Vec<(i64, Held)>,
+}
+
+/// A point waiting for event time to pass it ([`SignalDetectors::hold`]).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Held {
+    series: String,
+    service: String,
+    host: String,
+    value: f64,
+    direction: Direction,
+    role: Role,
+    /// A metric of a `[[detect]]` table: a symptom goes into its service's mix.
+    mixed: bool,
 }
 
 pub struct SignalDetectors {
@@ -224,6 +240,11 @@ pub struct SignalDetectors {
     vector_episodes: HashMap<String, String>,
     /// Closed windows kept for training, when recording.
     recorded: Option<Vec<Window>>,
+    /// While holding, points wait here in event-time order (then arrival order) until
+    /// `horizon` passes them.
+    held: BTreeMap<(i64, u64), Held>,
+    arrivals: u64,
+    horizon: Option<i64>,
 }
 
 impl SignalDetectors {
@@ -252,6 +273,9 @@ impl SignalDetectors {
             vector_model: None,
             vector_episodes: HashMap::new(),
             recorded: None,
+            held: BTreeMap::new(),
+            arrivals: 0,
+            horizon: None,
         }
     }
 
@@ -267,6 +291,7 @@ impl SignalDetectors {
             out_of_order: self.out_of_order,
             windows: self.windows.clone(),
             vector_episodes: self.vector_episodes.clone(),
+            held: self.held.iter().map(|((ts, _), h)| (*ts, h.clone())).collect(),
         }
     }
 
@@ -280,6 +305,104 @@ impl SignalDetectors {
         self.out_of_order = s.out_of_order;
         self.windows = s.windows;
         self.vector_episodes = s.vector_episodes;
+        self.held.clear();
+        for (ts, h) in s.held {
+            self.held.insert((ts, self.arrivals), h);
+            self.arrivals += 1;
+        }
+    }
+
+    /// Holds points until event time passes them: from now on a point is scored once
+    /// `horizon` (the oldest newest event time of the partitions being read, set before
+    /// each batch) has reached it, in event-time order, and windows of error logs and of
+    /// service signals close on the horizon too. When partitions are read unevenly, a
+    /// series spread over them then reaches its detector in order, and what is found
+    /// does not depend on which partition was read first. Replayed files are merged by
+    /// event time and need no holding.
+    pub fn hold(&mut self, horizon: i64) {
+        self.horizon = Some(horizon);
+    }
+
+    /// Stops holding and scores every point held (the input has ended).
+    pub fn release(&mut self) -> Detections {
+        self.horizon = None;
+        let mut out = Detections::default();
+        self.release_until(i64::MAX, &mut out);
+        self.close_vectors(&mut out);
+        out
+    }
+
+    /// Points waiting for event time to pass them.
+    pub fn held_points(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Event time up to which windows close: the newest seen, or the horizon while
+    /// holding.
+    fn closing(&self) -> i64 {
+        match self.horizon {
+            Some(h) => h.min(self.watermark),
+            None => self.watermark,
+        }
+    }
+
+    /// Scores a point now, or holds it while holding.
+    #[allow(clippy::too_many_arguments)]
+    fn point(
+        &mut self,
+        key: (&str, &str, &str),
+        ts: i64,
+        value: f64,
+        direction: Direction,
+        role: Role,
+        mixed: bool,
+        out: &mut Detections,
+    ) {
+        if self.horizon.is_none() {
+            return self.score_point(key, ts, value, direction, role, mixed, out);
+        }
+        let held = Held {
+            series: key.0.to_string(),
+            service: key.1.to_string(),
+            host: key.2.to_string(),
+            value,
+            direction,
+            role,
+            mixed,
+        };
+        self.held.insert((ts, self.arrivals), held);
+        self.arrivals += 1;
+    }
+
+    /// Scores the held points up to `until`, oldest first.
+    fn release_until(&mut self, until: i64, out: &mut Detections) {
+        while let Some(first) = self.held.first_entry() {
+            if first.key().0 > until {
+                break;
+            }
+            let ((ts, _), h) = first.remove_entry();
+            let key = (h.series.as_str(), h.service.as_str(), h.host.as_str());
+            self.score_point(key, ts, h.value, h.direction, h.role, h.mixed, out);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn score_point(
+        &mut self,
+        key: (&str, &str, &str),
+        ts: i64,
+        value: f64,
+        direction: Direction,
+        role: Role,
+        mixed: bool,
+        out: &mut Detections,
+    ) {
+        let watched = self.score(key, ts, value, direction, role, out);
+        // What users feel goes into the service's mix; saturation levels (memory, CPU)
+        // differ from one deployment to the next and would dominate it.
+        if watched && mixed && role == Role::Symptom {
+            self.mix(key.1, key.0, ts, value);
+        }
     }
 
     pub fn series_count(&self) -> usize {
@@ -310,7 +433,7 @@ impl SignalDetectors {
             }
             for i in order {
                 let name = cols.name.value(i);
-                let Some(spec) = self.specs.get(name).cloned() else {
+                let Some((direction, role)) = self.specs.get(name).map(|s| (s.direction, s.role)) else {
                     continue;
                 };
                 let service = opt(cols.service, i).unwrap_or("");
@@ -318,13 +441,11 @@ impl SignalDetectors {
                 let ts = cols.ts.value(i);
                 self.watermark = self.watermark.max(ts);
                 let value = cols.value.value(i);
-                let watched = self.score((name, service, host), ts, value, spec.direction, spec.role, &mut out);
-                // What users feel goes into the service's mix; saturation levels (memory,
-                // CPU) differ from one deployment to the next and would dominate it.
-                if watched && spec.role == Role::Symptom {
-                    self.mix(service, name, ts, value);
-                }
+                self.point((name, service, host), ts, value, direction, role, true, &mut out);
             }
+        }
+        if let Some(h) = self.horizon {
+            self.release_until(h, &mut out);
         }
         if self.cfg.log_errors {
             self.count_logs(logs);
@@ -340,14 +461,11 @@ impl SignalDetectors {
         let mut out = Detections::default();
         for p in points {
             self.watermark = self.watermark.max(p.ts);
-            self.score(
-                (&p.series, &p.service, &p.host),
-                p.ts,
-                p.value,
-                p.direction,
-                p.role,
-                &mut out,
-            );
+            let key = (p.series.as_str(), p.service.as_str(), p.host.as_str());
+            self.point(key, p.ts, p.value, p.direction, p.role, false, &mut out);
+        }
+        if let Some(h) = self.horizon {
+            self.release_until(h, &mut out);
         }
         out
     }
@@ -428,7 +546,7 @@ impl SignalDetectors {
     }
 
     fn close_vectors(&mut self, out: &mut Detections) {
-        for w in self.windows.close(self.watermark) {
+        for w in self.windows.close(self.closing()) {
             if let Some(kept) = &mut self.recorded {
                 kept.push(w.clone());
             }
@@ -514,7 +632,7 @@ impl SignalDetectors {
         ) else {
             return;
         };
-        let oldest_open = self.watermark.saturating_sub(LOG_GRACE_MS + LOG_WINDOW_MS);
+        let oldest_open = self.closing().saturating_sub(LOG_GRACE_MS + LOG_WINDOW_MS);
         for i in 0..logs.num_rows() {
             let t = ts.value(i);
             self.watermark = self.watermark.max(t);
@@ -542,7 +660,7 @@ impl SignalDetectors {
 
     fn close_log_windows(&mut self, out: &mut Detections) {
         while let Some((&start, _)) = self.log_windows.first_key_value() {
-            if start + LOG_WINDOW_MS + LOG_GRACE_MS > self.watermark {
+            if start + LOG_WINDOW_MS + LOG_GRACE_MS > self.closing() {
                 break;
             }
             let counts = self.log_windows.remove(&start).unwrap_or_default();
@@ -593,6 +711,17 @@ impl SignalDetectors {
         });
         if ts < s.newest {
             self.out_of_order += 1;
+            if self.out_of_order % 5000 == 1 {
+                eprintln!(
+                    "OOO {} {} {} back {} horizon {:?} held {}",
+                    key.0,
+                    key.1,
+                    key.2,
+                    s.newest - ts,
+                    self.horizon.map(|h| ts - h),
+                    self.held.len()
+                );
+            }
         } else {
             s.newest = ts;
         }
@@ -822,6 +951,68 @@ mod tests {
         d.observe(&empty, &metrics_batch(&rows[30..]).unwrap());
         d.observe(&empty, &metrics_batch(&rows[..30]).unwrap());
         assert_eq!(d.out_of_order, 30);
+    }
+
+    #[test]
+    fn held_points_give_partitions_read_unevenly_the_findings_of_event_time_order() {
+        let spec = DetectSpec {
+            metric: "latency".into(),
+            direction: Direction::Up,
+            role: Role::Symptom,
+        };
+        let empty = logs_batch(&[]).unwrap();
+        let value = |i: i64| match i {
+            150..=153 => 900.0,
+            _ => 40.0 + (i % 5) as f64,
+        };
+        let rows: Vec<_> = (0..240).map(|i| metric(i * 60_000, value(i))).collect();
+        let found = |out: &Detections| -> Vec<(i64, Status, String)> {
+            out.alerts.iter().map(|a| (a.ts, a.status, a.title.clone())).collect()
+        };
+        let mut d = SignalDetectors::new(std::slice::from_ref(&spec), DetectionConfig::default());
+        let in_order = found(&d.observe(&empty, &metrics_batch(&rows).unwrap()));
+        let spike = 150 * 60_000..=153 * 60_000;
+        assert!(
+            in_order.iter().any(|a| spike.contains(&a.0) && a.1 == Status::Firing),
+            "the spike is found: {in_order:?}"
+        );
+        // Two partitions of one series: the even minutes are read in batches of 40 rows
+        // a whole hour before the odd ones, which come at the end. The horizon is the
+        // oldest newest event of the two (nothing before the odd ones' first batch).
+        let (even, odd): (Vec<_>, Vec<_>) = rows.iter().cloned().partition(|r| (r.ts / 60_000) % 2 == 0);
+        let mut batches: Vec<(Vec<MetricRow>, Option<i64>)> = Vec::new();
+        let (mut even_newest, mut odd_newest) = (None, None);
+        let mut reads: Vec<(bool, &[MetricRow])> = even.chunks(40).map(|c| (true, c)).collect();
+        reads.splice(2..2, odd.chunks(40).map(|c| (false, c)));
+        for (is_even, chunk) in reads {
+            let newest = chunk.last().map(|r| r.ts);
+            if is_even {
+                even_newest = newest
+            } else {
+                odd_newest = newest
+            }
+            batches.push((chunk.to_vec(), even_newest.zip(odd_newest).map(|(a, b)| a.min(b))));
+        }
+        let run = |hold: bool| {
+            let mut d = SignalDetectors::new(std::slice::from_ref(&spec), DetectionConfig::default());
+            let mut got = Vec::new();
+            for (rows, horizon) in &batches {
+                if hold {
+                    d.hold(horizon.unwrap_or(i64::MIN));
+                }
+                got.extend(found(&d.observe(&empty, &metrics_batch(rows).unwrap())));
+            }
+            got.extend(found(&d.release()));
+            assert_eq!(d.held_points(), 0);
+            (got, d.out_of_order)
+        };
+        assert_eq!(run(true), (in_order.clone(), 0));
+        let (unheld, out_of_order) = run(false);
+        assert!(out_of_order > 0);
+        assert_ne!(
+            unheld, in_order,
+            "read unevenly and scored on arrival, the series is not what it was"
+        );
     }
 
     #[test]

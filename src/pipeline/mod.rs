@@ -708,7 +708,9 @@ impl Processor {
             self.marks.observe(p.stream, &p.topic, p.partition, p.newest, now);
         }
         if self.hold_expiry {
-            self.correlator.hold(self.marks.settled(now).unwrap_or(i64::MIN));
+            let settled = self.marks.settled(now).unwrap_or(i64::MIN);
+            self.correlator.hold(settled);
+            self.detectors.hold(settled);
         }
         if let Some(t) = &mut self.trends {
             t.observe_metrics(&d.metrics);
@@ -740,8 +742,9 @@ impl Processor {
         let sql = self.sql.flush(self.watermark).await?;
         self.stats.time.sql += lap(&mut clock);
         self.correlator.release();
+        let held = self.detectors.release();
         let empty = RecordBatch::new_empty(crate::decode::Stream::Events.schema());
-        let out = self.conclude(sql, Detections::default(), &empty, &mut clock, true);
+        let out = self.conclude(sql, held, &empty, &mut clock, true);
         self.publish_health();
         Ok(out)
     }
