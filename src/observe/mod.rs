@@ -26,6 +26,8 @@ pub struct Snapshot {
     pub stats: Stats,
     pub open_incidents: usize,
     pub watched_series: usize,
+    /// Points the detectors hold for event time to pass them.
+    pub held_points: usize,
     pub templates: usize,
     /// Open (window, key) groups of windowed SQL.
     pub open_windows: usize,
@@ -53,6 +55,7 @@ impl Snapshot {
         self.stats.add(&o.stats);
         self.open_incidents += o.open_incidents;
         self.watched_series += o.watched_series;
+        self.held_points += o.held_points;
         self.templates += o.templates;
         self.open_windows += o.open_windows;
         self.models.clone_from(&o.models);
@@ -200,6 +203,12 @@ impl Health {
             "gauge",
             "Series with a detector.",
             &[("", s.watched_series as f64)],
+        );
+        metric(
+            "lookout_held_points",
+            "gauge",
+            "Points the detectors hold until event time on every live partition has passed them.",
+            &[("", s.held_points as f64)],
         );
         metric(
             "lookout_dropped_series_total",

@@ -368,6 +368,7 @@ impl Processor {
             stats: self.stats,
             open_incidents: self.correlator.open_incidents(),
             watched_series: self.detectors.series_count(),
+            held_points: self.detectors.held_points(),
             templates: self.miner().len(),
             open_windows: self.sql.open_slots(),
             models: vec![
