@@ -217,6 +217,21 @@ struct Held {
     mixed: bool,
 }
 
+impl Held {
+    /// A point not held yet: its series' names are filled in when it is.
+    fn of(value: f64, direction: Direction, role: Role, mixed: bool) -> Held {
+        Held {
+            series: String::new(),
+            service: String::new(),
+            host: String::new(),
+            value,
+            direction,
+            role,
+            mixed,
+        }
+    }
+}
+
 pub struct SignalDetectors {
     specs: HashMap<String, DetectSpec>,
     cfg: DetectionConfig,
@@ -347,28 +362,15 @@ impl SignalDetectors {
     }
 
     /// Scores a point now, or holds it while holding.
-    #[allow(clippy::too_many_arguments)]
-    fn point(
-        &mut self,
-        key: (&str, &str, &str),
-        ts: i64,
-        value: f64,
-        direction: Direction,
-        role: Role,
-        mixed: bool,
-        out: &mut Detections,
-    ) {
+    fn point(&mut self, key: (&str, &str, &str), ts: i64, p: Held, out: &mut Detections) {
         if self.horizon.is_none() {
-            return self.score_point(key, ts, value, direction, role, mixed, out);
+            return self.score_point(key, ts, &p, out);
         }
         let held = Held {
             series: key.0.to_string(),
             service: key.1.to_string(),
             host: key.2.to_string(),
-            value,
-            direction,
-            role,
-            mixed,
+            ..p
         };
         self.held.insert((ts, self.arrivals), held);
         self.arrivals += 1;
@@ -382,26 +384,17 @@ impl SignalDetectors {
             }
             let ((ts, _), h) = first.remove_entry();
             let key = (h.series.as_str(), h.service.as_str(), h.host.as_str());
-            self.score_point(key, ts, h.value, h.direction, h.role, h.mixed, out);
+            self.score_point(key, ts, &h, out);
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn score_point(
-        &mut self,
-        key: (&str, &str, &str),
-        ts: i64,
-        value: f64,
-        direction: Direction,
-        role: Role,
-        mixed: bool,
-        out: &mut Detections,
-    ) {
-        let watched = self.score(key, ts, value, direction, role, out);
+    /// Scores a point of series `key` (its own strings in `p` are not read).
+    fn score_point(&mut self, key: (&str, &str, &str), ts: i64, p: &Held, out: &mut Detections) {
+        let watched = self.score(key, ts, p.value, p.direction, p.role, out);
         // What users feel goes into the service's mix; saturation levels (memory, CPU)
         // differ from one deployment to the next and would dominate it.
-        if watched && mixed && role == Role::Symptom {
-            self.mix(key.1, key.0, ts, value);
+        if watched && p.mixed && p.role == Role::Symptom {
+            self.mix(key.1, key.0, ts, p.value);
         }
     }
 
@@ -441,7 +434,8 @@ impl SignalDetectors {
                 let ts = cols.ts.value(i);
                 self.watermark = self.watermark.max(ts);
                 let value = cols.value.value(i);
-                self.point((name, service, host), ts, value, direction, role, true, &mut out);
+                let p = Held::of(value, direction, role, true);
+                self.point((name, service, host), ts, p, &mut out);
             }
         }
         if let Some(h) = self.horizon {
@@ -462,7 +456,7 @@ impl SignalDetectors {
         for p in points {
             self.watermark = self.watermark.max(p.ts);
             let key = (p.series.as_str(), p.service.as_str(), p.host.as_str());
-            self.point(key, p.ts, p.value, p.direction, p.role, false, &mut out);
+            self.point(key, p.ts, Held::of(p.value, p.direction, p.role, false), &mut out);
         }
         if let Some(h) = self.horizon {
             self.release_until(h, &mut out);
@@ -911,11 +905,7 @@ mod tests {
 
     #[test]
     fn a_batch_of_interleaved_partition_runs_is_scored_in_event_time_order() {
-        let spec = DetectSpec {
-            metric: "latency".into(),
-            direction: Direction::Up,
-            role: Role::Symptom,
-        };
+        let spec = spec("latency", Direction::Up, Role::Symptom);
         let empty = logs_batch(&[]).unwrap();
         let rows: Vec<_> = (0..70)
             .map(|i| {
@@ -955,11 +945,7 @@ mod tests {
 
     #[test]
     fn held_points_give_partitions_read_unevenly_the_findings_of_event_time_order() {
-        let spec = DetectSpec {
-            metric: "latency".into(),
-            direction: Direction::Up,
-            role: Role::Symptom,
-        };
+        let spec = spec("latency", Direction::Up, Role::Symptom);
         let empty = logs_batch(&[]).unwrap();
         let value = |i: i64| match i {
             150..=153 => 900.0,
