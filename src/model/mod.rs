@@ -204,12 +204,9 @@ pub struct DetectorsState {
     held: Vec<(i64, Held)>,
 }
 
-/// A point waiting for event time to pass it ([`SignalDetectors::hold`]).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct Held {
-    series: String,
-    service: String,
-    host: String,
+/// What the detectors need of a point besides its series and time.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct Point {
     value: f64,
     direction: Direction,
     role: Role,
@@ -217,19 +214,13 @@ struct Held {
     mixed: bool,
 }
 
-impl Held {
-    /// A point not held yet: its series' names are filled in when it is.
-    fn of(value: f64, direction: Direction, role: Role, mixed: bool) -> Held {
-        Held {
-            series: String::new(),
-            service: String::new(),
-            host: String::new(),
-            value,
-            direction,
-            role,
-            mixed,
-        }
-    }
+/// A point waiting for event time to pass it ([`SignalDetectors::hold`]).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Held {
+    series: String,
+    service: String,
+    host: String,
+    point: Point,
 }
 
 pub struct SignalDetectors {
@@ -362,15 +353,15 @@ impl SignalDetectors {
     }
 
     /// Scores a point now, or holds it while holding.
-    fn point(&mut self, key: (&str, &str, &str), ts: i64, p: Held, out: &mut Detections) {
+    fn point(&mut self, key: (&str, &str, &str), ts: i64, point: Point, out: &mut Detections) {
         if self.horizon.is_none() {
-            return self.score_point(key, ts, &p, out);
+            return self.score_point(key, ts, point, out);
         }
         let held = Held {
             series: key.0.to_string(),
             service: key.1.to_string(),
             host: key.2.to_string(),
-            ..p
+            point,
         };
         self.held.insert((ts, self.arrivals), held);
         self.arrivals += 1;
@@ -384,12 +375,11 @@ impl SignalDetectors {
             }
             let ((ts, _), h) = first.remove_entry();
             let key = (h.series.as_str(), h.service.as_str(), h.host.as_str());
-            self.score_point(key, ts, &h, out);
+            self.score_point(key, ts, h.point, out);
         }
     }
 
-    /// Scores a point of series `key` (its own strings in `p` are not read).
-    fn score_point(&mut self, key: (&str, &str, &str), ts: i64, p: &Held, out: &mut Detections) {
+    fn score_point(&mut self, key: (&str, &str, &str), ts: i64, p: Point, out: &mut Detections) {
         let watched = self.score(key, ts, p.value, p.direction, p.role, out);
         // What users feel goes into the service's mix; saturation levels (memory, CPU)
         // differ from one deployment to the next and would dominate it.
@@ -418,10 +408,10 @@ impl SignalDetectors {
             // A batch holds runs of several partitions over overlapping times, and a
             // producer that spreads a series over partitions interleaves its points:
             // each series is scored in event-time order within the batch, however the
-            // runs came.
+            // runs came (held points are ordered as they are held).
             let ts = cols.ts.values();
             let mut order: Vec<usize> = (0..metrics.num_rows()).collect();
-            if !ts.is_sorted() {
+            if self.horizon.is_none() && !ts.is_sorted() {
                 order.sort_by_key(|&i| ts[i]);
             }
             for i in order {
@@ -434,7 +424,12 @@ impl SignalDetectors {
                 let ts = cols.ts.value(i);
                 self.watermark = self.watermark.max(ts);
                 let value = cols.value.value(i);
-                let p = Held::of(value, direction, role, true);
+                let p = Point {
+                    value,
+                    direction,
+                    role,
+                    mixed: true,
+                };
                 self.point((name, service, host), ts, p, &mut out);
             }
         }
@@ -456,7 +451,13 @@ impl SignalDetectors {
         for p in points {
             self.watermark = self.watermark.max(p.ts);
             let key = (p.series.as_str(), p.service.as_str(), p.host.as_str());
-            self.point(key, p.ts, Held::of(p.value, p.direction, p.role, false), &mut out);
+            let point = Point {
+                value: p.value,
+                direction: p.direction,
+                role: p.role,
+                mixed: false,
+            };
+            self.point(key, p.ts, point, &mut out);
         }
         if let Some(h) = self.horizon {
             self.release_until(h, &mut out);
@@ -705,17 +706,6 @@ impl SignalDetectors {
         });
         if ts < s.newest {
             self.out_of_order += 1;
-            if self.out_of_order % 5000 == 1 {
-                eprintln!(
-                    "OOO {} {} {} back {} horizon {:?} held {}",
-                    key.0,
-                    key.1,
-                    key.2,
-                    s.newest - ts,
-                    self.horizon.map(|h| ts - h),
-                    self.held.len()
-                );
-            }
         } else {
             s.newest = ts;
         }
