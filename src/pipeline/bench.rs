@@ -450,12 +450,9 @@ impl Lookout {
             return Ok(None);
         }
         let received = Instant::now();
-        // as `lookout run` does: an assigned partition that has delivered nothing yet
-        // holds event time back too
-        self.processor.expect_partitions(&self.source.assigned());
         let messages = self
             .processor
-            .process_read(&batch, self.source.take_decoded())
+            .process_from(&batch, &mut self.source)
             .await
             .map_err(|e| e.to_string())?;
         let sent = Instant::now();

@@ -210,9 +210,9 @@ pub struct Processor {
     watermark: i64,
     /// Event-time progress per input partition, for windowed SQL.
     marks: Watermarks,
-    /// Incidents expire only once every live input partition has passed their due time
-    /// (see [`Processor::read_partitions`]).
-    hold_expiry: bool,
+    /// Detectors and incident expiry wait for event time to pass on every live input
+    /// partition (see [`Processor::read_partitions`]).
+    hold_event_time: bool,
     /// The catalog file, checked on every batch.
     catalog_watch: Option<Watched>,
     /// Where each batch's snapshot goes for `/metrics` and `/ready`.
@@ -252,7 +252,7 @@ impl Processor {
             correlator: Correlator::new(cfg.spec.correlation.clone(), cfg.catalog.clone()),
             watermark: i64::MIN,
             marks: Watermarks::new(std::time::Duration::from_millis(cfg.spec.windows.idle_ms())),
-            hold_expiry: false,
+            hold_event_time: false,
             catalog_watch: cfg.catalog_path.clone().map(Watched::new),
             health: None,
             board: None,
@@ -275,12 +275,12 @@ impl Processor {
     }
 
     /// Says that input comes from Kafka partitions, which a consumer reads unevenly: in a
-    /// backlog one partition can run far ahead of another in event time. Incidents then
-    /// expire on the oldest event time of the live partitions ([`Watermarks::settled`]),
-    /// not on the newest event (see [`Correlator::hold`]). Replayed files are merged by
-    /// event time and need no holding.
+    /// backlog one partition can run far ahead of another in event time. Detectors then
+    /// score points and incidents expire on the oldest event time of the live partitions
+    /// ([`Watermarks::settled`]), not on the newest event (see [`SignalDetectors::hold`],
+    /// [`Correlator::hold`]). Replayed files are merged by event time and need no holding.
     pub fn read_partitions(&mut self) {
-        self.hold_expiry = true;
+        self.hold_event_time = true;
     }
 
     /// Tells event-time tracking which input partitions this instance reads, before they
@@ -649,6 +649,18 @@ impl Processor {
         self.process_read(records, None).await
     }
 
+    /// [`Processor::process_read`] of the batch `source` handed over last: the partitions
+    /// it is assigned hold event time back before they deliver, and its batch may have
+    /// been decoded as it was read.
+    pub async fn process_from(
+        &mut self,
+        records: &[RawRecord],
+        source: &mut KafkaSource,
+    ) -> Result<Vec<Message>, PipelineError> {
+        self.expect_partitions(&source.assigned());
+        self.process_read(records, source.take_decoded()).await
+    }
+
     /// [`Processor::process`] of a batch that may have been decoded as it was read
     /// ([`KafkaSource::decode_ahead`]); its decoding time counts as the decode stage.
     pub async fn process_read(
@@ -708,7 +720,7 @@ impl Processor {
         for p in &d.partitions {
             self.marks.observe(p.stream, &p.topic, p.partition, p.newest, now);
         }
-        if self.hold_expiry {
+        if self.hold_event_time {
             let settled = self.marks.settled(now).unwrap_or(i64::MIN);
             self.correlator.hold(settled);
             self.detectors.hold(settled);
@@ -916,8 +928,7 @@ pub async fn run_kafka(
     let result = async {
         while let Some(batch) = source.next_batch(cancel).await? {
             let started = Instant::now();
-            processor.expect_partitions(&source.assigned());
-            let messages = processor.process_read(&batch, source.take_decoded()).await?;
+            let messages = processor.process_from(&batch, source).await?;
             sink.publish(&messages).await?;
             source.delivered(&batch);
             pending |= !batch.is_empty() || !messages.is_empty();
