@@ -13,6 +13,7 @@
 //! compacted topic keyed by `incident_id` holds the latest state of each incident.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
@@ -96,6 +97,8 @@ impl Clone for Entries {
 #[derive(Debug, Default)]
 struct Written {
     shown: Shown,
+    /// The member as an update's [`Summary`] lists it.
+    listed: Arc<ListedAlert>,
     /// The three entries one after the other (the signal empty unless the member is an
     /// anomaly), rewritten in place when the member changes.
     text: Vec<u8>,
@@ -160,6 +163,13 @@ impl Member {
             write_explanation(&mut w, self);
             written.text = w.into_bytes();
             written.shown.update(self);
+            written.listed = Arc::new(ListedAlert {
+                fingerprint: self.alert.fingerprint.clone(),
+                source: self.alert.source.clone(),
+                service: self.alert.service.clone(),
+                title: self.alert.title.clone(),
+                first_seen: self.first_seen,
+            });
         }
         std::cell::Ref::map(cell.borrow(), |w| w.as_deref().expect("written above"))
     }
@@ -219,6 +229,10 @@ pub struct Incident {
     pub timeline: Vec<(i64, String, String)>,
     /// A candidate is not published until it is confirmed (see [`Incident::confirmed`]).
     pub published: bool,
+    /// How many timeline events are written, and their JSON (not checkpointed):
+    /// events are only ever added, so each is written once.
+    #[serde(skip)]
+    timeline_text: std::cell::RefCell<(usize, Vec<u8>)>,
     /// Members before this place in `order` that are no longer listed have forgotten
     /// their entries (not checkpointed).
     #[serde(skip)]
@@ -246,6 +260,7 @@ impl Incident {
             changes: Vec::new(),
             timeline: Vec::new(),
             published: false,
+            timeline_text: Default::default(),
             forgotten_to: Default::default(),
         };
         let join = Explanation {
@@ -548,7 +563,15 @@ impl Incident {
             .and_then(|s| catalog.service(s))
             .and_then(|s| s.owner.as_deref());
         let (members, alert_count) = self.listed();
-        let mut w = JsonText::with_capacity(1024 + 700 * members.len());
+        let entries: Vec<_> = members.iter().map(|m| m.entries()).collect();
+        let timeline = self.timeline_text();
+        let root_text = serde_json::to_vec(&root).expect("JSON into memory");
+        let size = entries.iter().map(|e| e.text.len() + 3).sum::<usize>()
+            + timeline.len()
+            + root_text.len()
+            + 300 * self.changes.len()
+            + 1024;
+        let mut w = JsonText::with_capacity(size);
         w.begin_object()
             .field("schema", SCHEMA)
             .field("incident_id", &self.id)
@@ -566,13 +589,13 @@ impl Incident {
             .field("services", &services)
             .field("hosts", &self.hosts())
             .field("owner", &owner)
-            .field("root_cause", &root)
+            .key("root_cause")
+            .raw(&root_text)
             .key("suspected_changes")
             .begin_array();
         for (c, why) in &self.changes {
             w.value(&change_json(c, why));
         }
-        let entries: Vec<_> = members.iter().map(|m| m.entries()).collect();
         w.end_array().key("alerts").begin_array();
         for e in &entries {
             w.raw(e.alert());
@@ -589,31 +612,40 @@ impl Incident {
         for e in &entries {
             w.raw(e.explanation());
         }
-        w.end_array().key("timeline").begin_array();
-        for (ts, ev, d) in &self.timeline {
-            w.begin_object()
-                .field("ts", &format_ms(*ts))
-                .field("event", ev)
-                .field("detail", d)
-                .end_object();
-        }
-        w.end_array().end_object();
+        w.end_array()
+            .key("timeline")
+            .begin_array()
+            .raw_items(&timeline)
+            .end_array()
+            .end_object();
+        drop(timeline);
         let summary = Summary {
             opened_at: self.opened_at,
             resolved_at: self.resolved_at,
             services,
-            alerts: members
-                .iter()
-                .map(|m| ListedAlert {
-                    fingerprint: m.alert.fingerprint.clone(),
-                    source: m.alert.source.clone(),
-                    service: m.alert.service.clone(),
-                    title: m.alert.title.clone(),
-                    first_seen: m.first_seen,
-                })
-                .collect(),
+            alerts: entries.iter().map(|e| Arc::clone(&e.listed)).collect(),
         };
         (w.into_bytes(), summary)
+    }
+
+    /// The timeline's events as JSON items, those added since the last call written now.
+    fn timeline_text(&self) -> std::cell::Ref<'_, [u8]> {
+        let mut cache = self.timeline_text.borrow_mut();
+        let (written, text) = &mut *cache;
+        if *written < self.timeline.len() {
+            let mut w = JsonText::after(std::mem::take(text));
+            for (ts, ev, d) in &self.timeline[*written..] {
+                w.begin_object()
+                    .field("ts", &format_ms(*ts))
+                    .field("event", ev)
+                    .field("detail", d)
+                    .end_object();
+            }
+            *text = w.into_bytes();
+            *written = self.timeline.len();
+        }
+        drop(cache);
+        std::cell::Ref::map(self.timeline_text.borrow(), |(_, t)| t.as_slice())
     }
 
     /// The members a published update lists, in the order they joined (the first and

@@ -64,8 +64,9 @@ pub struct Summary {
     pub opened_at: i64,
     pub resolved_at: Option<i64>,
     pub services: Vec<String>,
-    /// The listed members, in the order they joined.
-    pub alerts: Vec<ListedAlert>,
+    /// The listed members, in the order they joined (shared with the incident's
+    /// cache of what it lists: most updates list the same members again).
+    pub alerts: Vec<std::sync::Arc<ListedAlert>>,
 }
 
 impl Summary {
@@ -86,12 +87,14 @@ impl Summary {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|a| ListedAlert {
-                    fingerprint: text(&a["fingerprint"]),
-                    source: text(&a["source"]),
-                    service: a["service"].as_str().map(str::to_string),
-                    title: text(&a["title"]),
-                    first_seen: time(&a["first_seen"]).unwrap_or(i64::MAX),
+                .map(|a| {
+                    std::sync::Arc::new(ListedAlert {
+                        fingerprint: text(&a["fingerprint"]),
+                        source: text(&a["source"]),
+                        service: a["service"].as_str().map(str::to_string),
+                        title: text(&a["title"]),
+                        first_seen: time(&a["first_seen"]).unwrap_or(i64::MAX),
+                    })
                 })
                 .collect(),
         })

@@ -30,6 +30,7 @@ pub mod services;
 pub mod surprise;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use serde::Deserialize;
@@ -186,11 +187,13 @@ fn never() -> i64 {
 /// Series whose latest [`RECENT_POINTS`] points are kept for charts.
 const RECENT_SERIES: usize = 2_000;
 const RECENT_POINTS: usize = 60;
+/// Keys of held points kept before the first clean-up of those no point holds.
+const HELD_KEYS_MIN: usize = 1024;
 
 /// What a checkpoint keeps of [`SignalDetectors`].
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct DetectorsState {
-    series: HashMap<(String, String, String), Series>,
+    series: hashbrown::HashMap<SeriesKey, Series>,
     log_windows: BTreeMap<i64, BTreeMap<String, u64>>,
     log_services: BTreeMap<String, ()>,
     watermark: i64,
@@ -201,7 +204,33 @@ pub struct DetectorsState {
     vector_episodes: HashMap<String, String>,
     /// Points held for event time to pass them, oldest first.
     #[serde(default)]
-    held: Vec<(i64, Held)>,
+    held: Vec<(i64, HeldState)>,
+}
+
+/// A series: its metric or signal, service and host (empty when it has none).
+type SeriesKey = (String, String, String);
+
+/// A series' key borrowed from a point: the series map is searched with it, so that a
+/// point costs no copies of its key (hashes as the owned key does).
+#[derive(Hash)]
+struct KeyRef<'a>(&'a str, &'a str, &'a str);
+
+impl hashbrown::Equivalent<SeriesKey> for KeyRef<'_> {
+    fn equivalent(&self, k: &SeriesKey) -> bool {
+        self.0 == k.0 && self.1 == k.1 && self.2 == k.2
+    }
+}
+
+impl hashbrown::Equivalent<Arc<SeriesKey>> for KeyRef<'_> {
+    fn equivalent(&self, k: &Arc<SeriesKey>) -> bool {
+        self.equivalent(&**k)
+    }
+}
+
+impl KeyRef<'_> {
+    fn owned(&self) -> SeriesKey {
+        (self.0.to_string(), self.1.to_string(), self.2.to_string())
+    }
 }
 
 /// What the detectors need of a point besides its series and time.
@@ -214,9 +243,17 @@ struct Point {
     mixed: bool,
 }
 
-/// A point waiting for event time to pass it ([`SignalDetectors::hold`]).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// A point waiting for event time to pass it ([`SignalDetectors::hold`]); the points
+/// of one series share its key.
+#[derive(Debug, Clone)]
 struct Held {
+    key: Arc<SeriesKey>,
+    point: Point,
+}
+
+/// A held point as a checkpoint keeps it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct HeldState {
     series: String,
     service: String,
     host: String,
@@ -228,7 +265,7 @@ pub struct SignalDetectors {
     cfg: DetectionConfig,
     params: DetectorParams,
     surprise: surprise::SurpriseParams,
-    series: HashMap<(String, String, String), Series>,
+    series: hashbrown::HashMap<SeriesKey, Series>,
     /// Open log-error windows: window start → service → count.
     log_windows: BTreeMap<i64, BTreeMap<String, u64>>,
     log_services: BTreeMap<String, ()>,
@@ -249,6 +286,10 @@ pub struct SignalDetectors {
     /// While holding, points wait here in event-time order (then arrival order) until
     /// `horizon` passes them.
     held: BTreeMap<(i64, u64), Held>,
+    /// The keys of the series held points belong to, each kept once.
+    held_keys: hashbrown::HashSet<Arc<SeriesKey>>,
+    /// How many keys `held_keys` may grow to before those no point holds are dropped.
+    held_keys_limit: usize,
     arrivals: u64,
     horizon: Option<i64>,
 }
@@ -269,7 +310,7 @@ impl SignalDetectors {
             },
             cfg,
             params,
-            series: HashMap::new(),
+            series: hashbrown::HashMap::new(),
             log_windows: BTreeMap::new(),
             log_services: BTreeMap::new(),
             watermark: i64::MIN,
@@ -280,6 +321,8 @@ impl SignalDetectors {
             vector_episodes: HashMap::new(),
             recorded: None,
             held: BTreeMap::new(),
+            held_keys: hashbrown::HashSet::new(),
+            held_keys_limit: HELD_KEYS_MIN,
             arrivals: 0,
             horizon: None,
         }
@@ -297,7 +340,20 @@ impl SignalDetectors {
             out_of_order: self.out_of_order,
             windows: self.windows.clone(),
             vector_episodes: self.vector_episodes.clone(),
-            held: self.held.iter().map(|((ts, _), h)| (*ts, h.clone())).collect(),
+            held: self
+                .held
+                .iter()
+                .map(|((ts, _), h)| {
+                    let (series, service, host) = (*h.key).clone();
+                    let state = HeldState {
+                        series,
+                        service,
+                        host,
+                        point: h.point,
+                    };
+                    (*ts, state)
+                })
+                .collect(),
         }
     }
 
@@ -312,9 +368,10 @@ impl SignalDetectors {
         self.windows = s.windows;
         self.vector_episodes = s.vector_episodes;
         self.held.clear();
+        self.held_keys.clear();
         for (ts, h) in s.held {
-            self.held.insert((ts, self.arrivals), h);
-            self.arrivals += 1;
+            let key = (h.series.as_str(), h.service.as_str(), h.host.as_str());
+            self.hold_point(key, ts, h.point);
         }
     }
 
@@ -354,16 +411,28 @@ impl SignalDetectors {
 
     /// Scores a point now, or holds it while holding.
     fn point(&mut self, key: (&str, &str, &str), ts: i64, point: Point, out: &mut Detections) {
-        if self.horizon.is_none() {
-            return self.score_point(key, ts, point, out);
+        match self.horizon {
+            None => self.score_point(key, ts, point, out),
+            Some(_) => self.hold_point(key, ts, point),
         }
-        let held = Held {
-            series: key.0.to_string(),
-            service: key.1.to_string(),
-            host: key.2.to_string(),
-            point,
+    }
+
+    fn hold_point(&mut self, key: (&str, &str, &str), ts: i64, point: Point) {
+        let borrowed = KeyRef(key.0, key.1, key.2);
+        let key = match self.held_keys.get(&borrowed) {
+            Some(k) => Arc::clone(k),
+            None => {
+                if self.held_keys.len() >= self.held_keys_limit {
+                    // only the held points (and this set) share a key
+                    self.held_keys.retain(|k| Arc::strong_count(k) > 1);
+                    self.held_keys_limit = (2 * self.held_keys.len()).max(HELD_KEYS_MIN);
+                }
+                let k = Arc::new(borrowed.owned());
+                self.held_keys.insert(Arc::clone(&k));
+                k
+            }
         };
-        self.held.insert((ts, self.arrivals), held);
+        self.held.insert((ts, self.arrivals), Held { key, point });
         self.arrivals += 1;
     }
 
@@ -374,7 +443,7 @@ impl SignalDetectors {
                 break;
             }
             let ((ts, _), h) = first.remove_entry();
-            let key = (h.series.as_str(), h.service.as_str(), h.host.as_str());
+            let key = (h.key.0.as_str(), h.key.1.as_str(), h.key.2.as_str());
             self.score_point(key, ts, h.point, out);
         }
     }
@@ -688,22 +757,28 @@ impl SignalDetectors {
         role: Role,
         out: &mut Detections,
     ) -> bool {
-        let k = (key.0.to_string(), key.1.to_string(), key.2.to_string());
-        if !self.series.contains_key(&k) && self.series.len() >= self.cfg.max_series {
-            self.dropped_series += 1;
-            return false;
-        }
         let kind = self.cfg.model;
-        let charted = self.series.len() < RECENT_SERIES;
-        let s = self.series.entry(k).or_insert_with(|| Series {
-            detector: match kind {
-                DetectorKind::Envelope => SeriesDetector::Envelope(Detector::default()),
-                DetectorKind::Surprise => SeriesDetector::Surprise(Box::default()),
-            },
-            episode: None,
-            recent: charted.then(VecDeque::new),
-            newest: i64::MIN,
-        });
+        let count = self.series.len();
+        let borrowed = KeyRef(key.0, key.1, key.2);
+        let s = match self.series.entry_ref(&borrowed) {
+            hashbrown::hash_map::EntryRef::Occupied(o) => o.into_mut(),
+            hashbrown::hash_map::EntryRef::Vacant(_) if count >= self.cfg.max_series => {
+                self.dropped_series += 1;
+                return false;
+            }
+            hashbrown::hash_map::EntryRef::Vacant(v) => v.insert_with_key(
+                borrowed.owned(),
+                Series {
+                    detector: match kind {
+                        DetectorKind::Envelope => SeriesDetector::Envelope(Detector::default()),
+                        DetectorKind::Surprise => SeriesDetector::Surprise(Box::default()),
+                    },
+                    episode: None,
+                    recent: (count < RECENT_SERIES).then(VecDeque::new),
+                    newest: i64::MIN,
+                },
+            ),
+        };
         if ts < s.newest {
             self.out_of_order += 1;
         } else {

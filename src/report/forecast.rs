@@ -468,14 +468,26 @@ pub fn theil_sen(points: &[(f64, f64)], z: f64) -> Option<Slope> {
     if n < 3 || slopes.len() < 3 {
         return None;
     }
-    // three order statistics of the n(n−1)/2 slopes, each found in linear time
+    // three order statistics of the n(n−1)/2 slopes, each found in linear time; the
+    // median's selection leaves the smaller slopes before it and the larger after it,
+    // so the bounds are looked for on their own side only
     let slope = median_in_place(&mut slopes)?;
     let pairs = slopes.len() as f64;
     let nf = n as f64;
     let c = z * (nf * (nf - 1.0) * (2.0 * nf + 5.0) / 18.0).sqrt();
     let lo = (((pairs - c) / 2.0).floor() as isize - 1).clamp(0, slopes.len() as isize - 1) as usize;
     let hi = (((pairs + c) / 2.0).ceil() as usize).min(slopes.len() - 1);
-    let (low, high) = (kth(&mut slopes, lo), kth(&mut slopes, hi));
+    let mid = slopes.len() / 2;
+    let low = if lo < mid {
+        kth(&mut slopes[..mid], lo)
+    } else {
+        kth(&mut slopes, lo)
+    };
+    let high = if hi > mid {
+        kth(&mut slopes[mid + 1..], hi - mid - 1)
+    } else {
+        kth(&mut slopes, hi)
+    };
     let mut offsets: Vec<f64> = points.iter().map(|(x, y)| y - slope * x).collect();
     let last_x = points.iter().map(|p| p.0).fold(f64::MIN, f64::max);
     Some(Slope {
@@ -655,6 +667,37 @@ mod tests {
         all.sort_by(f64::total_cmp);
         assert_eq!((s.low, s.high), (all[12], all[32]));
         assert!(s.low < s.slope && s.slope < s.high);
+    }
+
+    /// The bounds are found beside the median's selection: the same ranks as in the
+    /// sorted slopes, for odd and even numbers of pairs, with ties.
+    #[test]
+    fn sen_bounds_are_the_ranks_of_the_sorted_slopes() {
+        let mut state = 5u64;
+        for n in 3..40 {
+            let ys: Vec<(f64, f64)> = (0..n)
+                .map(|x| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (x as f64, ((state >> 33) % 7) as f64)
+                })
+                .collect();
+            let mut all: Vec<f64> = Vec::new();
+            for i in 0..n {
+                for j in i + 1..n {
+                    all.push((ys[j].1 - ys[i].1) / (ys[j].0 - ys[i].0));
+                }
+            }
+            all.sort_by(f64::total_cmp);
+            let (pairs, nf) = (all.len() as f64, n as f64);
+            let c = 1.96 * (nf * (nf - 1.0) * (2.0 * nf + 5.0) / 18.0).sqrt();
+            let lo = (((pairs - c) / 2.0).floor() as isize - 1).clamp(0, all.len() as isize - 1) as usize;
+            let hi = (((pairs + c) / 2.0).ceil() as usize).min(all.len() - 1);
+            let s = theil_sen(&ys, 1.96).unwrap();
+            assert_eq!((s.low, s.high), (all[lo], all[hi]), "n = {n}");
+            assert_eq!(s.slope, median_of_sorted(&all).unwrap(), "n = {n}");
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use ndarray::Array2;
 use serde_json::{json, Value};
 
-use crate::correlate::{Alert, Summary};
+use crate::correlate::{Alert, ListedAlert, Summary};
 use crate::decode::time::format_ms;
 
 /// Incidents kept for MTBF and recurring types.
@@ -80,6 +80,40 @@ pub struct Ledger {
     alerts: BTreeMap<(i64, i64), AlertCounts>,
     /// The period lengths reports are made for.
     lengths: Vec<i64>,
+    /// Kinds worked out before (not checkpointed): an update lists mostly the alerts
+    /// the one before it listed.
+    #[serde(skip)]
+    kinds: KindCache,
+}
+
+/// An alert's kind by its title, with the source and service it was worked out for.
+#[derive(Debug, Clone, Default)]
+struct KindCache(HashMap<String, (String, Option<String>, String)>);
+
+/// Titles whose kinds are kept; the cache starts again when it is full.
+const KINDS_KEPT: usize = 10_000;
+
+impl KindCache {
+    /// `source: title shape`, with the alert's own service blanked too, so that one kind
+    /// of failure on two services has one shape.
+    fn kind(&mut self, a: &ListedAlert) -> String {
+        if let Some((source, service, kind)) = self.0.get(a.title.as_str()) {
+            if *source == a.source && *service == a.service {
+                return kind.clone();
+            }
+        }
+        let title = match a.service.as_deref().filter(|s| !s.is_empty()) {
+            Some(svc) => a.title.replace(svc, "*"),
+            None => a.title.clone(),
+        };
+        let kind = format!("{}: {}", a.source, title_shape(&title));
+        if self.0.len() >= KINDS_KEPT {
+            self.0.clear();
+        }
+        self.0
+            .insert(a.title.clone(), (a.source.clone(), a.service.clone(), kind.clone()));
+        kind
+    }
 }
 
 /// A title with its numbers and quoted parts blanked: `error ratio 0.22 on web-1` →
@@ -157,19 +191,7 @@ impl Ledger {
         t.resolved_at = s.resolved_at;
         t.services.clone_from(&s.services);
         t.fingerprints = s.alerts.iter().map(|a| a.fingerprint.clone()).collect();
-        // the alert's own service is blanked too, so one kind of failure on two
-        // services has one shape
-        t.kinds = s
-            .alerts
-            .iter()
-            .map(|a| {
-                let title = match a.service.as_deref().filter(|s| !s.is_empty()) {
-                    Some(svc) => a.title.replace(svc, "*"),
-                    None => a.title.clone(),
-                };
-                format!("{}: {}", a.source, title_shape(&title))
-            })
-            .collect();
+        t.kinds = s.alerts.iter().map(|a| self.kinds.kind(a)).collect();
         // an acknowledgement still pending matched no incident when it came, so only this
         // one can have become its match
         self.pending_acks.retain(|(key, ts)| {

@@ -28,6 +28,13 @@ impl JsonText {
         JsonText { buf, fresh: true }
     }
 
+    /// Writes more values after those already in `buf`, with a comma between: a list
+    /// of items kept to be spliced into an array with [`JsonText::raw_items`].
+    pub fn after(buf: Vec<u8>) -> JsonText {
+        let fresh = buf.is_empty();
+        JsonText { buf, fresh }
+    }
+
     /// Ends a value written at the top: the next one starts without a comma. The length
     /// of the text so far.
     pub fn end_value(&mut self) -> usize {
@@ -96,6 +103,15 @@ impl JsonText {
     pub fn raw(&mut self, json: &[u8]) -> &mut Self {
         self.item();
         self.buf.extend_from_slice(json);
+        self
+    }
+
+    /// Values written before as a comma-separated list (see [`JsonText::after`]), as
+    /// items of the array being written; nothing when the list is empty.
+    pub fn raw_items(&mut self, items: &[u8]) -> &mut Self {
+        if !items.is_empty() {
+            self.raw(items);
+        }
         self
     }
 
