@@ -1066,6 +1066,38 @@ mod tests {
         );
     }
 
+    /// Held points of one series share its key; keys no held point uses are dropped
+    /// as new ones come, so the set stays near the number of series held at once.
+    #[test]
+    fn held_keys_are_shared_and_dropped_once_released() {
+        let spec = spec("latency", Direction::Up, Role::Symptom);
+        let empty = logs_batch(&[]).unwrap();
+        let on_host = |host: usize, ts: i64| MetricRow {
+            host: Some(format!("cart-{host}")),
+            ..metric(ts, 40.0)
+        };
+        let mut d = SignalDetectors::new(std::slice::from_ref(&spec), DetectionConfig::default());
+        d.hold(i64::MIN);
+        let rows: Vec<_> = (0..3000).flat_map(|h| [on_host(h, 0), on_host(h, 60_000)]).collect();
+        d.observe(&empty, &metrics_batch(&rows).unwrap());
+        assert_eq!((d.held_points(), d.held_keys.len()), (6000, 3000));
+        assert!(d.held.values().all(|h| Arc::strong_count(&h.key) == 3));
+        d.hold(60_000);
+        d.observe(&empty, &metrics_batch(&[]).unwrap());
+        assert_eq!((d.held_points(), d.series_count()), (0, 3000));
+        // 2,000 more series: on the way the 3,000 released keys are dropped
+        let rows: Vec<_> = (3000..5000).map(|h| on_host(h, 120_000)).collect();
+        d.observe(&empty, &metrics_batch(&rows).unwrap());
+        assert_eq!(d.held_points(), 2000);
+        assert!(d.held_keys.len() < 3000, "{} keys", d.held_keys.len());
+        assert!(d
+            .held_keys
+            .iter()
+            .all(|k| k.2["cart-".len()..].parse::<usize>().unwrap() >= 3000));
+        assert_eq!(d.release().alerts.len(), 0);
+        assert_eq!(d.series_count(), 5000);
+    }
+
     #[test]
     fn error_log_bursts_per_service() {
         let mut d = SignalDetectors::new(&[], DetectionConfig::default());
