@@ -44,8 +44,8 @@ fn batch(from: usize, n: usize, services: &[String]) -> RecordBatch {
     let rows: Vec<LogRow> = (from..from + n)
         .map(|i| LogRow {
             ts: 1_741_046_400_000 + i as i64 * MS_PER_RECORD,
-            service: services[(i * 7919) % SERVICES].clone(),
-            host: Some(format!("h{}", i % 3)),
+            service: services[(i * 7919) % SERVICES].clone().into(),
+            host: Some(format!("h{}", i % 3).into()),
             level: if i % 50 == 0 { Level::Error } else { Level::Info },
             message: "request served".into(),
             trace_id: None,

@@ -10,7 +10,7 @@ use super::value::{Map, Value};
 
 use super::{json, time, Context, DecodeError, EventKind, EventRow, Severity, Status};
 
-pub fn decode(mut o: Map, ctx: &Context) -> Result<Vec<EventRow>, DecodeError> {
+pub fn decode<'a>(mut o: Map<'a>, ctx: &Context) -> Result<Vec<EventRow<'a>>, DecodeError> {
     let alerts = match o.remove("alerts") {
         Some(Value::Array(a)) => a,
         _ => return Err(DecodeError::Missing("alerts")),
@@ -34,7 +34,12 @@ pub fn decode(mut o: Map, ctx: &Context) -> Result<Vec<EventRow>, DecodeError> {
         .collect()
 }
 
-fn alert(mut a: Map, receiver: &str, group_status: Option<&str>, ctx: &Context) -> Result<EventRow, DecodeError> {
+fn alert<'a>(
+    mut a: Map<'a>,
+    receiver: &str,
+    group_status: Option<&str>,
+    ctx: &Context,
+) -> Result<EventRow<'a>, DecodeError> {
     let status_raw = a.remove("status").and_then(|v| v.as_str().map(str::to_string));
     let status = status_raw
         .as_deref()
@@ -63,33 +68,40 @@ fn alert(mut a: Map, receiver: &str, group_status: Option<&str>, ctx: &Context) 
     let alertname = json::label(&labels, &["alertname"]).unwrap_or_else(|| "alert".into());
     let summary = json::label(&annotations, &["summary", "description", "message"]);
     let title = match summary {
-        Some(s) => format!("{alertname}: {s}"),
+        Some(s) => format!("{alertname}: {s}").into(),
         None => alertname,
     };
     let severity = json::label(&labels, &["severity", "priority"])
         .and_then(|s| Severity::parse(&s))
         .unwrap_or(Severity::Warning);
     let mut all = labels.clone();
-    all.extend(annotations.into_iter().map(|(k, v)| (format!("annotation.{k}"), v)));
+    all.extend(
+        annotations
+            .into_iter()
+            .map(|(k, v)| (format!("annotation.{k}").into(), v)),
+    );
     if let Some(u) = a.get("generatorURL").and_then(Value::as_str) {
-        all.push(("generator_url".into(), u.to_string()));
+        all.push(("generator_url".into(), u.to_string().into()));
     }
     if !receiver.is_empty() {
-        all.push(("receiver".into(), receiver.to_string()));
+        all.push(("receiver".into(), receiver.to_string().into()));
     }
     if let Some(s) = a.get("startsAt").and_then(Value::as_str) {
-        all.push(("starts_at".into(), s.to_string()));
+        all.push(("starts_at".into(), s.to_string().into()));
     }
     Ok(EventRow {
         ts,
         kind: EventKind::Alert,
         source: "alertmanager".into(),
         service: json::label(&labels, &["service", "job", "app"]),
-        host: json::label(&labels, &["host", "instance", "node"]).map(|h| strip_port(&h)),
+        host: json::label(&labels, &["host", "instance", "node"]).map(|h| strip_port(&h).into()),
         severity,
         status,
         title,
-        fingerprint: a.get("fingerprint").and_then(Value::as_str).map(str::to_string),
+        fingerprint: a
+            .get("fingerprint")
+            .and_then(Value::as_str)
+            .map(|f| f.to_string().into()),
         labels: all,
     })
 }

@@ -9,10 +9,10 @@
 
 use super::value::{Map, Value};
 
-use super::{json, time, Context, DecodeError, EventKind, EventRow, Severity, Status};
+use super::{json, time, Context, DecodeError, EventKind, EventRow, Severity, Status, Text};
 
-pub fn decode(mut o: Map, ctx: &Context) -> Result<EventRow, DecodeError> {
-    let get = |o: &mut Map, k: &'static str| -> Result<Option<String>, DecodeError> {
+pub fn decode<'a>(mut o: Map<'a>, ctx: &Context) -> Result<EventRow<'a>, DecodeError> {
+    let get = |o: &mut Map<'a>, k: &'static str| -> Result<Option<Text<'a>>, DecodeError> {
         o.remove(k).map(|v| json::text(k, v)).transpose()
     };
     let typ = get(&mut o, "type")?.ok_or(DecodeError::Missing("type"))?;
@@ -42,13 +42,13 @@ pub fn decode(mut o: Map, ctx: &Context) -> Result<EventRow, DecodeError> {
     } else {
         EventKind::Other
     };
-    let take = |d: &mut Map, keys: &[&'static str]| -> Result<Option<String>, DecodeError> {
+    let take = |d: &mut Map<'a>, keys: &[&'static str]| -> Result<Option<Text<'a>>, DecodeError> {
         json::take(d, keys).map(|(f, v)| json::text(f, v)).transpose()
     };
     let service = take(&mut data, &["service", "service_name", "app", "application"])?.or(subject.clone());
     let host = take(&mut data, &["host", "hostname"])?;
     let title = take(&mut data, &["title", "message", "summary", "description"])?
-        .unwrap_or_else(|| format!("{typ} {}", subject.as_deref().unwrap_or(&source)));
+        .unwrap_or_else(|| format!("{typ} {}", subject.as_deref().unwrap_or(&source)).into());
     let severity = match take(&mut data, &["severity"])? {
         Some(s) => Severity::parse(&s).unwrap_or(Severity::Info),
         None if kind == EventKind::Alert => Severity::Warning,
@@ -59,7 +59,7 @@ pub fn decode(mut o: Map, ctx: &Context) -> Result<EventRow, DecodeError> {
         None if kind == EventKind::Alert => Status::Firing,
         None => Status::Resolved,
     };
-    let mut labels = vec![("ce_type".to_string(), typ), ("ce_source".to_string(), source.clone())];
+    let mut labels = vec![("ce_type".into(), typ), ("ce_source".into(), source.clone())];
     labels.extend(json::rest(data));
     labels.extend(
         json::rest(o)

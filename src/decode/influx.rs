@@ -6,7 +6,9 @@
 //! String fields are kept as labels. Timestamps are nanoseconds unless their magnitude
 //! says otherwise; a payload can hold several lines.
 
-use super::{json, time, Context, DecodeError, MetricRow};
+use std::borrow::Cow;
+
+use super::{json, time, Context, DecodeError, MetricRow, Text};
 
 /// Influx when the first line has a fields part with `=` after the series part.
 pub fn looks_like(s: &str) -> bool {
@@ -18,7 +20,7 @@ pub fn looks_like(s: &str) -> bool {
     parts.len() >= 2 && parts[1].contains('=') && !parts[0].contains('{')
 }
 
-pub fn decode(s: &str, ctx: &Context) -> Result<Vec<MetricRow>, DecodeError> {
+pub fn decode<'a>(s: &'a str, ctx: &Context) -> Result<Vec<MetricRow<'a>>, DecodeError> {
     let mut out = Vec::new();
     for (n, line) in s.lines().enumerate() {
         let line = line.trim();
@@ -30,7 +32,7 @@ pub fn decode(s: &str, ctx: &Context) -> Result<Vec<MetricRow>, DecodeError> {
     Ok(out)
 }
 
-fn decode_line(line: &str, ctx: &Context, out: &mut Vec<MetricRow>) -> Result<(), String> {
+fn decode_line<'a>(line: &'a str, ctx: &Context, out: &mut Vec<MetricRow<'a>>) -> Result<(), String> {
     let parts = split_unescaped(line, ' ');
     if parts.len() < 2 || parts.len() > 3 {
         return Err(format!(
@@ -66,7 +68,7 @@ fn decode_line(line: &str, ctx: &Context, out: &mut Vec<MetricRow>) -> Result<()
         }
         let (k, v) = (unescape(kv[0]), kv[1]);
         if let Some(q) = v.strip_prefix('"') {
-            labels.push((k, q.trim_end_matches('"').replace("\\\"", "\"")));
+            labels.push((k, unquote(q.trim_end_matches('"'))));
             continue;
         }
         let num = match v {
@@ -89,7 +91,7 @@ fn decode_line(line: &str, ctx: &Context, out: &mut Vec<MetricRow>) -> Result<()
         let name = if field == "value" {
             measurement.clone()
         } else {
-            format!("{measurement}_{field}")
+            format!("{measurement}_{field}").into()
         };
         out.push(MetricRow {
             ts,
@@ -123,8 +125,19 @@ fn split_unescaped(s: &str, sep: char) -> Vec<&str> {
     out
 }
 
-fn unescape(s: &str) -> String {
-    s.replace("\\ ", " ").replace("\\,", ",").replace("\\=", "=")
+fn unescape(s: &str) -> Text<'_> {
+    if !s.contains('\\') {
+        return Cow::Borrowed(s);
+    }
+    s.replace("\\ ", " ").replace("\\,", ",").replace("\\=", "=").into()
+}
+
+/// A string field's value between its quotes, with `\"` unescaped.
+fn unquote(s: &str) -> Text<'_> {
+    if !s.contains('\\') {
+        return Cow::Borrowed(s);
+    }
+    s.replace("\\\"", "\"").into()
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use super::value::{Map, Value};
 
-use super::schema::{EventKind, EventRow, Level, LogRow, MetricRow, Severity, Status};
+use super::schema::{EventKind, EventRow, Level, LogRow, MetricRow, Pairs, Severity, Status, Text};
 use super::{time, Context, DecodeError};
 
 type Obj<'a> = Map<'a>;
@@ -66,11 +66,11 @@ pub fn take<'a>(o: &mut Obj<'a>, aliases: &[&'static str]) -> Option<(&'static s
 }
 
 /// A scalar as text; objects and arrays are a type error.
-pub fn text(field: &str, v: Value) -> Result<String, DecodeError> {
+pub fn text<'a>(field: &str, v: Value<'a>) -> Result<Text<'a>, DecodeError> {
     match v {
-        Value::String(s) => Ok(s.into_owned()),
-        Value::Number(n) => Ok(n.to_string()),
-        Value::Bool(b) => Ok(b.to_string()),
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string().into()),
+        Value::Bool(b) => Ok(Cow::Borrowed(if b { "true" } else { "false" })),
         other => Err(DecodeError::Type {
             field: field.into(),
             want: "a string",
@@ -79,7 +79,7 @@ pub fn text(field: &str, v: Value) -> Result<String, DecodeError> {
     }
 }
 
-fn take_text(o: &mut Obj, aliases: &[&'static str]) -> Result<Option<String>, DecodeError> {
+fn take_text<'a>(o: &mut Obj<'a>, aliases: &[&'static str]) -> Result<Option<Text<'a>>, DecodeError> {
     match take(o, aliases) {
         Some((f, Value::Object(mut inner))) => {
             // `service: {"name": "x", ...}`: the name is the value, the rest are attributes.
@@ -102,13 +102,13 @@ fn take_text(o: &mut Obj, aliases: &[&'static str]) -> Result<Option<String>, De
 }
 
 /// The rest of an object as key / value strings.
-pub fn rest(o: Obj) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = o
+pub fn rest(o: Obj) -> Pairs {
+    let mut out: Pairs = o
         .into_iter()
         .filter(|(_, v)| !v.is_null())
         .map(|(k, v)| match v {
-            Value::String(s) => (k.into_owned(), s.into_owned()),
-            other => (k.into_owned(), other.to_string()),
+            Value::String(s) => (k, s),
+            other => (k, other.to_string().into()),
         })
         .collect();
     out.sort();
@@ -116,7 +116,7 @@ pub fn rest(o: Obj) -> Vec<(String, String)> {
 }
 
 /// A JSON object of strings (labels), as pairs.
-pub fn string_map(field: &str, v: Value) -> Result<Vec<(String, String)>, DecodeError> {
+pub fn string_map<'a>(field: &str, v: Value<'a>) -> Result<Pairs<'a>, DecodeError> {
     match v {
         Value::Object(m) => Ok(rest(m)),
         Value::Null => Ok(Vec::new()),
@@ -138,7 +138,7 @@ pub fn event_time(o: &mut Obj, aliases: &[&'static str], ctx: &Context) -> Resul
 
 const TS: &[&str] = &["ts", "timestamp", "@timestamp", "time"];
 
-pub fn log(mut o: Obj, ctx: &Context) -> Result<LogRow, DecodeError> {
+pub fn log<'a>(mut o: Obj<'a>, ctx: &Context) -> Result<LogRow<'a>, DecodeError> {
     let ts = event_time(&mut o, TS, ctx)?;
     let service = take_text(&mut o, &["service", "service.name", "app"])?;
     let host = take_text(&mut o, &["host", "hostname", "host.name"])?;
@@ -163,7 +163,7 @@ pub fn log(mut o: Obj, ctx: &Context) -> Result<LogRow, DecodeError> {
 }
 
 /// A level, defaulting to INFO; an unknown spelling is returned to be kept in attrs.
-pub fn level_of(raw: Option<String>) -> (Level, Option<String>) {
+pub fn level_of(raw: Option<Text>) -> (Level, Option<Text>) {
     match raw {
         None => (Level::Info, None),
         Some(s) => match Level::parse(&s) {
@@ -173,7 +173,7 @@ pub fn level_of(raw: Option<String>) -> (Level, Option<String>) {
     }
 }
 
-pub fn metric(mut o: Obj, ctx: &Context) -> Result<MetricRow, DecodeError> {
+pub fn metric<'a>(mut o: Obj<'a>, ctx: &Context) -> Result<MetricRow<'a>, DecodeError> {
     let ts = event_time(&mut o, TS, ctx)?;
     let name = take_text(&mut o, &["name", "metric", "__name__"])?
         .ok_or(DecodeError::Missing("name (or metric, __name__)"))?;
@@ -219,13 +219,13 @@ pub fn metric(mut o: Obj, ctx: &Context) -> Result<MetricRow, DecodeError> {
 }
 
 /// The first present label of the aliases.
-pub fn label(labels: &[(String, String)], aliases: &[&str]) -> Option<String> {
+pub fn label<'a>(labels: &[(Text<'a>, Text<'a>)], aliases: &[&str]) -> Option<Text<'a>> {
     aliases
         .iter()
         .find_map(|a| labels.iter().find(|(k, _)| k == a).map(|(_, v)| v.clone()))
 }
 
-pub fn event(mut o: Obj, ctx: &Context) -> Result<EventRow, DecodeError> {
+pub fn event<'a>(mut o: Obj<'a>, ctx: &Context) -> Result<EventRow<'a>, DecodeError> {
     let ts = event_time(&mut o, TS, ctx)?;
     let kind_raw = take_text(&mut o, &["kind", "type", "event_type"])?;
     let severity_raw = take_text(&mut o, &["severity", "priority", "level"])?;
@@ -248,7 +248,8 @@ pub fn event(mut o: Obj, ctx: &Context) -> Result<EventRow, DecodeError> {
     };
     let title = take_text(&mut o, &["title", "summary", "message", "name", "description"])?
         .ok_or(DecodeError::Missing("title (or summary, message, name)"))?;
-    let source = take_text(&mut o, &["source", "origin", "tool"])?.unwrap_or_else(|| ctx.topic().to_string());
+    let source =
+        take_text(&mut o, &["source", "origin", "tool"])?.unwrap_or_else(|| Cow::Owned(ctx.topic().to_string()));
     let mut labels = match take(&mut o, &["labels", "tags", "attributes"]) {
         Some((f, v)) => string_map(f, v)?,
         None => Vec::new(),

@@ -8,9 +8,11 @@
 //! Every other field is kept in `attrs`. A line that does not match is kept whole as the
 //! message, with `attrs["line_format"] = "unmatched"`, and counted by the caller.
 
+use std::borrow::Cow;
+
 use regex::Regex;
 
-use super::{json, time, Context, DecodeError, LogRow};
+use super::{json, time, Context, DecodeError, LogRow, Pairs};
 
 /// A compiled line format.
 #[derive(Debug, Clone)]
@@ -84,7 +86,7 @@ fn spaces(between: &str) -> String {
     re.replace_all(between, r"\s+").into_owned()
 }
 
-pub fn log(line: &str, format: Option<&LineFormat>, ctx: &Context) -> Result<LogRow, DecodeError> {
+pub fn log<'a>(line: &'a str, format: Option<&LineFormat>, ctx: &Context) -> Result<LogRow<'a>, DecodeError> {
     let line = line.trim_end_matches(['\r', '\n']);
     let Some(parts) = format.and_then(|f| f.split(line)) else {
         let mut attrs = Vec::new();
@@ -96,7 +98,7 @@ pub fn log(line: &str, format: Option<&LineFormat>, ctx: &Context) -> Result<Log
             service: ctx.default_service(),
             host: None,
             level: super::Level::Info,
-            message: line.to_string(),
+            message: line.into(),
             trace_id: None,
             attrs,
         });
@@ -109,21 +111,21 @@ pub fn log(line: &str, format: Option<&LineFormat>, ctx: &Context) -> Result<Log
             _ => None,
         })
         .map_or_else(|| ctx.fallback_ts(), Ok)?;
-    let (level, unknown) = json::level_of(get("Level").map(str::to_string));
-    let mut attrs: Vec<(String, String)> = parts
+    let (level, unknown) = json::level_of(get("Level").map(Cow::Borrowed));
+    let mut attrs: Pairs = parts
         .iter()
         .filter(|(k, _)| !matches!(*k, "Content" | "Level" | "Service" | "Host" | "Node" | "Timestamp"))
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+        .map(|(k, v)| (k.to_ascii_lowercase().into(), Cow::Borrowed(*v)))
         .collect();
     if let Some(raw) = unknown {
         attrs.push(("level_raw".into(), raw));
     }
     Ok(LogRow {
         ts,
-        service: get("Service").map_or_else(|| ctx.default_service(), str::to_string),
-        host: get("Host").or(get("Node")).map(str::to_string),
+        service: get("Service").map_or_else(|| ctx.default_service(), Cow::Borrowed),
+        host: get("Host").or(get("Node")).map(Cow::Borrowed),
         level,
-        message: get("Content").unwrap_or("").to_string(),
+        message: get("Content").unwrap_or("").into(),
         trace_id: None,
         attrs,
     })

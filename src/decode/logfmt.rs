@@ -2,9 +2,11 @@
 //! logfmt, Heroku and many Go services. Keys map like JSON's aliases; values may be
 //! quoted with `"` and use `\"` and `\\` escapes.
 
+use std::borrow::Cow;
+
 use super::value::{Map, Value};
 
-use super::{json, Context, DecodeError, LogRow};
+use super::{json, Context, DecodeError, LogRow, Pairs};
 
 /// A line is logfmt when its first token is `key=value`.
 pub fn looks_like(s: &str) -> bool {
@@ -20,8 +22,8 @@ pub fn looks_like(s: &str) -> bool {
     }
 }
 
-/// Splits a logfmt line into pairs.
-pub fn pairs(s: &str) -> Result<Vec<(String, String)>, DecodeError> {
+/// Splits a logfmt line into pairs, borrowing from the line what needs no unescaping.
+pub fn pairs(s: &str) -> Result<Pairs<'_>, DecodeError> {
     let mut out = Vec::new();
     let mut it = s.char_indices().peekable();
     loop {
@@ -44,36 +46,37 @@ pub fn pairs(s: &str) -> Result<Vec<(String, String)>, DecodeError> {
             }
             it.next();
         }
-        let key = s[start..key_end].to_string();
+        let key = &s[start..key_end];
         if key.is_empty() {
             return Err(DecodeError::Invalid(format!("logfmt: empty key at byte {start}")));
         }
-        let mut value = String::new();
-        if has_value {
-            if it.peek().is_some_and(|(_, c)| *c == '"') {
+        let value = match it.peek() {
+            _ if !has_value => Cow::Borrowed(""),
+            Some(&(quote, '"')) => {
                 it.next();
-                value = super::read_quoted(&mut it)
-                    .ok_or_else(|| DecodeError::Invalid(format!("logfmt: unterminated quote in {key}")))?;
-            } else {
-                while let Some(&(_, c)) = it.peek() {
+                super::read_quoted(s, quote + 1, &mut it)
+                    .ok_or_else(|| DecodeError::Invalid(format!("logfmt: unterminated quote in {key}")))?
+            }
+            Some(&(from, _)) => {
+                let mut end = s.len();
+                while let Some(&(i, c)) = it.peek() {
                     if c.is_whitespace() {
+                        end = i;
                         break;
                     }
-                    value.push(c);
                     it.next();
                 }
+                Cow::Borrowed(&s[from..end])
             }
-        }
-        out.push((key, value));
+            None => Cow::Borrowed(""),
+        };
+        out.push((Cow::Borrowed(key), value));
     }
     Ok(out)
 }
 
-pub fn log(s: &str, ctx: &Context) -> Result<LogRow, DecodeError> {
-    let o: Map = pairs(s)?
-        .into_iter()
-        .map(|(k, v)| (k.into(), Value::String(v.into())))
-        .collect();
+pub fn log<'a>(s: &'a str, ctx: &Context) -> Result<LogRow<'a>, DecodeError> {
+    let o: Map = pairs(s)?.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
     json::log(o, ctx)
 }
 

@@ -19,7 +19,7 @@
 use prost::Message;
 use serde_json::Value;
 
-use super::schema::{Level, LogRow, MetricRow};
+use super::schema::{Level, LogRow, MetricRow, Pairs, Text};
 use super::{Context, DecodeError};
 
 #[derive(Clone, PartialEq, Message)]
@@ -294,17 +294,22 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn pairs(kvs: &[KeyValue]) -> Vec<(String, String)> {
+fn pairs(kvs: &[KeyValue]) -> Pairs<'static> {
     kvs.iter()
-        .map(|k| (k.key.clone(), k.value.as_ref().map(text).unwrap_or_default()))
+        .map(|k| {
+            (
+                k.key.clone().into(),
+                k.value.as_ref().map(text).unwrap_or_default().into(),
+            )
+        })
         .collect()
 }
 
 /// The resource's service and host, and its other attributes.
 struct Origin {
-    service: Option<String>,
-    host: Option<String>,
-    rest: Vec<(String, String)>,
+    service: Option<Text<'static>>,
+    host: Option<Text<'static>>,
+    rest: Pairs<'static>,
 }
 
 fn origin(r: Option<&Resource>) -> Origin {
@@ -314,11 +319,11 @@ fn origin(r: Option<&Resource>) -> Origin {
         rest: Vec::new(),
     };
     for (k, v) in pairs(r.map_or(&[][..], |r| &r.attributes)) {
-        match k.as_str() {
+        match k.as_ref() {
             "service.name" => o.service = Some(v),
             "host.name" => o.host = Some(v),
             "k8s.pod.name" if o.host.is_none() => o.host = Some(v),
-            _ => o.rest.push((format!("resource.{k}"), v)),
+            _ => o.rest.push((format!("resource.{k}").into(), v)),
         }
     }
     o
@@ -343,7 +348,7 @@ fn level(text: &str, number: i32) -> Level {
     }
 }
 
-pub fn logs(d: LogsData, ctx: &Context) -> Result<Vec<LogRow>, DecodeError> {
+pub fn logs(d: LogsData, ctx: &Context) -> Result<Vec<LogRow<'static>>, DecodeError> {
     let mut out = Vec::new();
     for rl in &d.resource_logs {
         let o = origin(rl.resource.as_ref());
@@ -361,8 +366,8 @@ pub fn logs(d: LogsData, ctx: &Context) -> Result<Vec<LogRow>, DecodeError> {
                     service: o.service.clone().unwrap_or_else(|| ctx.default_service()),
                     host: o.host.clone(),
                     level: level(&r.severity_text, r.severity_number),
-                    message: r.body.as_ref().map(text).unwrap_or_default(),
-                    trace_id: (!r.trace_id.is_empty()).then(|| hex(&r.trace_id)),
+                    message: r.body.as_ref().map(text).unwrap_or_default().into(),
+                    trace_id: (!r.trace_id.is_empty()).then(|| hex(&r.trace_id).into()),
                     attrs,
                 });
             }
@@ -374,7 +379,7 @@ pub fn logs(d: LogsData, ctx: &Context) -> Result<Vec<LogRow>, DecodeError> {
     Ok(out)
 }
 
-pub fn metrics(d: MetricsData, ctx: &Context) -> Result<Vec<MetricRow>, DecodeError> {
+pub fn metrics(d: MetricsData, ctx: &Context) -> Result<Vec<MetricRow<'static>>, DecodeError> {
     let mut out = Vec::new();
     for rm in d.resource_metrics {
         let o = origin(rm.resource.as_ref());
@@ -387,11 +392,11 @@ pub fn metrics(d: MetricsData, ctx: &Context) -> Result<Vec<MetricRow>, DecodeEr
                             None => ctx.fallback_ts()?,
                         };
                         let mut labels = pairs(attrs);
-                        labels.extend(extra.map(|(k, v)| (k.to_string(), v)));
+                        labels.extend(extra.map(|(k, v)| (k.to_string().into(), v.into())));
                         labels.sort();
                         out.push(MetricRow {
                             ts,
-                            name,
+                            name: name.into(),
                             value,
                             service: o.service.clone(),
                             host: o.host.clone(),
@@ -517,11 +522,12 @@ mod tests {
     #[test]
     fn otlp_json_logs_map_to_the_logs_schema() {
         let d = Decoder::new(DecodeConfig::default());
-        let (rows, dead) = d.decode_rows(&[record(Stream::Logs, LOGS_JSON.as_bytes())]);
+        let records = [record(Stream::Logs, LOGS_JSON.as_bytes())];
+        let (rows, dead) = d.decode_rows(&records);
         assert!(dead.is_empty(), "{dead:?}");
         let r = &rows.logs[0];
         assert_eq!(r.ts, 1_544_712_660_300);
-        assert_eq!((r.service.as_str(), r.host.as_deref()), ("my.service", Some("node-7")));
+        assert_eq!((r.service.as_ref(), r.host.as_deref()), ("my.service", Some("node-7")));
         assert_eq!(r.level, Level::Error, "severity number 17");
         assert_eq!(r.message, "Example log record");
         assert_eq!(r.trace_id.as_deref(), Some("5b8efff798038103d269b633813fc60c"));
@@ -542,7 +548,8 @@ mod tests {
         assert!(!is_json(b"{\"msg\":\"\\\"resourceLogs\\\" is empty\"}", key));
         assert!(!is_json(b"[{\"resourceLogs\":[]}]", key));
         let d = Decoder::new(DecodeConfig::default());
-        let (rows, dead) = d.decode_rows(&[record(Stream::Logs, br#"{"msg":"\"resourceLogs\" is empty","ts":1}"#)]);
+        let records = [record(Stream::Logs, br#"{"msg":"\"resourceLogs\" is empty","ts":1}"#)];
+        let (rows, dead) = d.decode_rows(&records);
         assert!(dead.is_empty(), "{dead:?}");
         assert_eq!(rows.logs[0].message, "\"resourceLogs\" is empty");
     }
@@ -550,9 +557,10 @@ mod tests {
     #[test]
     fn otlp_json_metrics_give_samples_per_point() {
         let d = Decoder::new(DecodeConfig::default());
-        let (rows, dead) = d.decode_rows(&[record(Stream::Metrics, METRICS_JSON.as_bytes())]);
+        let records = [record(Stream::Metrics, METRICS_JSON.as_bytes())];
+        let (rows, dead) = d.decode_rows(&records);
         assert!(dead.is_empty(), "{dead:?}");
-        let got: Vec<(&str, f64)> = rows.metrics.iter().map(|m| (m.name.as_str(), m.value)).collect();
+        let got: Vec<(&str, f64)> = rows.metrics.iter().map(|m| (m.name.as_ref(), m.value)).collect();
         assert_eq!(
             got,
             vec![
@@ -564,7 +572,7 @@ mod tests {
                 ("rpc", 3.5)
             ]
         );
-        assert_eq!(rows.metrics[0].labels, vec![("code".to_string(), "500".to_string())]);
+        assert_eq!(rows.metrics[0].labels, vec![("code".into(), "500".into())]);
         assert_eq!(rows.metrics[0].service.as_deref(), Some("api"));
         assert!(rows.metrics[5].labels.contains(&("quantile".into(), "0.99".into())));
     }
@@ -595,11 +603,12 @@ mod tests {
             }],
         };
         let d = Decoder::new(DecodeConfig::default());
-        let (rows, dead) = d.decode_rows(&[record(Stream::Metrics, &req.encode_to_vec())]);
+        let records = [record(Stream::Metrics, &req.encode_to_vec())];
+        let (rows, dead) = d.decode_rows(&records);
         assert!(dead.is_empty(), "{dead:?}");
-        let got: Vec<(&str, f64)> = rows.metrics.iter().map(|m| (m.name.as_str(), m.value)).collect();
+        let got: Vec<(&str, f64)> = rows.metrics.iter().map(|m| (m.name.as_ref(), m.value)).collect();
         assert_eq!(got, vec![("rpc_ms_count", 7.0), ("rpc_ms_sum", 21.0)]);
-        assert_eq!(rows.metrics[0].labels, vec![("route".to_string(), "/pay".to_string())]);
+        assert_eq!(rows.metrics[0].labels, vec![("route".into(), "/pay".into())]);
     }
 
     #[test]
@@ -608,11 +617,13 @@ mod tests {
         let bytes = req.encode_to_vec();
         assert_eq!(bytes[0], 0x0a, "field 1, length-delimited");
         let d = Decoder::new(DecodeConfig::default());
-        let (rows, dead) = d.decode_rows(&[record(Stream::Logs, &bytes)]);
+        let records = [record(Stream::Logs, &bytes)];
+        let (rows, dead) = d.decode_rows(&records);
         assert!(dead.is_empty(), "{dead:?}");
         assert_eq!(rows.logs[0].message, "Example log record");
         // a text line that starts with a newline is still text
-        let (rows, dead) = d.decode_rows(&[record(Stream::Logs, b"\nlevel=error msg=boom service=a")]);
+        let records = [record(Stream::Logs, b"\nlevel=error msg=boom service=a")];
+        let (rows, dead) = d.decode_rows(&records);
         assert!(dead.is_empty(), "{dead:?}");
         assert_eq!(rows.logs[0].message, "boom");
         // a truncated request is a dead letter with the reason, when the stream says otlp

@@ -8,9 +8,9 @@
 
 use super::value::{Map, Value};
 
-use super::{json, time, Context, DecodeError, EventKind, EventRow, Severity, Status};
+use super::{json, time, Context, DecodeError, EventKind, EventRow, Pairs, Severity, Status};
 
-pub fn decode(mut o: Map, ctx: &Context) -> Result<EventRow, DecodeError> {
+pub fn decode<'a>(mut o: Map<'a>, ctx: &Context) -> Result<EventRow<'a>, DecodeError> {
     let action = match o.remove("event_action") {
         Some(Value::String(s)) => s.into_owned(),
         Some(v) => {
@@ -54,7 +54,7 @@ pub fn decode(mut o: Map, ctx: &Context) -> Result<EventRow, DecodeError> {
     let summary = match payload.remove("summary") {
         Some(v) => json::text("payload.summary", v)?,
         None if action == "trigger" => return Err(DecodeError::Missing("payload.summary")),
-        None => format!("{action} {}", dedup_key.as_deref().unwrap_or("")),
+        None => format!("{action} {}", dedup_key.as_deref().unwrap_or("")).into(),
     };
     let severity = match payload.remove("severity") {
         Some(v) => {
@@ -69,18 +69,18 @@ pub fn decode(mut o: Map, ctx: &Context) -> Result<EventRow, DecodeError> {
         .transpose()?;
     let mut details = match payload.remove("custom_details") {
         Some(v @ Value::Object(_)) => json::string_map("custom_details", v)?,
-        Some(other) => vec![("custom_details".into(), other.to_string())],
+        Some(other) => vec![("custom_details".into(), other.to_string().into())],
         None => Vec::new(),
     };
     let service = match payload.remove("component") {
         Some(v) => Some(json::text("payload.component", v)?),
         None => json::label(&details, &["service", "app"]),
     };
-    let mut labels = vec![("event_action".to_string(), action.clone())];
+    let mut labels: Pairs = vec![("event_action".into(), action.clone().into())];
     labels.extend(json::rest(payload));
     labels.append(&mut details);
     if let Some(client) = o.get("client").and_then(Value::as_str) {
-        labels.push(("client".into(), client.to_string()));
+        labels.push(("client".into(), client.to_string().into()));
     }
     Ok(EventRow {
         ts,
@@ -101,7 +101,7 @@ mod tests {
     use super::super::tests::ctx;
     use super::*;
 
-    fn parse(s: &str) -> Result<EventRow, DecodeError> {
+    fn parse(s: &str) -> Result<EventRow<'_>, DecodeError> {
         decode(json::objects(s.as_bytes()).unwrap().remove(0), &ctx())
     }
 

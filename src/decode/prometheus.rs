@@ -2,7 +2,7 @@
 //! `http_requests_total{service="cart",code="500"} 1027 1741106004801`.
 //! `# HELP` / `# TYPE` lines are skipped; the optional timestamp is in milliseconds.
 
-use super::{json, Context, DecodeError, MetricRow};
+use super::{json, Context, DecodeError, MetricRow, Pairs};
 
 pub fn looks_like(s: &str) -> bool {
     let first = s
@@ -20,7 +20,7 @@ pub fn looks_like(s: &str) -> bool {
         && first.len() > name_end
 }
 
-pub fn decode(s: &str, ctx: &Context) -> Result<Vec<MetricRow>, DecodeError> {
+pub fn decode<'a>(s: &'a str, ctx: &Context) -> Result<Vec<MetricRow<'a>>, DecodeError> {
     let mut out = Vec::new();
     for (n, line) in s.lines().enumerate() {
         let line = line.trim();
@@ -32,7 +32,7 @@ pub fn decode(s: &str, ctx: &Context) -> Result<Vec<MetricRow>, DecodeError> {
     Ok(out)
 }
 
-fn sample(line: &str, ctx: &Context) -> Result<MetricRow, String> {
+fn sample<'a>(line: &'a str, ctx: &Context) -> Result<MetricRow<'a>, String> {
     let name_end = line.find(|c: char| c == '{' || c.is_whitespace()).ok_or("no value")?;
     let name = &line[..name_end];
     if name.is_empty() {
@@ -62,7 +62,7 @@ fn sample(line: &str, ctx: &Context) -> Result<MetricRow, String> {
     labels.sort();
     Ok(MetricRow {
         ts,
-        name: name.to_string(),
+        name: name.into(),
         value,
         service: json::label(&labels, &["service", "job", "app"]),
         host: json::label(&labels, &["host", "hostname", "instance"]),
@@ -71,9 +71,7 @@ fn sample(line: &str, ctx: &Context) -> Result<MetricRow, String> {
 }
 
 /// Reads `k="v",k2="v2"}` and returns the pairs and the text after `}`.
-type Labels = Vec<(String, String)>;
-
-fn parse_labels(s: &str) -> Result<(Labels, &str), String> {
+fn parse_labels(s: &str) -> Result<(Pairs<'_>, &str), String> {
     let mut out = Vec::new();
     let mut chars = s.char_indices().peekable();
     loop {
@@ -94,12 +92,13 @@ fn parse_labels(s: &str) -> Result<(Labels, &str), String> {
             }
         }
         let eq = eq.ok_or("label without =")?;
-        let key = s[start..eq].trim().to_string();
-        if chars.next().map(|(_, c)| c) != Some('"') {
+        let key = s[start..eq].trim();
+        let Some((quote, '"')) = chars.next() else {
             return Err(format!("label {key} value is not quoted"));
-        }
-        let value = super::read_quoted(&mut chars).ok_or_else(|| format!("label {key} value is not closed"))?;
-        out.push((key, value));
+        };
+        let value =
+            super::read_quoted(s, quote + 1, &mut chars).ok_or_else(|| format!("label {key} value is not closed"))?;
+        out.push((key.into(), value));
     }
 }
 
@@ -119,7 +118,7 @@ mod tests {
         assert_eq!(rows[0].host.as_deref(), Some("cart-1:9100"));
         assert_eq!(rows[0].ts, 1_741_106_004_801);
         assert_eq!(
-            (rows[1].name.as_str(), rows[1].value, rows[1].ts),
+            (rows[1].name.as_ref(), rows[1].value, rows[1].ts),
             ("queue_depth", 17.0, 1_000)
         );
     }

@@ -7,6 +7,7 @@
 //! `template_id`, `template` and `params` are null after decoding and filled by template
 //! mining (`logs::enrich`) before SQL runs.
 
+use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{ArrayRef, Float64Builder, MapBuilder, MapFieldNames, StringBuilder, TimestampMillisecondBuilder};
@@ -183,42 +184,51 @@ impl Level {
     }
 }
 
+/// Decoded text: borrowed from the record where it is written plainly, owned where
+/// decoding changed it (escapes, numbers written as text, joined names). A batch's rows
+/// live only until its Arrow batches are built, so borrowing saves an allocation and a
+/// free per field.
+pub type Text<'a> = Cow<'a, str>;
+
+/// Label or attribute pairs.
+pub type Pairs<'a> = Vec<(Text<'a>, Text<'a>)>;
+
 /// One decoded log line.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LogRow {
+pub struct LogRow<'a> {
     pub ts: i64,
-    pub service: String,
-    pub host: Option<String>,
+    pub service: Text<'a>,
+    pub host: Option<Text<'a>>,
     pub level: Level,
-    pub message: String,
-    pub trace_id: Option<String>,
-    pub attrs: Vec<(String, String)>,
+    pub message: Text<'a>,
+    pub trace_id: Option<Text<'a>>,
+    pub attrs: Pairs<'a>,
 }
 
 /// One decoded metric sample.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MetricRow {
+pub struct MetricRow<'a> {
     pub ts: i64,
-    pub name: String,
+    pub name: Text<'a>,
     pub value: f64,
-    pub service: Option<String>,
-    pub host: Option<String>,
-    pub labels: Vec<(String, String)>,
+    pub service: Option<Text<'a>>,
+    pub host: Option<Text<'a>>,
+    pub labels: Pairs<'a>,
 }
 
 /// One decoded event: an alert, a deploy, a change, or something else.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EventRow {
+pub struct EventRow<'a> {
     pub ts: i64,
     pub kind: EventKind,
-    pub source: String,
-    pub service: Option<String>,
-    pub host: Option<String>,
+    pub source: Text<'a>,
+    pub service: Option<Text<'a>>,
+    pub host: Option<Text<'a>>,
     pub severity: Severity,
     pub status: Status,
-    pub title: String,
-    pub fingerprint: Option<String>,
-    pub labels: Vec<(String, String)>,
+    pub title: Text<'a>,
+    pub fingerprint: Option<Text<'a>>,
+    pub labels: Pairs<'a>,
 }
 
 macro_rules! string_enum {
@@ -294,7 +304,7 @@ type LabelMap = MapBuilder<StringBuilder, StringBuilder>;
 
 /// A builder for the label maps of `rows` rows, sized for all of them: grown as it
 /// went, it spent a tenth of decoding metrics copying what it had.
-fn label_map<'a>(rows: usize, labels: impl Iterator<Item = &'a [(String, String)]>) -> LabelMap {
+fn label_map<'a: 'b, 'b>(rows: usize, labels: impl Iterator<Item = &'b [(Text<'a>, Text<'a>)]>) -> LabelMap {
     let (mut n, mut keys, mut values) = (0, 0, 0);
     for l in labels {
         n += l.len();
@@ -319,7 +329,7 @@ fn strings<'a>(strings: impl Iterator<Item = Option<&'a str>>) -> StringBuilder 
     StringBuilder::with_capacity(n, bytes)
 }
 
-fn push_labels(b: &mut LabelMap, labels: &[(String, String)]) -> Result<(), ArrowError> {
+fn push_labels(b: &mut LabelMap, labels: &[(Text, Text)]) -> Result<(), ArrowError> {
     for (k, v) in labels {
         b.keys().append_value(k);
         b.values().append_value(v);
@@ -327,15 +337,23 @@ fn push_labels(b: &mut LabelMap, labels: &[(String, String)]) -> Result<(), Arro
     b.append(true)
 }
 
-/// Accumulates rows of all three streams and turns them into batches.
-#[derive(Default)]
-pub struct Rows {
-    pub logs: Vec<LogRow>,
-    pub metrics: Vec<MetricRow>,
-    pub events: Vec<EventRow>,
+/// An emptied vector as one of another element type, in the same allocation: std
+/// collects a vector's own iterator in place when the element layouts match, as those
+/// of one row type at two lifetimes do (tested).
+fn emptied<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("the vector is empty")).collect()
 }
 
-impl Rows {
+/// Accumulates rows of all three streams and turns them into batches.
+#[derive(Default)]
+pub struct Rows<'a> {
+    pub logs: Vec<LogRow<'a>>,
+    pub metrics: Vec<MetricRow<'a>>,
+    pub events: Vec<EventRow<'a>>,
+}
+
+impl<'a> Rows<'a> {
     pub fn len_of(&self, s: Stream) -> usize {
         match s {
             Stream::Logs => self.logs.len(),
@@ -361,23 +379,43 @@ impl Rows {
         self.len() == 0
     }
 
-    pub fn append(&mut self, mut other: Rows) {
+    /// Room for this many rows, all streams together.
+    pub fn capacity(&self) -> usize {
+        self.logs.capacity() + self.metrics.capacity() + self.events.capacity()
+    }
+
+    /// Drops the rows and keeps their room, free of the records they borrowed from.
+    pub fn recycle(self) -> Rows<'static> {
+        Rows {
+            logs: emptied(self.logs),
+            metrics: emptied(self.metrics),
+            events: emptied(self.events),
+        }
+    }
+
+    pub fn append(&mut self, mut other: Rows<'a>) {
         self.logs.append(&mut other.logs);
         self.metrics.append(&mut other.metrics);
         self.events.append(&mut other.events);
     }
 }
 
-pub fn logs_batch(rows: &[LogRow]) -> Result<RecordBatch, ArrowError> {
-    let n = rows.len();
+pub fn logs_batch(rows: &[LogRow<'_>]) -> Result<RecordBatch, ArrowError> {
+    logs_batch_of(&[rows])
+}
+
+/// [`logs_batch`] of rows decoded in parts (the halves of a batch), in order.
+pub fn logs_batch_of(parts: &[&[LogRow<'_>]]) -> Result<RecordBatch, ArrowError> {
+    let rows = || parts.iter().flat_map(|p| p.iter());
+    let n = parts.iter().map(|p| p.len()).sum();
     let mut ts = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut service = strings(rows.iter().map(|r| Some(r.service.as_str())));
-    let mut host = strings(rows.iter().map(|r| r.host.as_deref()));
+    let mut service = strings(rows().map(|r| Some(r.service.as_ref())));
+    let mut host = strings(rows().map(|r| r.host.as_deref()));
     let mut level = StringBuilder::with_capacity(n, n * 5);
-    let mut message = strings(rows.iter().map(|r| Some(r.message.as_str())));
-    let mut trace = strings(rows.iter().map(|r| r.trace_id.as_deref()));
-    let mut attrs = label_map(n, rows.iter().map(|r| r.attrs.as_slice()));
-    for r in rows {
+    let mut message = strings(rows().map(|r| Some(r.message.as_ref())));
+    let mut trace = strings(rows().map(|r| r.trace_id.as_deref()));
+    let mut attrs = label_map(n, rows().map(|r| r.attrs.as_slice()));
+    for r in rows() {
         ts.append_value(r.ts);
         service.append_value(&r.service);
         host.append_option(r.host.as_deref());
@@ -401,15 +439,21 @@ pub fn logs_batch(rows: &[LogRow]) -> Result<RecordBatch, ArrowError> {
     RecordBatch::try_new(LOGS_SCHEMA.clone(), cols)
 }
 
-pub fn metrics_batch(rows: &[MetricRow]) -> Result<RecordBatch, ArrowError> {
-    let n = rows.len();
+pub fn metrics_batch(rows: &[MetricRow<'_>]) -> Result<RecordBatch, ArrowError> {
+    metrics_batch_of(&[rows])
+}
+
+/// [`metrics_batch`] of rows decoded in parts (the halves of a batch), in order.
+pub fn metrics_batch_of(parts: &[&[MetricRow<'_>]]) -> Result<RecordBatch, ArrowError> {
+    let rows = || parts.iter().flat_map(|p| p.iter());
+    let n = parts.iter().map(|p| p.len()).sum();
     let mut ts = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut name = strings(rows.iter().map(|r| Some(r.name.as_str())));
+    let mut name = strings(rows().map(|r| Some(r.name.as_ref())));
     let mut value = Float64Builder::with_capacity(n);
-    let mut service = strings(rows.iter().map(|r| r.service.as_deref()));
-    let mut host = strings(rows.iter().map(|r| r.host.as_deref()));
-    let mut labels = label_map(n, rows.iter().map(|r| r.labels.as_slice()));
-    for r in rows {
+    let mut service = strings(rows().map(|r| r.service.as_deref()));
+    let mut host = strings(rows().map(|r| r.host.as_deref()));
+    let mut labels = label_map(n, rows().map(|r| r.labels.as_slice()));
+    for r in rows() {
         ts.append_value(r.ts);
         name.append_value(&r.name);
         value.append_value(r.value);
@@ -428,8 +472,14 @@ pub fn metrics_batch(rows: &[MetricRow]) -> Result<RecordBatch, ArrowError> {
     RecordBatch::try_new(METRICS_SCHEMA.clone(), cols)
 }
 
-pub fn events_batch(rows: &[EventRow]) -> Result<RecordBatch, ArrowError> {
-    let n = rows.len();
+pub fn events_batch(rows: &[EventRow<'_>]) -> Result<RecordBatch, ArrowError> {
+    events_batch_of(&[rows])
+}
+
+/// [`events_batch`] of rows decoded in parts (the halves of a batch), in order.
+pub fn events_batch_of(parts: &[&[EventRow<'_>]]) -> Result<RecordBatch, ArrowError> {
+    let rows = || parts.iter().flat_map(|p| p.iter());
+    let n = parts.iter().map(|p| p.len()).sum();
     let mut ts = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut kind = StringBuilder::new();
     let mut source = StringBuilder::new();
@@ -439,8 +489,8 @@ pub fn events_batch(rows: &[EventRow]) -> Result<RecordBatch, ArrowError> {
     let mut status = StringBuilder::new();
     let mut title = StringBuilder::new();
     let mut fingerprint = StringBuilder::new();
-    let mut labels = label_map(n, rows.iter().map(|r| r.labels.as_slice()));
-    for r in rows {
+    let mut labels = label_map(n, rows().map(|r| r.labels.as_slice()));
+    for r in rows() {
         ts.append_value(r.ts);
         kind.append_value(r.kind.as_str());
         source.append_value(&r.source);

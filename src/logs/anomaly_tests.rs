@@ -12,13 +12,13 @@ use crate::model::Detections;
 const T0: i64 = 1_741_046_400_000;
 const MIN: i64 = 60_000;
 
-fn row(ts: i64, service: &str, level: Level, message: &str) -> LogRow {
+fn row(ts: i64, service: &str, level: Level, message: &str) -> LogRow<'static> {
     LogRow {
         ts,
-        service: service.into(),
+        service: service.to_string().into(),
         host: None,
         level,
-        message: message.into(),
+        message: message.to_string().into(),
         trace_id: None,
         attrs: Vec::new(),
     }
@@ -45,7 +45,7 @@ fn kinds(d: &Detections) -> Vec<String> {
 }
 
 /// `minutes` of normal traffic: 20 requests a minute and one cache miss every 10 minutes.
-fn normal(minutes: i64, from: i64) -> Vec<LogRow> {
+fn normal(minutes: i64, from: i64) -> Vec<LogRow<'static>> {
     let mut rows = Vec::new();
     for m in from..from + minutes {
         for k in 0..20 {

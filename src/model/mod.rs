@@ -930,7 +930,7 @@ mod tests {
     use crate::decode::schema::{logs_batch, metrics_batch};
     use crate::decode::{Level, LogRow, MetricRow};
 
-    fn metric(ts: i64, v: f64) -> MetricRow {
+    fn metric(ts: i64, v: f64) -> MetricRow<'static> {
         MetricRow {
             ts,
             name: "latency".into(),
@@ -1073,7 +1073,7 @@ mod tests {
         let spec = spec("latency", Direction::Up, Role::Symptom);
         let empty = logs_batch(&[]).unwrap();
         let on_host = |host: usize, ts: i64| MetricRow {
-            host: Some(format!("cart-{host}")),
+            host: Some(format!("cart-{host}").into()),
             ..metric(ts, 40.0)
         };
         let mut d = SignalDetectors::new(std::slice::from_ref(&spec), DetectionConfig::default());
@@ -1147,7 +1147,7 @@ mod tests {
                 ts: 0,
                 name: "latency".into(),
                 value: 1.0,
-                service: Some(format!("s{i}")),
+                service: Some(format!("s{i}").into()),
                 host: None,
                 labels: vec![],
             })
@@ -1166,7 +1166,7 @@ mod tests {
 
     /// Rate and latency of `cart`, one point a minute each; `odd` minutes have busy-hour
     /// latency at quiet-hour traffic.
-    fn traffic(minutes: std::ops::Range<i64>, odd: &[i64]) -> Vec<MetricRow> {
+    fn traffic(minutes: std::ops::Range<i64>, odd: &[i64]) -> Vec<MetricRow<'static>> {
         let mut rows = Vec::new();
         for m in minutes {
             let busy = (m / 30) % 2 == 0;

@@ -23,13 +23,13 @@ async fn plan(files: Vec<SqlFile>) -> Result<SqlEngine, Vec<FileError>> {
     SqlEngine::plan(files, &Catalog::default(), Vec::new()).await
 }
 
-fn log(service: &str, level: Level, msg: &str) -> LogRow {
+fn log(service: &str, level: Level, msg: &str) -> LogRow<'static> {
     LogRow {
         ts: 5_000,
-        service: service.into(),
+        service: service.to_string().into(),
         host: Some("h1".into()),
         level,
-        message: msg.into(),
+        message: msg.to_string().into(),
         trace_id: None,
         attrs: vec![("k".into(), "v".into())],
     }

@@ -29,11 +29,11 @@ async fn plan_error(files: Vec<SqlFile>) -> FileError {
     }
 }
 
-fn log(ts: i64, service: &str, level: Level) -> LogRow {
+fn log(ts: i64, service: &str, level: Level) -> LogRow<'static> {
     LogRow {
         ts,
-        service: service.into(),
-        host: Some(format!("{service}-1")),
+        service: service.to_string().into(),
+        host: Some(format!("{service}-1").into()),
         level,
         message: "m".into(),
         trace_id: None,
@@ -55,7 +55,7 @@ impl Feeder {
         }
     }
 
-    async fn feed(&mut self, e: &mut SqlEngine, rows: &[LogRow]) -> SqlOutput {
+    async fn feed(&mut self, e: &mut SqlEngine, rows: &[LogRow<'_>]) -> SqlOutput {
         if let Some(t) = rows.iter().map(|r| r.ts).max() {
             self.marks.observe(Stream::Logs, "logs", 0, t, self.now);
         }
