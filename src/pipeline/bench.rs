@@ -31,7 +31,7 @@ use super::Processor;
 use crate::config::PipelineConfig;
 use crate::decode::Stream;
 use crate::sink::kafka::KafkaSink;
-use crate::sink::{Sink, Topic};
+use crate::sink::{Sent, Sink, Topic};
 use crate::source::embedded::EmbeddedBroker;
 use crate::source::kafka::KafkaSource;
 use crate::source::scenario::Scenario;
@@ -212,10 +212,21 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
     let (mut incidents, mut anomalies) = (0u64, 0u64);
     let mut idle = 0;
     let (mut waiting, mut publishing) = (Duration::ZERO, Duration::ZERO);
-    while lookout.processor.stats.records_in < total {
+    loop {
         // the first batch's processing counts; the wait for it (group join) barely does
-        let cpu_before = cpu_seconds();
-        let Some(step) = lookout.step().await? else {
+        if lookout.processor.stats.records_in == 0 {
+            cpu_start = cpu_seconds();
+        }
+        let step = if lookout.processor.stats.records_in < total {
+            lookout.step().await?
+        } else {
+            // every record processed: the last batch's outputs are still in flight
+            match lookout.drain().await? {
+                Some(step) => Some(step),
+                None => break,
+            }
+        };
+        let Some(step) = step else {
             idle += 1;
             if idle > 300 {
                 return Err(format!(
@@ -228,7 +239,6 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
         idle = 0;
         if first.is_none() {
             first = Some(step.received);
-            cpu_start = cpu_before;
         } else {
             waiting += step.waited;
         }
@@ -382,20 +392,34 @@ impl Setup {
 }
 
 /// The default pipeline as `lookout run` drives it: a batch from the consumer, processed,
-/// its outputs published and acknowledged, its offsets stored for commit.
+/// its outputs sent; they are acknowledged while the next batch is processed, and then
+/// its offsets are stored for commit.
 pub(super) struct Lookout {
     pub processor: Processor,
     source: KafkaSource,
     sink: Sink,
     cancel: CancellationToken,
+    in_flight: Option<InFlight>,
 }
 
-/// One batch through [`Lookout`].
+/// A batch processed, its outputs sent and not yet acknowledged.
+struct InFlight {
+    sent: Sent,
+    batch: Vec<RawRecord>,
+    waited: Duration,
+    received: Instant,
+    /// Time spent sending its outputs and settling the batch before it.
+    publishing: Duration,
+}
+
+/// One batch through [`Lookout`], once its outputs are acknowledged.
 pub(super) struct Step {
     pub batch: Vec<RawRecord>,
     /// From asking for the batch to its last record received.
     pub waited: Duration,
     pub received: Instant,
+    /// Time the pipeline spent sending its outputs and waiting for their
+    /// acknowledgement, beside processing.
     pub publishing: Duration,
     /// Its outputs acknowledged by the broker.
     pub acked: Instant,
@@ -434,10 +458,13 @@ impl Lookout {
             source,
             sink,
             cancel,
+            in_flight: None,
         })
     }
 
-    /// The next batch end to end; `None` when none came within the batch's wait.
+    /// The next batch processed and its outputs sent; what it gives is the batch before
+    /// it, settled meanwhile (`None`: there was none, or nothing came within the batch's
+    /// wait and nothing was in flight).
     pub async fn step(&mut self) -> Result<Option<Step>, String> {
         let asked = Instant::now();
         let batch = self
@@ -447,7 +474,7 @@ impl Lookout {
             .map_err(|e| e.to_string())?
             .unwrap_or_default();
         if batch.is_empty() {
-            return Ok(None);
+            return self.drain().await;
         }
         let received = Instant::now();
         let messages = self
@@ -455,20 +482,39 @@ impl Lookout {
             .process_from(&batch, &mut self.source)
             .await
             .map_err(|e| e.to_string())?;
-        let sent = Instant::now();
-        self.sink.publish(&messages).await.map_err(|e| e.to_string())?;
+        let processed = Instant::now();
+        let settled = self.drain().await?;
+        let sent = self.sink.send(messages);
+        self.in_flight = Some(InFlight {
+            sent,
+            batch,
+            waited: received.duration_since(asked),
+            received,
+            publishing: processed.elapsed(),
+        });
+        Ok(settled)
+    }
+
+    /// Settles the batch in flight, if any: its outputs acknowledged, its offsets
+    /// stored.
+    pub async fn drain(&mut self) -> Result<Option<Step>, String> {
+        let Some(f) = self.in_flight.take() else {
+            return Ok(None);
+        };
+        let settling = Instant::now();
+        let messages = self.sink.settle(f.sent).await.map_err(|e| e.to_string())?;
         let acked = Instant::now();
-        self.source.delivered(&batch);
+        self.source.delivered(&f.batch);
         self.source.store_delivered();
         let count = |t: Topic| messages.iter().filter(|m| m.topic == t).count() as u64;
         Ok(Some(Step {
-            waited: received.duration_since(asked),
-            received,
-            publishing: acked.duration_since(sent),
+            waited: f.waited,
+            received: f.received,
+            publishing: f.publishing + acked.duration_since(settling),
             acked,
             incidents: count(Topic::Incidents),
             anomalies: count(Topic::Anomalies),
-            batch,
+            batch: f.batch,
         }))
     }
 

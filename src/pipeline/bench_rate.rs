@@ -148,6 +148,8 @@ pub async fn bench_at_rate(cfg: &PipelineConfig, opts: &RateOptions) -> Result<R
     let mut sampled = Instant::now();
     let mut produced: Option<Produced> = None;
     let mut idle_since = None;
+    // every record in, or given up on: the last batch in flight is settled, then the end
+    let mut ending = false;
     loop {
         if produced.is_none() {
             produced = feed.produced()?;
@@ -157,7 +159,7 @@ pub async fn bench_at_rate(cfg: &PipelineConfig, opts: &RateOptions) -> Result<R
         }
         if let Some(p) = &produced {
             if lookout.processor.stats.records_in + gaps >= p.total() {
-                break;
+                ending = true;
             }
         }
         if sampled.elapsed() >= Duration::from_secs(1) {
@@ -166,10 +168,18 @@ pub async fn bench_at_rate(cfg: &PipelineConfig, opts: &RateOptions) -> Result<R
             rss.resize(rss.len().max(minute + 1), 0.0f64);
             rss[minute] = rss[minute].max(resident_kb() as f64 / 1024.0);
         }
-        let Some(step) = lookout.step().await? else {
+        let step = if ending {
+            match lookout.drain().await? {
+                Some(step) => Some(step),
+                None => break,
+            }
+        } else {
+            lookout.step().await?
+        };
+        let Some(step) = step else {
             // after the producer's end, 10 s without a record: what is missing is lost
             if produced.is_some() && idle_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(10) {
-                break;
+                ending = true;
             }
             continue;
         };

@@ -37,7 +37,7 @@ use crate::model::{Detections, SignalDetectors};
 use crate::observe::board::Board;
 use crate::observe::{Health, Snapshot};
 use crate::report::Trends;
-use crate::sink::{Message, Sink, SinkError, Topic};
+use crate::sink::{Message, Sent, Sink, SinkError, Topic};
 use crate::source::file::FileSource;
 use crate::source::kafka::{KafkaSource, Predecoded};
 use crate::source::{RawRecord, SourceError};
@@ -925,42 +925,55 @@ pub async fn run_kafka(
     source.decode_ahead(processor.decoder.clone());
     // anything to commit since the last transaction
     let mut pending = false;
+    // The last batch, its outputs sent and not yet acknowledged: they are awaited after
+    // the next batch is processed, and only then are its offsets stored.
+    let mut in_flight: Option<InFlight> = None;
     let result = async {
         while let Some(batch) = source.next_batch(cancel).await? {
             let started = Instant::now();
             let messages = processor.process_from(&batch, source).await?;
-            sink.publish(&messages).await?;
-            source.delivered(&batch);
+            if let Some(before) = in_flight.take() {
+                settle(before, processor, source, sink, on_publish).await?;
+            }
             pending |= !batch.is_empty() || !messages.is_empty();
-            if transactional {
-                if pending && processor.checkpoint_due(false) {
-                    commit_transaction(processor, source, sink).await?;
-                    pending = false;
-                }
-            } else if processor.checkpoints.is_none() {
-                source.store_delivered();
-            } else if processor.checkpoint_due(false) {
-                checkpoint_and_store(processor, source);
-            }
-            processor.stats.skipped_records = source.skipped();
-            if let Some(h) = &processor.health {
-                if !batch.is_empty() {
-                    h.observe_batch(started.elapsed().as_secs_f64());
-                }
-                h.set_lag(source.lag());
-            }
-            for m in &messages {
-                on_publish(m);
-            }
             if !batch.is_empty() {
                 tracing::debug!(
                     records = batch.len(),
                     outputs = messages.len(),
                     ms = started.elapsed().as_millis() as u64,
-                    "batch done"
+                    "batch processed"
                 );
             }
-            source.recycle(batch);
+            in_flight = Some(InFlight {
+                sent: sink.send(messages),
+                batch,
+                started,
+            });
+            // A checkpoint holds the state as of the delivered batches, which must then
+            // be every batch processed: this one is settled first.
+            let checkpoint = if transactional {
+                pending && processor.checkpoint_due(false)
+            } else {
+                processor.checkpoints.is_some() && processor.checkpoint_due(false)
+            };
+            if checkpoint {
+                if let Some(this) = in_flight.take() {
+                    settle(this, processor, source, sink, on_publish).await?;
+                }
+                if transactional {
+                    commit_transaction(processor, source, sink).await?;
+                    pending = false;
+                } else {
+                    checkpoint_and_store(processor, source);
+                }
+            }
+            processor.stats.skipped_records = source.skipped();
+            if let Some(h) = &processor.health {
+                h.set_lag(source.lag());
+            }
+        }
+        if let Some(last) = in_flight.take() {
+            settle(last, processor, source, sink, on_publish).await?;
         }
         if transactional && pending {
             commit_transaction(processor, source, sink).await?;
@@ -987,6 +1000,41 @@ pub async fn run_kafka(
         .save_state()
         .map_err(|e| PipelineError::State(e.to_string()))?;
     result.map(|_| processor.stats)
+}
+
+/// A batch whose outputs were sent and are not yet acknowledged.
+struct InFlight {
+    sent: Sent,
+    batch: Vec<RawRecord>,
+    /// When the batch was handed over for processing.
+    started: Instant,
+}
+
+/// Waits for a batch's outputs to be acknowledged; then its offsets count as delivered
+/// (stored for commit unless checkpoints store them) and its buffers go back to the
+/// source.
+async fn settle(
+    f: InFlight,
+    processor: &mut Processor,
+    source: &mut KafkaSource,
+    sink: &mut Sink,
+    on_publish: OnPublish<'_>,
+) -> Result<(), PipelineError> {
+    let messages = sink.settle(f.sent).await?;
+    source.delivered(&f.batch);
+    if processor.checkpoints.is_none() && sink.transactional_id().is_none() {
+        source.store_delivered();
+    }
+    if let Some(h) = &processor.health {
+        if !f.batch.is_empty() {
+            h.observe_batch(f.started.elapsed().as_secs_f64());
+        }
+    }
+    for m in &messages {
+        on_publish(m);
+    }
+    source.recycle(f.batch);
+    Ok(())
 }
 
 /// Commits the open transaction: what was published since the last, the checkpoint of

@@ -1,8 +1,9 @@
 //! The Kafka producer: idempotent, `acks=all`, keyed by incident id so that a compacted
 //! topic keeps the latest state of each incident. `publish` sends a batch and waits for
-//! every delivery report; failed messages are retried with backoff until they are
-//! delivered or the pipeline is cancelled (then nothing is acknowledged upstream and the
-//! input is read again after a restart).
+//! every delivery report (`send` and `settle` do it in two steps, so that the pipeline
+//! processes its next batch in between); failed messages are retried with backoff until
+//! they are delivered or the pipeline is cancelled (then nothing is acknowledged upstream
+//! and the input is read again after a restart).
 //!
 //! With `--exactly-once` the producer is transactional: outputs, the state checkpoint
 //! (to the state topic) and the input offsets go into one transaction, committed every
@@ -17,11 +18,12 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::TopicPartitionList;
 use tokio_util::sync::CancellationToken;
 
-use super::{Message, SinkError, Topic};
+use super::{Message, Sent, SinkError, Topic};
 use crate::config::Sinks;
 use crate::pipeline::state_topic::{self, StateRecord};
 use crate::source::Offsets;
@@ -210,25 +212,83 @@ impl KafkaSink {
         }
     }
 
+    fn record<'m>(&'m self, m: &'m Message) -> FutureRecord<'m, str, [u8]> {
+        let rec = FutureRecord::to(self.topic(m.topic))
+            .payload(m.payload.as_slice())
+            .headers(headers(&m.headers));
+        match &m.key {
+            Some(k) => rec.key(k.as_str()),
+            None => rec,
+        }
+    }
+
     pub async fn publish(&mut self, messages: &[Message]) -> Result<(), SinkError> {
-        let mut pending: Vec<&Message> = messages.iter().collect();
+        self.deliver(messages.iter().collect(), Vec::new()).await
+    }
+
+    /// Queues a message, waiting up to 5 s for room in the producer's queue.
+    async fn queue(&self, m: &Message) -> Result<DeliveryFuture, KafkaError> {
+        let since = std::time::Instant::now();
+        loop {
+            match self.producer.send_result(self.record(m)) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+                    if since.elapsed() < Duration::from_secs(5) && !self.cancel.is_cancelled() =>
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// Hands a batch's outputs to the producer without waiting for their
+    /// acknowledgements: [`KafkaSink::settle`] waits for them, so that the pipeline can
+    /// process its next batch meanwhile. Messages the producer cannot queue now (its
+    /// queue is full) are sent, in order, when the batch is settled.
+    pub fn send(&self, messages: Vec<Message>) -> Sent {
+        let mut queued = Vec::with_capacity(messages.len());
+        for m in &messages {
+            match self.producer.send_result(self.record(m)) {
+                Ok(delivery) => queued.push(delivery),
+                Err(_) => break,
+            }
+        }
+        Sent { messages, queued }
+    }
+
+    /// Waits until every message of `sent` is acknowledged, retrying as
+    /// [`KafkaSink::publish`] does, and hands the messages back.
+    pub async fn settle(&mut self, sent: Sent) -> Result<Vec<Message>, SinkError> {
+        let Sent { messages, queued } = sent;
+        self.deliver(messages.iter().collect(), queued).await?;
+        Ok(messages)
+    }
+
+    /// Delivers `pending`, whose first `queued.len()` messages are queued already.
+    async fn deliver(&mut self, mut pending: Vec<&Message>, mut queued: Vec<DeliveryFuture>) -> Result<(), SinkError> {
         let mut backoff = Duration::from_millis(100);
         loop {
-            let mut futures = Vec::with_capacity(pending.len());
-            for m in &pending {
-                let mut rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(self.topic(m.topic))
-                    .payload(m.payload.as_slice())
-                    .headers(headers(&m.headers));
-                if let Some(k) = &m.key {
-                    rec = rec.key(k.as_str());
-                }
-                futures.push(self.producer.send(rec, Duration::from_secs(5)));
+            // the rest are queued one after the other, in order, each once there is room
+            let mut deliveries: Vec<Result<DeliveryFuture, KafkaError>> = queued.drain(..).map(Ok).collect();
+            for m in &pending[deliveries.len()..] {
+                deliveries.push(self.queue(m).await);
             }
-            let results = futures::future::join_all(futures).await;
+            let mut results = Vec::with_capacity(deliveries.len());
+            for d in deliveries {
+                results.push(match d {
+                    Ok(delivery) => match delivery.await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err((e, _))) => Err(e),
+                        Err(_) => Err(KafkaError::Canceled),
+                    },
+                    Err(e) => Err(e),
+                });
+            }
             let mut failed = Vec::new();
             let mut last_error = None;
             for (m, r) in pending.iter().zip(results) {
-                if let Err((e, _)) = r {
+                if let Err(e) = r {
                     // which message, so that a permanent failure can be traced
                     let what = format!(
                         "{} (key {}, {} bytes)",

@@ -1,6 +1,8 @@
 //! Sinks: where the pipeline's outputs go once they are produced. A sink's `publish`
 //! returns only when every message is durably written (acknowledged by the broker, or
-//! flushed to the file), because the pipeline stores input offsets right after.
+//! flushed to the file), because the pipeline stores input offsets right after. `send`
+//! and `settle` split that in two, so that a batch's acknowledgements are awaited while
+//! the next batch is processed; offsets are still stored only after `settle`.
 
 pub mod file;
 pub mod json_text;
@@ -89,6 +91,19 @@ pub enum SinkError {
     Failed(String),
 }
 
+/// A batch's outputs handed to a sink, not yet known to be written ([`Sink::send`]).
+pub struct Sent {
+    messages: Vec<Message>,
+    /// The Kafka deliveries of the first messages: those the producer queued at once.
+    queued: Vec<rdkafka::producer::DeliveryFuture>,
+}
+
+impl Sent {
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+}
+
 /// Where outputs go.
 pub enum Sink {
     Kafka(kafka::KafkaSink),
@@ -101,6 +116,30 @@ impl Sink {
         match self {
             Sink::Kafka(k) => k.publish(messages).await,
             Sink::Files(f) => f.publish(messages),
+        }
+    }
+
+    /// Hands a batch's outputs over without waiting for them to be written;
+    /// [`Sink::settle`] waits. Between the two the pipeline processes its next batch.
+    pub fn send(&mut self, messages: Vec<Message>) -> Sent {
+        match self {
+            Sink::Kafka(k) => k.send(messages),
+            Sink::Files(_) => Sent {
+                messages,
+                queued: Vec::new(),
+            },
+        }
+    }
+
+    /// Waits until every message [`Sink::send`] handed over is written, as
+    /// [`Sink::publish`] does, and hands them back.
+    pub async fn settle(&mut self, sent: Sent) -> Result<Vec<Message>, SinkError> {
+        match self {
+            Sink::Kafka(k) => k.settle(sent).await,
+            Sink::Files(f) => {
+                f.publish(&sent.messages)?;
+                Ok(sent.messages)
+            }
         }
     }
 
