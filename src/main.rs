@@ -141,12 +141,23 @@ struct BenchArgs {
     /// Scenario seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Flat out: the streams to produce and read, e.g. `logs` for log events alone
+    /// (the scenario's records of the others are left out).
+    #[arg(long, value_delimiter = ',', value_parser = stream_name, default_value = "logs,metrics,events", conflicts_with = "rate")]
+    streams: Vec<lookout::decode::Stream>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
     /// No progress on standard error.
     #[arg(long, short)]
     quiet: bool,
+}
+
+fn stream_name(s: &str) -> Result<lookout::decode::Stream, String> {
+    lookout::decode::Stream::ALL
+        .into_iter()
+        .find(|t| t.name() == s)
+        .ok_or_else(|| format!("`{s}` is not a stream (logs, metrics, events)"))
 }
 
 #[derive(clap::Args)]
@@ -521,6 +532,7 @@ async fn bench(a: BenchArgs) -> Result<(), Failure> {
         brokers: a.brokers,
         seed: a.seed,
         quiet: a.quiet,
+        streams: a.streams,
     };
     let report = pipeline::bench::bench(&cfg, &opts).await.map_err(|e| Failure(1, e))?;
     if a.json {

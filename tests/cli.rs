@@ -331,6 +331,41 @@ fn bench_measures_lookout_against_a_plain_consumer_and_loses_nothing() {
     assert!((ratio - expected).abs() < 1e-6 * expected.max(1.0), "{r}");
 }
 
+/// `--streams logs`: log events alone, every one read and processed (error-log windows
+/// still find the scenario's bad deploys), nothing of the other streams.
+#[test]
+fn bench_of_log_events_alone_reads_only_logs() {
+    let out = lookout()
+        .args(["bench", "--events", "20000", "--streams", "logs", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let events = r["events"].as_u64().unwrap();
+    assert!(events >= 20_000, "{r}");
+    assert_eq!(r["logs"].as_u64(), Some(events), "{r}");
+    assert_eq!(
+        (r["metrics"].as_u64(), r["events_stream"].as_u64()),
+        (Some(0), Some(0)),
+        "{r}"
+    );
+    assert_eq!(r["dropped"], 0, "{r}");
+    assert!(r["events_per_s"].as_f64().is_some_and(|x| x > 0.0), "{r}");
+    assert!(r["ceiling_events_per_s"].as_f64().is_some_and(|x| x > 0.0), "{r}");
+    assert!(
+        r["incident_updates"].as_u64().unwrap() > 0,
+        "the bad deploys' error logs become incidents: {r}"
+    );
+
+    let out = lookout().args(["bench", "--streams", "traces"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`traces` is not a stream"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// At a rate, Lookout reads while the producer sends: every record read once, in offset
 /// order per partition, and its latency from production to outputs acknowledged.
 #[test]

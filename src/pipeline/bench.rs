@@ -3,7 +3,8 @@
 //!
 //! 1. Fresh topics (names unique to the run) on the embedded broker or `--brokers`.
 //! 2. The built-in scenario, minute after minute, produced into them until `events`
-//!    records are written; per stream counts.
+//!    records are written (of the chosen streams: `--streams logs` measures log events
+//!    alone, and only their topic is read); per stream counts.
 //! 3. Proof that nothing counted was dropped: every input partition still starts at
 //!    offset 0 (the mock cluster silently drops the oldest messages past 100,000 or 5 MiB
 //!    per partition, so the bench spreads the records over enough partitions) and the
@@ -47,6 +48,9 @@ pub struct BenchOptions {
     pub seed: u64,
     /// No progress on standard error.
     pub quiet: bool,
+    /// The streams whose records are produced and read (the scenario's records of the
+    /// others are left out, and their topics are not read).
+    pub streams: Vec<Stream>,
 }
 
 /// What the bench measured.
@@ -100,6 +104,9 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
     let mut minute = 0;
     while (records.len() as u64) < opts.events {
         for g in scenario.minute(minute) {
+            if !opts.streams.contains(&g.stream) {
+                continue;
+            }
             bytes += g.payload.len() as u64;
             records.push(g);
         }
@@ -112,7 +119,8 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
         Some(b) => Brokers::External(b),
         None => Brokers::Embedded,
     };
-    let setup = Setup::new(cfg, run_name(), brokers, partitions).await?;
+    let mut setup = Setup::new(cfg, run_name(), brokers, partitions).await?;
+    setup.read_only(&opts.streams);
     let (inputs, client, run) = (&setup.inputs, &setup.client, &setup.run);
 
     // Produce.
@@ -180,9 +188,10 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
     }
 
     say("a plain consumer reads every record (the ceiling)".into());
-    // The ceiling: a plain consumer.
-    let plain: StreamConsumer = client
-        .clone()
+    // The ceiling: a plain consumer, fetching as Lookout's does.
+    let mut plain = setup.reading_client();
+    crate::source::kafka::fetch_defaults(&mut plain);
+    let plain: StreamConsumer = plain
         .set("group.id", format!("{run}-ceiling"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
@@ -305,8 +314,9 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
 pub(super) struct Setup {
     pub run: String,
     pub cfg: PipelineConfig,
-    /// The input topics.
+    /// The input topics read, of `streams`.
     pub inputs: Vec<String>,
+    pub streams: Vec<Stream>,
     pub client: ClientConfig,
     /// The broker is librdkafka's mock (embedded here or in `lookout bench-feed`).
     pub mock: bool,
@@ -374,10 +384,30 @@ impl Setup {
             run,
             cfg,
             inputs: inputs.to_vec(),
+            streams: Stream::ALL.to_vec(),
             client,
             mock,
             _broker: broker,
         })
+    }
+
+    /// The client of a consumer of the inputs. librdkafka's mock broker answers a fetch
+    /// that finds no data after the whole `fetch.wait.max.ms` (500 ms by default), even
+    /// when records arrive meanwhile; a broker answers as soon as they do. On the mock
+    /// (embedded, or the feed's) the bench's consumers wait 10 ms, so that what it
+    /// reports is theirs, not the mock's.
+    pub fn reading_client(&self) -> ClientConfig {
+        let mut client = self.client.clone();
+        if self.mock && client.get("fetch.wait.max.ms").is_none() {
+            client.set("fetch.wait.max.ms", "10");
+        }
+        client
+    }
+
+    /// Reads only these streams' topics (the others are made, and stay empty).
+    pub fn read_only(&mut self, streams: &[Stream]) {
+        self.streams = streams.to_vec();
+        self.inputs = streams.iter().map(|&s| self.topic(s).to_string()).collect();
     }
 
     /// The input topic of a stream.
@@ -432,18 +462,16 @@ impl Lookout {
         let cfg = &setup.cfg;
         let mut processor = Processor::build(cfg).await.map_err(|e| e.to_string())?;
         processor.read_partitions();
-        // librdkafka's mock broker answers a fetch that finds no data after the whole
-        // `fetch.wait.max.ms` (500 ms by default), even when records arrive meanwhile; a
-        // broker answers as soon as they do. On the mock (embedded, or the feed's) the
-        // bench waits 10 ms, so that the latency it reports is Lookout's, not the mock's.
-        let mut client = setup.client.clone();
-        if setup.mock && client.get("fetch.wait.max.ms").is_none() {
-            client.set("fetch.wait.max.ms", "10");
-        }
+        let client = setup.reading_client();
+        let topics: Vec<_> = cfg
+            .topics()
+            .into_iter()
+            .filter(|(s, _)| setup.streams.contains(s))
+            .collect();
         let mut source = KafkaSource::new(
             &client,
             &format!("{}-lookout", setup.run),
-            &cfg.topics(),
+            &topics,
             cfg.spec.batch,
             cfg.spec.limits,
         )

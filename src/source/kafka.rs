@@ -110,12 +110,7 @@ impl KafkaSource {
         if cfg.get("statistics.interval.ms").is_none() {
             cfg.set("statistics.interval.ms", "5000");
         }
-        // librdkafka stops fetching a partition for this long once its local queue is
-        // full (default 1 s); a pipeline that drains the queue faster than that sat idle
-        // waiting for the next fetch (3.4 of 7.2 µs per record in `lookout bench`)
-        if cfg.get("fetch.queue.backoff.ms").is_none() {
-            cfg.set("fetch.queue.backoff.ms", "20");
-        }
+        fetch_defaults(&mut cfg);
         // a crashed instance's partitions move on after 10 s (librdkafka's default: 45 s)
         if cfg.get("session.timeout.ms").is_none() {
             cfg.set("session.timeout.ms", "10000");
@@ -500,6 +495,17 @@ async fn decode_read(mut read: Read, decoder: Option<Decoder>) -> Read {
         Err(_) => read.cancelled = true,
     }
     read
+}
+
+/// How Lookout's consumers fetch, where the client does not say: librdkafka stops
+/// fetching a partition for `fetch.queue.backoff.ms` once its local queue is full
+/// (default 1 s); a pipeline that drains the queue faster than that sat idle waiting for
+/// the next fetch (3.4 of 7.2 µs per record in `lookout bench`). The bench's plain
+/// consumer fetches the same way.
+pub fn fetch_defaults(cfg: &mut ClientConfig) {
+    if cfg.get("fetch.queue.backoff.ms").is_none() {
+        cfg.set("fetch.queue.backoff.ms", "20");
+    }
 }
 
 /// Reads a batch: up to `max_records`, closed `max_wait_ms` after its first record.
