@@ -293,14 +293,16 @@ fn explain_prints_the_plan() {
     );
 }
 
+/// `lookout bench ARGS`, which must succeed, and the JSON object it prints.
+fn bench_json(args: &[&str]) -> serde_json::Value {
+    let out = lookout().args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn bench_measures_lookout_against_a_plain_consumer_and_loses_nothing() {
-    let out = lookout()
-        .args(["bench", "--events", "30000", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = bench_json(&["bench", "--events", "30000", "--json"]);
     for field in [
         "events_per_s",
         "ceiling_events_per_s",
@@ -335,12 +337,7 @@ fn bench_measures_lookout_against_a_plain_consumer_and_loses_nothing() {
 /// still find the scenario's bad deploys), nothing of the other streams.
 #[test]
 fn bench_of_log_events_alone_reads_only_logs() {
-    let out = lookout()
-        .args(["bench", "--events", "20000", "--streams", "logs", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = bench_json(&["bench", "--events", "20000", "--streams", "logs", "--json"]);
     let events = r["events"].as_u64().unwrap();
     assert!(events >= 20_000, "{r}");
     assert_eq!(r["logs"].as_u64(), Some(events), "{r}");
@@ -370,12 +367,7 @@ fn bench_of_log_events_alone_reads_only_logs() {
 /// order per partition, and its latency from production to outputs acknowledged.
 #[test]
 fn bench_at_a_rate_measures_latency_and_memory_and_loses_nothing() {
-    let out = lookout()
-        .args(["bench", "--rate", "3000", "--duration", "10", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = bench_json(&["bench", "--rate", "3000", "--duration", "10", "--json"]);
     let events = r["events"].as_u64().unwrap();
     assert!((25_000..=30_000).contains(&events), "{r}");
     assert_eq!(

@@ -182,8 +182,10 @@ impl SpareRows {
             .unwrap_or_default()
     }
 
+    /// Keeps a buffer for a later batch; one with no room (the second half of a batch
+    /// decoded on one thread) would only take a place from one that has some.
     fn keep(&self, rows: Rows) {
-        if rows.capacity() > SPARE_ROWS_MAX {
+        if rows.capacity() == 0 || rows.capacity() > SPARE_ROWS_MAX {
             return;
         }
         let rows = rows.recycle();
@@ -468,7 +470,7 @@ fn json_metrics<'a>(p: &'a [u8], ctx: &Context, out: &mut Rows<'a>) -> Result<()
 }
 
 /// Appends a record's rows as they decode; at the first that fails, takes back those
-/// appended and fails as [`extend`] would.
+/// appended and fails with it. A record that holds no rows fails too.
 fn push_all<T>(out: &mut Vec<T>, rows: impl Iterator<Item = Result<T, DecodeError>>) -> Result<(), DecodeError> {
     let from = out.len();
     for row in rows {
@@ -535,12 +537,9 @@ fn otlp_payload(r: &RawRecord, enc: Encoding, ctx: &Context, out: &mut Rows<'_>)
     })
 }
 
+/// Appends a record's rows; a record that holds none fails.
 fn extend<T>(out: &mut Vec<T>, rows: Vec<T>) -> Result<(), DecodeError> {
-    if rows.is_empty() {
-        return Err(DecodeError::Invalid("record holds no data".into()));
-    }
-    out.extend(rows);
-    Ok(())
+    push_all(out, rows.into_iter().map(Ok))
 }
 
 /// Reads a double-quoted value of `s` whose opening quote ends at byte `from`, with
@@ -669,6 +668,20 @@ pub(crate) mod tests {
         let spare = rows.recycle();
         assert!(spare.is_empty());
         assert_eq!((spare.logs.capacity(), spare.metrics.capacity()), room);
+    }
+
+    #[test]
+    fn a_batch_decoded_on_one_thread_leaves_its_buffer_for_the_next() {
+        let d = Decoder::new(DecodeConfig::default());
+        let records: Vec<_> = (0..10)
+            .map(|i| record(Stream::Logs, format!("ts={i} msg=m service=a").as_bytes()))
+            .collect();
+        for _ in 0..3 {
+            assert_eq!(d.decode(&records).unwrap().logs.num_rows(), 10);
+        }
+        let spare = d.spare.0.lock().unwrap();
+        assert_eq!(spare.len(), 1, "one buffer, with room, and no empty one beside it");
+        assert!(spare[0].logs.capacity() >= 10);
     }
 
     pub fn record(stream: Stream, payload: &[u8]) -> RawRecord {

@@ -392,12 +392,6 @@ impl<'a> Rows<'a> {
             events: emptied(self.events),
         }
     }
-
-    pub fn append(&mut self, mut other: Rows<'a>) {
-        self.logs.append(&mut other.logs);
-        self.metrics.append(&mut other.metrics);
-        self.events.append(&mut other.events);
-    }
 }
 
 pub fn logs_batch(rows: &[LogRow<'_>]) -> Result<RecordBatch, ArrowError> {

@@ -121,7 +121,8 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
     };
     let mut setup = Setup::new(cfg, run_name(), brokers, partitions).await?;
     setup.read_only(&opts.streams);
-    let (inputs, client, run) = (&setup.inputs, &setup.client, &setup.run);
+    let inputs = setup.inputs();
+    let (client, run) = (&setup.client, &setup.run);
 
     // Produce.
     let say = |what: String| {
@@ -170,7 +171,7 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
         .map_err(|e| e.to_string())?;
     let mut dropped = 0u64;
     let mut stored = 0u64;
-    for topic in inputs {
+    for &topic in &inputs {
         for p in 0..partitions {
             let (low, high) = probe
                 .fetch_watermarks(topic, p, Duration::from_secs(10))
@@ -197,8 +198,7 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
         .set("enable.auto.commit", "false")
         .create()
         .map_err(|e| e.to_string())?;
-    let names: Vec<&str> = inputs.iter().map(String::as_str).collect();
-    plain.subscribe(&names).map_err(|e| e.to_string())?;
+    plain.subscribe(&inputs).map_err(|e| e.to_string())?;
     let (mut seen, mut first) = (0u64, None);
     while seen < total {
         match tokio::time::timeout(Duration::from_secs(30), plain.recv()).await {
@@ -314,8 +314,7 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
 pub(super) struct Setup {
     pub run: String,
     pub cfg: PipelineConfig,
-    /// The input topics read, of `streams`.
-    pub inputs: Vec<String>,
+    /// The streams whose input topics are read.
     pub streams: Vec<Stream>,
     pub client: ClientConfig,
     /// The broker is librdkafka's mock (embedded here or in `lookout bench-feed`).
@@ -383,7 +382,6 @@ impl Setup {
         Ok(Setup {
             run,
             cfg,
-            inputs: inputs.to_vec(),
             streams: Stream::ALL.to_vec(),
             client,
             mock,
@@ -407,7 +405,11 @@ impl Setup {
     /// Reads only these streams' topics (the others are made, and stay empty).
     pub fn read_only(&mut self, streams: &[Stream]) {
         self.streams = streams.to_vec();
-        self.inputs = streams.iter().map(|&s| self.topic(s).to_string()).collect();
+    }
+
+    /// The input topics read.
+    pub fn inputs(&self) -> Vec<&str> {
+        self.streams.iter().map(|&s| self.topic(s)).collect()
     }
 
     /// The input topic of a stream.

@@ -98,12 +98,6 @@ pub struct Sent {
     queued: Vec<rdkafka::producer::DeliveryFuture>,
 }
 
-impl Sent {
-    pub fn messages(&self) -> &[Message] {
-        &self.messages
-    }
-}
-
 /// Where outputs go.
 pub enum Sink {
     Kafka(kafka::KafkaSink),
