@@ -141,6 +141,12 @@ struct BenchArgs {
     /// Scenario seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Routine log lines each of the scenario's 14 hosts writes a simulated minute
+    /// (`lookout run`'s demo writes 3). It sets how much event time the traffic spans,
+    /// and so how often windows, detectors and trend periods close per event: a second
+    /// of 100,000 events spans 28 simulated hours at 3, 12 minutes at 600.
+    #[arg(long, default_value_t = pipeline::bench::LOG_LINES)]
+    log_lines: u32,
     /// Flat out: the streams to produce and read, e.g. `logs` for log events alone
     /// (the scenario's records of the others are left out).
     #[arg(long, value_delimiter = ',', value_parser = stream_name, default_value = "logs,metrics,events", conflicts_with = "rate")]
@@ -172,6 +178,8 @@ struct BenchFeedArgs {
     duration: u64,
     #[arg(long)]
     seed: u64,
+    #[arg(long)]
+    log_lines: u32,
     #[arg(long)]
     brokers: Option<String>,
 }
@@ -476,6 +484,7 @@ async fn dispatch(cmd: Command) -> Result<(), Failure> {
             rate: a.rate,
             duration: Duration::from_secs(a.duration),
             seed: a.seed,
+            log_lines: a.log_lines,
             brokers: a.brokers,
         })
         .map_err(|e| Failure(1, e)),
@@ -515,6 +524,7 @@ async fn bench(a: BenchArgs) -> Result<(), Failure> {
             duration: Duration::from_secs(a.duration.max(1)),
             brokers: a.brokers,
             seed: a.seed,
+            log_lines: a.log_lines,
             quiet: a.quiet,
         };
         let report = pipeline::bench_rate::bench_at_rate(&cfg, &opts)
@@ -531,6 +541,7 @@ async fn bench(a: BenchArgs) -> Result<(), Failure> {
         events: a.events.max(1),
         brokers: a.brokers,
         seed: a.seed,
+        log_lines: a.log_lines,
         quiet: a.quiet,
         streams: a.streams,
     };

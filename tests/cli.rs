@@ -302,7 +302,7 @@ fn bench_json(args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn bench_measures_lookout_against_a_plain_consumer_and_loses_nothing() {
-    let r = bench_json(&["bench", "--events", "30000", "--json"]);
+    let r = bench_json(&["bench", "--events", "30000", "--log-lines", "3", "--json"]);
     for field in [
         "events_per_s",
         "ceiling_events_per_s",
@@ -337,7 +337,16 @@ fn bench_measures_lookout_against_a_plain_consumer_and_loses_nothing() {
 /// still find the scenario's bad deploys), nothing of the other streams.
 #[test]
 fn bench_of_log_events_alone_reads_only_logs() {
-    let r = bench_json(&["bench", "--events", "20000", "--streams", "logs", "--json"]);
+    let r = bench_json(&[
+        "bench",
+        "--events",
+        "20000",
+        "--streams",
+        "logs",
+        "--log-lines",
+        "3",
+        "--json",
+    ]);
     let events = r["events"].as_u64().unwrap();
     assert!(events >= 20_000, "{r}");
     assert_eq!(r["logs"].as_u64(), Some(events), "{r}");
@@ -367,7 +376,16 @@ fn bench_of_log_events_alone_reads_only_logs() {
 /// order per partition, and its latency from production to outputs acknowledged.
 #[test]
 fn bench_at_a_rate_measures_latency_and_memory_and_loses_nothing() {
-    let r = bench_json(&["bench", "--rate", "3000", "--duration", "10", "--json"]);
+    let r = bench_json(&[
+        "bench",
+        "--rate",
+        "3000",
+        "--duration",
+        "10",
+        "--log-lines",
+        "3",
+        "--json",
+    ]);
     let events = r["events"].as_u64().unwrap();
     assert!((25_000..=30_000).contains(&events), "{r}");
     assert_eq!(

@@ -4,7 +4,11 @@
 //! 1. Fresh topics (names unique to the run) on the embedded broker or `--brokers`.
 //! 2. The built-in scenario, minute after minute, produced into them until `events`
 //!    records are written (of the chosen streams: `--streams logs` measures log events
-//!    alone, and only their topic is read); per stream counts.
+//!    alone, and only their topic is read); per stream counts. Its hosts write
+//!    `--log-lines` routine log lines a simulated minute ([`LOG_LINES`] by default):
+//!    windows, detectors and trend periods close once per simulated minute however many
+//!    records it holds, so the sparser the traffic, the more of that work each event
+//!    carries.
 //! 3. Proof that nothing counted was dropped: every input partition still starts at
 //!    offset 0 (the mock cluster silently drops the oldest messages past 100,000 or 5 MiB
 //!    per partition, so the bench spreads the records over enough partitions) and the
@@ -46,12 +50,18 @@ pub struct BenchOptions {
     /// An external cluster; `None` starts the embedded broker.
     pub brokers: Option<String>,
     pub seed: u64,
+    /// Routine log lines a scenario host writes a minute ([`Scenario::with_log_lines`]).
+    pub log_lines: u32,
     /// No progress on standard error.
     pub quiet: bool,
     /// The streams whose records are produced and read (the scenario's records of the
     /// others are left out, and their topics are not read).
     pub streams: Vec<Stream>,
 }
+
+/// The bench's routine log lines a host a minute, 10 a second: an instance logging a line
+/// a request at 10 requests a second, a quiet service among those a platform team runs.
+pub const LOG_LINES: u32 = 600;
 
 /// What the bench measured.
 #[derive(Debug, Clone, Serialize)]
@@ -98,7 +108,7 @@ pub(super) fn partitions_for(records: u64, bytes: u64) -> i32 {
 
 pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchReport, String> {
     // The records first, to size the partitions.
-    let scenario = Scenario::new(opts.seed, 1_741_046_400_000);
+    let scenario = Scenario::new(opts.seed, 1_741_046_400_000).with_log_lines(opts.log_lines);
     let mut records = Vec::new();
     let mut bytes = 0u64;
     let mut minute = 0;

@@ -55,6 +55,8 @@ pub struct RateOptions {
     /// An external cluster; `None` starts the embedded broker.
     pub brokers: Option<String>,
     pub seed: u64,
+    /// Routine log lines a scenario host writes a minute ([`Scenario::with_log_lines`]).
+    pub log_lines: u32,
     /// No progress on standard error.
     pub quiet: bool,
 }
@@ -105,7 +107,7 @@ pub struct RateReport {
 const BUFFER_S: u64 = 10;
 
 pub async fn bench_at_rate(cfg: &PipelineConfig, opts: &RateOptions) -> Result<RateReport, String> {
-    let scenario = Scenario::new(opts.seed, SCENARIO_START);
+    let scenario = Scenario::new(opts.seed, SCENARIO_START).with_log_lines(opts.log_lines);
     let sample: Vec<_> = (0..10).flat_map(|m| scenario.minute(m)).collect();
     let bytes_per_record = sample.iter().map(|g| g.payload.len() as u64).sum::<u64>() / sample.len().max(1) as u64;
     let buffered = opts.rate * BUFFER_S;
@@ -268,6 +270,7 @@ pub struct FeedOptions {
     pub rate: u64,
     pub duration: Duration,
     pub seed: u64,
+    pub log_lines: u32,
     pub brokers: Option<String>,
 }
 
@@ -294,7 +297,7 @@ pub fn feed(o: &FeedOptions) -> Result<(), String> {
         let mut client = ClientConfig::new();
         client.set("bootstrap.servers", &bootstrap);
         let (inputs, _) = topic_names(&o.run);
-        let scenario = Scenario::new(o.seed, SCENARIO_START);
+        let scenario = Scenario::new(o.seed, SCENARIO_START).with_log_lines(o.log_lines);
         let produced = produce(&client, inputs, o.partitions, scenario, o.rate, o.duration)?;
         let json = serde_json::to_string(&produced).map_err(|e| e.to_string())?;
         writeln!(out, "produced {json}")
@@ -326,7 +329,8 @@ impl Feed {
             .args(["--partitions", &partitions.to_string()])
             .args(["--rate", &opts.rate.to_string()])
             .args(["--duration", &opts.duration.as_secs().to_string()])
-            .args(["--seed", &opts.seed.to_string()]);
+            .args(["--seed", &opts.seed.to_string()])
+            .args(["--log-lines", &opts.log_lines.to_string()]);
         if let Some(b) = &opts.brokers {
             cmd.args(["--brokers", b]);
         }

@@ -80,13 +80,28 @@ impl Rng {
 pub struct Scenario {
     seed: u64,
     start_ms: i64,
+    log_lines: u32,
 }
+
+/// Routine log lines a host writes a minute, by default.
+pub const LOG_LINES: u32 = 3;
 
 impl Scenario {
     pub fn new(seed: u64, start_ms: i64) -> Scenario {
         Scenario {
             seed,
             start_ms: start_ms - start_ms.rem_euclid(60_000),
+            log_lines: LOG_LINES,
+        }
+    }
+
+    /// The same shop, each host writing `n` routine log lines a minute instead of 3, and
+    /// its fault logs (errors of the bad deploy, slow redis warnings) in proportion:
+    /// a busier shop. Metrics (one scrape a host a minute) and events do not change.
+    pub fn with_log_lines(self, n: u32) -> Scenario {
+        Scenario {
+            log_lines: n.max(1),
+            ..self
         }
     }
 
@@ -128,19 +143,23 @@ impl Scenario {
                         ("req_rate", 50.0 + 10.0 * rng.unit()),
                     ],
                 ));
-                for k in 0..3 {
-                    let lts = ts + 5_000 + k * 17_000 + rng.below(3_000) as i64;
+                let lines = i64::from(self.log_lines);
+                let spacing = 51_000 / lines;
+                for k in 0..lines {
+                    let lts = ts + 5_000 + k * spacing + rng.below(spacing.min(3_000) as u64) as i64;
                     let ms = 20 + rng.below(80);
-                    let msg = match k {
+                    let msg = match k % 3 {
                         0 => format!("GET /api/v1/{svc}/{} 200 {ms}ms", rng.below(90_000)),
                         1 => format!("Health check passed in {}ms", rng.below(30)),
                         _ => format!("Processed {} items in {ms}ms", rng.below(500)),
                     };
                     out.push(log_record(svc, &host, lts, "INFO", &msg, *go));
                 }
+                // four errors a minute at 3 routine lines
+                let errors = (lines * 4 / 3).max(1);
                 if bad_deploy && (*svc == "payments" || *svc == "checkout") {
-                    for k in 0..4 {
-                        let lts = ts + 2_000 + k * 11_000;
+                    for k in 0..errors {
+                        let lts = ts + 2_000 + k * (44_000 / errors);
                         let msg = if *svc == "payments" {
                             format!("Payment authorization failed for order ord_{:x}: NullPointerException in CardTokenizer", rng.next() >> 40)
                         } else {
@@ -153,18 +172,22 @@ impl Scenario {
                     }
                 }
                 if redis_hot && *svc == "inventory" {
-                    out.push(log_record(
-                        svc,
-                        &host,
-                        ts + 9_000,
-                        "WARN",
-                        &format!(
-                            "Slow response from redis: {}ms for GET stock:{}",
-                            800 + rng.below(400),
-                            rng.below(9999)
-                        ),
-                        *go,
-                    ));
+                    // one warning a minute at 3 routine lines
+                    let warnings = (lines / 3).max(1);
+                    for k in 0..warnings {
+                        out.push(log_record(
+                            svc,
+                            &host,
+                            ts + 9_000 + k * (48_000 / warnings),
+                            "WARN",
+                            &format!(
+                                "Slow response from redis: {}ms for GET stock:{}",
+                                800 + rng.below(400),
+                                rng.below(9999)
+                            ),
+                            *go,
+                        ));
+                    }
                 }
             }
         }
@@ -438,6 +461,43 @@ mod tests {
             s.minute(3),
             Scenario::new(7, 1_741_046_400_000).minute(3),
             "deterministic"
+        );
+    }
+
+    #[test]
+    fn a_busier_shop_writes_more_logs_and_the_same_metrics_and_events() {
+        let count = |s: &Scenario, m: i64, stream: Stream, level: &str| {
+            s.minute(m)
+                .iter()
+                .filter(|g| g.stream == stream && String::from_utf8_lossy(&g.payload).contains(level))
+                .count()
+        };
+        let (quiet, busy) = (Scenario::new(7, 0), Scenario::new(7, 0).with_log_lines(600));
+        // minute 20 of a cycle: payments' bad deploy is failing requests
+        let bad = 20;
+        assert_eq!(count(&quiet, bad, Stream::Logs, ""), 14 * 3 + 4 * 4);
+        assert_eq!(count(&busy, bad, Stream::Logs, ""), 14 * 600 + 4 * 800);
+        assert_eq!(
+            count(&busy, bad, Stream::Logs, "\"ERROR\""),
+            4 * 800,
+            "errors in proportion"
+        );
+        for stream in [Stream::Metrics, Stream::Events] {
+            for m in [bad, 36] {
+                assert_eq!(
+                    count(&quiet, m, stream, ""),
+                    count(&busy, m, stream, ""),
+                    "{stream:?} {m}"
+                );
+            }
+        }
+        // redis is hot in minute 36: inventory's warnings, one per 3 routine lines
+        assert_eq!(count(&busy, 36, Stream::Logs, "Slow response"), 2 * 200);
+        let ts: Vec<i64> = busy.minute(bad).iter().map(|g| g.ts).collect();
+        assert!(ts.windows(2).all(|w| w[0] <= w[1]), "in time order");
+        assert!(
+            ts.iter().all(|t| (0..90_000).contains(&(t - bad * 60_000))),
+            "within the minute, give or take"
         );
     }
 }
