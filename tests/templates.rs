@@ -3,18 +3,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 fn lookout(args: &[&str]) -> (bool, String, String) {
     let (code, out, err) = common::lookout(args);
     (code == 0, out, err)
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lookout-templates-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
 }
 
 /// The `average` row of the accuracy table: GA, PA, GA default, PA default.
@@ -48,7 +42,8 @@ fn loghub_accuracy_meets_the_targets() {
 fn the_structured_csv_scores_the_same_with_the_loghub_scorer() {
     let Some(shared) = common::shared() else { return };
     let system = shared.join("data/loghub/OpenSSH");
-    let out = tmp("openssh.csv");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("openssh.csv");
     let (ok, summary, err) = lookout(&[
         "templates",
         "--input",
@@ -79,7 +74,8 @@ fn the_structured_csv_scores_the_same_with_the_loghub_scorer() {
 fn replaying_a_file_creates_no_templates_and_state_carries_over() {
     let Some(shared) = common::shared() else { return };
     let log = shared.join("data/loghub/HDFS/HDFS_2k.log");
-    let state = tmp("hdfs-state.json");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("hdfs-state.json");
     let format = "<Date> <Time> <Pid> <Level> <Component>: <Content>";
     let args = [
         "templates",
@@ -125,7 +121,8 @@ fn write(path: &Path, bytes: &[u8]) {
 
 #[test]
 fn bad_lines_are_kept_counted_and_bounded() {
-    let input = tmp("bad.log");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bad.log");
     let mut bytes = Vec::new();
     bytes.extend_from_slice(b"2024-01-01 10:00:00 INFO svc: user 1 logged in\n");
     bytes.extend_from_slice(b"\n"); // empty
@@ -137,7 +134,7 @@ fn bad_lines_are_kept_counted_and_bounded() {
     bytes.extend((0u8..=255).filter(|&b| b != b'\n').cycle().take(4000)); // binary garbage
     bytes.extend_from_slice(b"\r\n2024-01-01 10:00:03 INFO svc: user 2 logged in");
     write(&input, &bytes);
-    let out = tmp("bad.csv");
+    let out = dir.path().join("bad.csv");
     let (ok, summary, err) = lookout(&[
         "templates",
         "--input",
