@@ -145,7 +145,7 @@ struct BenchArgs {
     /// (`lookout run`'s demo writes 3). It sets how much event time the traffic spans,
     /// and so how often windows, detectors and trend periods close per event: a second
     /// of 100,000 events spans 28 simulated hours at 3, 12 minutes at 600.
-    #[arg(long, default_value_t = pipeline::bench::LOG_LINES)]
+    #[arg(long, default_value_t = pipeline::bench::LOG_LINES, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     log_lines: u32,
     /// Flat out: the streams to produce and read, e.g. `logs` for log events alone
     /// (the scenario's records of the others are left out).

@@ -363,13 +363,14 @@ fn bench_of_log_events_alone_reads_only_logs() {
         "the bad deploys' error logs become incidents: {r}"
     );
 
-    let out = lookout().args(["bench", "--streams", "traces"]).output().unwrap();
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("`traces` is not a stream"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for (bad, says) in [
+        (["--streams", "traces"], "`traces` is not a stream"),
+        (["--log-lines", "0"], "--log-lines"),
+    ] {
+        let out = lookout().arg("bench").args(bad).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{bad:?}: {err}");
+    }
 }
 
 /// At a rate, Lookout reads while the producer sends: every record read once, in offset
