@@ -365,7 +365,7 @@ fn bench_of_log_events_alone_reads_only_logs() {
 
     for (bad, says) in [
         (["--streams", "traces"], "`traces` is not a stream"),
-        (["--log-lines", "0"], "--log-lines"),
+        (["--log-lines", "0"], "0 is not in 1..=100000"),
     ] {
         let out = lookout().arg("bench").args(bad).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);

@@ -200,9 +200,8 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
 
     say("a plain consumer reads every record (the ceiling)".into());
     // The ceiling: a plain consumer, fetching as Lookout's does.
-    let mut plain = setup.reading_client();
-    crate::source::kafka::fetch_defaults(&mut plain);
-    let plain: StreamConsumer = plain
+    let plain: StreamConsumer = setup
+        .reading_client()
         .set("group.id", format!("{run}-ceiling"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
@@ -399,13 +398,15 @@ impl Setup {
         })
     }
 
-    /// The client of a consumer of the inputs. librdkafka's mock broker answers a fetch
-    /// that finds no data after the whole `fetch.wait.max.ms` (500 ms by default), even
-    /// when records arrive meanwhile; a broker answers as soon as they do. On the mock
-    /// (embedded, or the feed's) the bench's consumers wait 10 ms, so that what it
-    /// reports is theirs, not the mock's.
+    /// The client of a consumer of the inputs, Lookout's or the plain one: it fetches as
+    /// Lookout's consumers do ([`crate::source::kafka::fetch_defaults`]). librdkafka's
+    /// mock broker answers a fetch that finds no data after the whole
+    /// `fetch.wait.max.ms` (500 ms by default), even when records arrive meanwhile; a
+    /// broker answers as soon as they do. On the mock (embedded, or the feed's) the
+    /// bench's consumers wait 10 ms, so that what it reports is theirs, not the mock's.
     pub fn reading_client(&self) -> ClientConfig {
         let mut client = self.client.clone();
+        crate::source::kafka::fetch_defaults(&mut client);
         if self.mock && client.get("fetch.wait.max.ms").is_none() {
             client.set("fetch.wait.max.ms", "10");
         }

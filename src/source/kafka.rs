@@ -255,13 +255,7 @@ impl KafkaSource {
         };
         tpl.elements()
             .iter()
-            .filter_map(|e| {
-                Some((
-                    *self.reading.streams.get(e.topic())?,
-                    e.topic().to_string(),
-                    e.partition(),
-                ))
-            })
+            .filter_map(|e| Some((self.reading.stream_of(e.topic())?, e.topic().to_string(), e.partition())))
             .collect()
     }
 
@@ -407,7 +401,8 @@ const SPARE_RECORD_BYTES: usize = 16 << 10;
 
 /// What every read of a batch needs.
 struct Reading {
-    streams: HashMap<String, Stream>,
+    /// Each input topic's stream: a handful, searched per record faster than hashed.
+    streams: Vec<(String, Stream)>,
     batch: Batch,
     /// A record over `max_record_bytes` is copied out of the consumer only as far as its
     /// dead letter keeps it (`dead_letter_max_bytes`): a huge record, or one that a small
@@ -416,6 +411,13 @@ struct Reading {
     /// A processed batch handed back ([`KafkaSource::recycle`]): the next read writes its
     /// records over these, reusing their buffers.
     spare: Mutex<Vec<RawRecord>>,
+}
+
+impl Reading {
+    /// The stream of an input topic (of a topic named twice, the last).
+    fn stream_of(&self, topic: &str) -> Option<Stream> {
+        self.streams.iter().rev().find(|(t, _)| t == topic).map(|&(_, s)| s)
+    }
 }
 
 /// A batch as read, before the records the state holds are dropped.
@@ -532,8 +534,6 @@ async fn read_batch(
     tokio::pin!(cancelled);
     let mut messages = consumer.stream();
     let mut started = false;
-    // the stream of the topic read last, looked up again only when the topic changes
-    let mut last: Option<(String, Stream)> = None;
     loop {
         // What the consumer holds already is taken without a select. Cancellation and
         // the timer are looked at when it runs dry, and every 1,024 records, after
@@ -568,15 +568,8 @@ async fn read_batch(
             }
             Ok(Ok(m)) => {
                 let topic = m.topic();
-                let stream = match &last {
-                    Some((t, s)) if t == topic => *s,
-                    _ => match reading.streams.get(topic) {
-                        Some(&s) => {
-                            last = Some((topic.to_string(), s));
-                            s
-                        }
-                        None => continue,
-                    },
+                let Some(stream) = reading.stream_of(topic) else {
+                    continue;
                 };
                 let payload = m.payload().unwrap_or_default();
                 // a record over the limit goes to dead letters: keep only what they keep

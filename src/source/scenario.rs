@@ -155,9 +155,9 @@ impl Scenario {
                     };
                     out.push(log_record(svc, &host, lts, "INFO", &msg, *go));
                 }
-                // four errors a minute at 3 routine lines
-                let errors = (lines * 4 / 3).max(1);
                 if bad_deploy && (*svc == "payments" || *svc == "checkout") {
+                    // four errors a minute at 3 routine lines
+                    let errors = (lines * 4 / 3).max(1);
                     for k in 0..errors {
                         let lts = ts + 2_000 + k * (44_000 / errors);
                         let msg = if *svc == "payments" {
