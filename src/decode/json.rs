@@ -14,9 +14,13 @@ use super::{time, Context, DecodeError};
 
 type Obj<'a> = Map<'a>;
 
-/// Parses a payload into JSON objects, borrowing their keys and strings from it. A
-/// payload that is not UTF-8 is refused as such, not as malformed JSON.
+/// Parses a payload into JSON objects, borrowing their keys and strings from it (a flat
+/// object by [`super::flat`], the rest by `serde_json`). A payload that is not UTF-8 is
+/// refused as such, not as malformed JSON.
 pub fn objects(payload: &[u8]) -> Result<Vec<Obj<'_>>, DecodeError> {
+    if let Some(o) = super::flat::object(payload) {
+        return Ok(vec![o]);
+    }
     let v: Value = serde_json::from_slice(payload).map_err(|e| match std::str::from_utf8(payload) {
         Err(u) => DecodeError::Utf8(u.valid_up_to()),
         Ok(_) => DecodeError::Json(e.to_string()),

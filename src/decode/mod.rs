@@ -12,6 +12,7 @@
 
 pub mod alertmanager;
 pub mod cloudevents;
+mod flat;
 pub mod influx;
 pub mod json;
 pub mod line;
