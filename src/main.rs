@@ -151,6 +151,11 @@ struct BenchArgs {
     /// (the scenario's records of the others are left out).
     #[arg(long, value_delimiter = ',', value_parser = stream_name, default_value = "logs,metrics,events", conflicts_with = "rate")]
     streams: Vec<lookout::decode::Stream>,
+    /// Flat out: times the ceiling and Lookout each read the records, one after the
+    /// other; the round of the median ratio is reported, with every round's rates. On
+    /// a shared machine one round's ratio moves by a sixth from run to run.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100), conflicts_with = "rate")]
+    rounds: u32,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -544,6 +549,7 @@ async fn bench(a: BenchArgs) -> Result<(), Failure> {
         log_lines: a.log_lines,
         quiet: a.quiet,
         streams: a.streams,
+        rounds: a.rounds,
     };
     let report = pipeline::bench::bench(&cfg, &opts).await.map_err(|e| Failure(1, e))?;
     if a.json {

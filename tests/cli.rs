@@ -302,7 +302,16 @@ fn bench_json(args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn bench_measures_lookout_against_a_plain_consumer_and_loses_nothing() {
-    let r = bench_json(&["bench", "--events", "30000", "--log-lines", "3", "--json"]);
+    let r = bench_json(&[
+        "bench",
+        "--events",
+        "30000",
+        "--log-lines",
+        "3",
+        "--rounds",
+        "2",
+        "--json",
+    ]);
     for field in [
         "events_per_s",
         "ceiling_events_per_s",
@@ -331,6 +340,16 @@ fn bench_measures_lookout_against_a_plain_consumer_and_loses_nothing() {
     let ratio = r["ratio"].as_f64().unwrap();
     let expected = r["events_per_s"].as_f64().unwrap() / r["ceiling_events_per_s"].as_f64().unwrap();
     assert!((ratio - expected).abs() < 1e-6 * expected.max(1.0), "{r}");
+    // two rounds: the reported one is the lower median, the lower of the two
+    let rounds = r["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2, "{r}");
+    let lower = rounds
+        .iter()
+        .min_by(|a, b| a["ratio"].as_f64().unwrap().total_cmp(&b["ratio"].as_f64().unwrap()))
+        .unwrap();
+    for field in ["ratio", "events_per_s", "ceiling_events_per_s"] {
+        assert_eq!(lower[field], r[field], "{field}: {r}");
+    }
 }
 
 /// `--streams logs`: log events alone, every one read and processed (error-log windows
@@ -345,10 +364,13 @@ fn bench_of_log_events_alone_reads_only_logs() {
         "logs",
         "--log-lines",
         "3",
+        "--rounds",
+        "1",
         "--json",
     ]);
     let events = r["events"].as_u64().unwrap();
     assert!(events >= 20_000, "{r}");
+    assert_eq!(r["rounds"].as_array().map(Vec::len), Some(1), "{r}");
     assert_eq!(r["logs"].as_u64(), Some(events), "{r}");
     assert_eq!(
         (r["metrics"].as_u64(), r["events_stream"].as_u64()),
@@ -366,6 +388,7 @@ fn bench_of_log_events_alone_reads_only_logs() {
     for (bad, says) in [
         (["--streams", "traces"], "`traces` is not a stream"),
         (["--log-lines", "0"], "0 is not in 1..=100000"),
+        (["--rounds", "0"], "0 is not in 1..=100"),
     ] {
         let out = lookout().arg("bench").args(bad).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);

@@ -135,7 +135,7 @@ pub async fn bench_at_rate(cfg: &PipelineConfig, opts: &RateOptions) -> Result<R
         opts.duration.as_secs_f64()
     ));
 
-    let mut lookout = Lookout::start(&setup).await?;
+    let mut lookout = Lookout::start(&setup, &format!("{}-lookout", setup.run)).await?;
     lookout.wait_for_partitions(3 * partitions as usize).await?;
     feed.go()?;
 
