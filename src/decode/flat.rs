@@ -51,8 +51,9 @@ pub fn object(payload: &[u8]) -> Option<Map<'_>> {
     (skip_ws(b, i) == b.len()).then(|| pairs.into_iter().collect())
 }
 
+/// Past the spaces at `i` (the only whitespace left: the others are control characters).
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+    while b.get(i) == Some(&b' ') {
         i += 1;
     }
     i

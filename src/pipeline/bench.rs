@@ -227,13 +227,18 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
         .map(|r| RoundRates {
             ceiling_events_per_s: rate(r.ceiling_s),
             events_per_s: rate(r.lookout_s),
-            ratio: r.ratio(),
+            ratio: if r.ceiling_s > 0.0 {
+                r.ceiling_s / r.lookout_s.max(1e-9)
+            } else {
+                0.0
+            },
         })
         .collect();
     // The round of the median ratio (the lower of the two middle ones) is reported.
     let mut order: Vec<usize> = (0..rounds.len()).collect();
-    order.sort_by(|&a, &b| rounds[a].ratio().total_cmp(&rounds[b].ratio()));
-    let m = rounds.swap_remove(order[(order.len() - 1) / 2]);
+    order.sort_by(|&a, &b| each[a].ratio.total_cmp(&each[b].ratio));
+    let median = order[(order.len() - 1) / 2];
+    let m = rounds.swap_remove(median);
 
     let pct = |q: f64| {
         m.latencies
@@ -259,9 +264,9 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
         events_stream: per_stream.get("events").copied().unwrap_or(0),
         partitions,
         dropped,
-        ceiling_events_per_s: rate(m.ceiling_s),
-        events_per_s: rate(m.lookout_s),
-        ratio: m.ratio(),
+        ceiling_events_per_s: each[median].ceiling_events_per_s,
+        events_per_s: each[median].events_per_s,
+        ratio: each[median].ratio,
         rounds: each,
         incident_updates: m.incidents,
         anomalies: m.anomalies,
@@ -292,16 +297,6 @@ struct Round {
     waiting: Duration,
     publishing: Duration,
     stats: super::Stats,
-}
-
-impl Round {
-    fn ratio(&self) -> f64 {
-        if self.ceiling_s > 0.0 {
-            self.ceiling_s / self.lookout_s.max(1e-9)
-        } else {
-            0.0
-        }
-    }
 }
 
 /// A plain consumer, then Lookout, each in a group of its own, read all `total` records
