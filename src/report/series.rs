@@ -46,7 +46,7 @@ impl Default for Open {
 impl Open {
     /// Adds a value at `frac` (0..1) of the way through the period.
     fn add(&mut self, frac: f64, v: f64) {
-        if self.count % self.stride == 0 {
+        if self.count.is_multiple_of(self.stride) {
             if self.sample.len() == SAMPLE {
                 // keep every other value and take half as many from now on
                 let kept: Vec<f64> = self.sample.iter().step_by(2).copied().collect();

@@ -14,6 +14,7 @@
 pub mod file;
 mod rows;
 pub mod stream;
+mod swap;
 pub mod watermark;
 pub mod window;
 pub mod windowed;
@@ -26,9 +27,8 @@ use std::time::Instant;
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::view::ViewTable;
-use datafusion::catalog::MemTable;
-use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
-use datafusion::prelude::SessionContext;
+use datafusion::logical_expr::ScalarUDF;
+use datafusion::prelude::{SessionConfig, SessionContext};
 
 pub use file::{FileError, FileKind, Header, LatePolicy, SqlFile};
 pub use watermark::Watermarks;
@@ -39,6 +39,7 @@ use crate::decode::Stream;
 use crate::model::{Direction, Role};
 use rows::{rows_to_alerts, rows_to_points, TITLE_FIELD};
 use stream::WindowedFile;
+use swap::{Query, SwapTable};
 
 /// An error while running planned SQL on a batch: a bug or resource problem, not the
 /// input's fault (input was validated at start).
@@ -53,7 +54,7 @@ pub enum SqlError {
 
 struct Rule {
     file: SqlFile,
-    plan: LogicalPlan,
+    query: Query,
 }
 
 /// One file that runs: a stateless rule, or a windowed signal or rule.
@@ -85,10 +86,10 @@ pub struct SqlOutput {
 /// The planned SQL of one pipeline.
 pub struct SqlEngine {
     ctx: SessionContext,
-    inputs: Vec<(Stream, Arc<MemTable>)>,
+    inputs: Vec<(Stream, Arc<SwapTable>)>,
     steps: Vec<Step>,
     views: Vec<SqlFile>,
-    catalog: Arc<MemTable>,
+    catalog: Arc<SwapTable>,
 }
 
 impl SqlEngine {
@@ -130,19 +131,26 @@ impl SqlEngine {
         catalog: &Catalog,
         functions: Vec<ScalarUDF>,
     ) -> Result<SqlEngine, Vec<FileError>> {
-        let ctx = SessionContext::new();
+        // Plans are run again on each step's batches (see `swap`): a filter that one run
+        // derives for the next (a join's build-side bounds, a top-k's threshold) would
+        // hold the last step's values.
+        let mut config = SessionConfig::new();
+        let o = &mut config.options_mut().optimizer;
+        o.enable_dynamic_filter_pushdown = false;
+        o.enable_join_dynamic_filter_pushdown = false;
+        o.enable_topk_dynamic_filter_pushdown = false;
+        o.enable_aggregate_dynamic_filter_pushdown = false;
+        let ctx = SessionContext::new_with_config(config);
         for f in functions.into_iter().chain(window::functions()) {
             ctx.register_udf(f);
         }
         let mut inputs = Vec::new();
         for s in Stream::ALL {
-            let t = Arc::new(MemTable::try_new(s.schema(), vec![vec![]]).expect("schema with one empty partition"));
+            let t = Arc::new(SwapTable::new(s.schema(), vec![]));
             ctx.register_table(s.name(), t.clone()).expect("fresh context");
             inputs.push((s, t));
         }
-        let catalog_table = Arc::new(
-            MemTable::try_new(CATALOG_SCHEMA.clone(), vec![vec![catalog_batch(catalog)]]).expect("one partition"),
-        );
+        let catalog_table = Arc::new(SwapTable::new(CATALOG_SCHEMA.clone(), vec![catalog_batch(catalog)]));
         ctx.register_table("catalog", catalog_table.clone())
             .expect("fresh context");
 
@@ -245,6 +253,10 @@ impl SqlEngine {
                             errors.push(f.error_at(1, 1, e.to_string(), None));
                         }
                     }
+                    if let Err(e) = w.prepare(&ctx).await {
+                        errors.push(locate_error(f, &e));
+                        continue;
+                    }
                     steps.push(Step::Window(Box::new(w)));
                 }
                 (_, None) => {
@@ -252,7 +264,12 @@ impl SqlEngine {
                         errors.push(e);
                         continue;
                     }
-                    steps.push(Step::Rule(Box::new(Rule { file: f.clone(), plan })));
+                    let mut query = Query::new(plan);
+                    if let Err(e) = query.prepare(&ctx).await {
+                        errors.push(locate_error(f, &e));
+                        continue;
+                    }
+                    steps.push(Step::Rule(Box::new(Rule { file: f.clone(), query })));
                 }
             }
         }
@@ -271,7 +288,7 @@ impl SqlEngine {
 
     /// Replaces the contents of the `catalog` table (plans stay valid: same schema).
     pub async fn set_catalog(&self, c: &Catalog) {
-        *self.catalog.batches[0].write().await = vec![catalog_batch(c)];
+        self.catalog.set(vec![catalog_batch(c)]);
     }
 
     fn files(&self, kind: FileKind) -> Vec<&SqlFile> {
@@ -404,7 +421,7 @@ impl SqlEngine {
                 Stream::Metrics => metrics,
                 Stream::Events => events,
             };
-            *table.batches[0].write().await = if b.num_rows() == 0 { vec![] } else { vec![b.clone()] };
+            table.set(if b.num_rows() == 0 { vec![] } else { vec![b.clone()] });
         }
     }
 
@@ -427,8 +444,7 @@ impl SqlEngine {
                         rule: r.file.name.clone(),
                         source,
                     };
-                    let df = self.ctx.execute_logical_plan(r.plan.clone()).await.map_err(err)?;
-                    for b in df.collect().await.map_err(err)? {
+                    for b in r.query.run(&self.ctx).await.map_err(err)? {
                         out.alerts.extend(rows_to_alerts(&r.file, &b, watermark));
                     }
                 }

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Field, Schema, SchemaRef};
-use datafusion::catalog::MemTable;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::Column;
 use datafusion::datasource::provider_as_source;
@@ -19,6 +18,7 @@ use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, LogicalPlanBuilder,
 use datafusion::prelude::SessionContext;
 
 use super::file::SqlFile;
+use super::swap::{Query, SwapTable};
 use super::window::{window_of, WindowKind};
 use super::windowed::{Closed, WindowState, Windowed};
 use crate::decode::Stream;
@@ -26,13 +26,13 @@ use crate::decode::Stream;
 pub struct WindowedFile {
     pub file: SqlFile,
     /// The aggregate's input, run on each batch.
-    input: LogicalPlan,
+    input: Query,
     /// The query with the aggregate replaced by a scan of `closed`.
-    above: LogicalPlan,
-    closed: Arc<MemTable>,
+    above: Query,
+    closed: Arc<SwapTable>,
     closed_schema: SchemaRef,
     /// The rows emitted in this step, for files that select from this one.
-    pub output: Arc<MemTable>,
+    pub output: Arc<SwapTable>,
     pub window: Windowed,
     /// Streams the file reads, directly or through views and signals.
     pub streams: Vec<Stream>,
@@ -96,7 +96,7 @@ impl WindowedFile {
                 .map(|(i, f)| Field::new(format!("c{i}"), f.data_type().clone(), true))
                 .collect::<Vec<_>>(),
         ));
-        let closed = Arc::new(MemTable::try_new(closed_schema.clone(), vec![vec![]]).map_err(|e| e.to_string())?);
+        let closed = Arc::new(SwapTable::new(closed_schema.clone(), vec![]));
         let scan = LogicalPlanBuilder::scan("__closed", provider_as_source(closed.clone()), None)
             .and_then(|b| b.build())
             .map_err(|e| e.to_string())?;
@@ -119,11 +119,11 @@ impl WindowedFile {
             .map_err(|e| e.to_string())?
             .data;
         let out_schema = Arc::new(plan.schema().as_arrow().clone());
-        let output = Arc::new(MemTable::try_new(out_schema, vec![vec![]]).map_err(|e| e.to_string())?);
+        let output = Arc::new(SwapTable::new(out_schema, vec![]));
         Ok(Some(WindowedFile {
             file: file.clone(),
-            input: (*agg.input).clone(),
-            above,
+            input: Query::new((*agg.input).clone()),
+            above: Query::new(above),
             closed,
             closed_schema,
             output,
@@ -134,10 +134,15 @@ impl WindowedFile {
         }))
     }
 
+    /// Plans the part below the aggregate and the part above it, for every step.
+    pub async fn prepare(&mut self, ctx: &SessionContext) -> datafusion::error::Result<()> {
+        self.input.prepare(ctx).await?;
+        self.above.prepare(ctx).await
+    }
+
     /// Folds a step's input rows into the windows.
     pub async fn update(&mut self, ctx: &SessionContext) -> datafusion::error::Result<()> {
-        let df = ctx.execute_logical_plan(self.input.clone()).await?;
-        for b in df.collect().await? {
+        for b in self.input.run(ctx).await? {
             self.window.update(&b)?;
         }
         Ok(())
@@ -167,9 +172,8 @@ impl WindowedFile {
         let mut out = Vec::new();
         for c in closed {
             let b = RecordBatch::try_new(self.closed_schema.clone(), c.batch.columns().to_vec())?;
-            *self.closed.batches[0].write().await = vec![b];
-            let df = ctx.execute_logical_plan(self.above.clone()).await?;
-            for batch in df.collect().await? {
+            self.closed.set(vec![b]);
+            for batch in self.above.run(ctx).await? {
                 if batch.num_rows() > 0 {
                     out.push(Emitted {
                         batch,
@@ -179,8 +183,8 @@ impl WindowedFile {
                 }
             }
         }
-        *self.closed.batches[0].write().await = vec![];
-        *self.output.batches[0].write().await = out.iter().map(|e| e.batch.clone()).collect();
+        self.closed.set(vec![]);
+        self.output.set(out.iter().map(|e| e.batch.clone()).collect());
         Ok(out)
     }
 

@@ -126,3 +126,52 @@ async fn alert_rule_output_types_are_checked() {
     .unwrap();
     assert!(errs[0].message.contains("{nope}"), "{}", errs[0]);
 }
+
+fn service(name: &str, owner: &str) -> crate::config::ServiceInfo {
+    crate::config::ServiceInfo {
+        name: name.into(),
+        owner: Some(owner.into()),
+        tier: 2,
+        depends_on: vec![],
+        hosts: vec![],
+        kind: None,
+    }
+}
+
+/// Plans are made once and run again on each batch (`swap`): a join's build side, an
+/// aggregate's repartitioning and a top-k must all start over on the next batch's rows
+/// and the catalog of the moment.
+#[tokio::test]
+async fn a_plan_made_once_reads_each_batch_and_the_current_catalog() {
+    let mut e = plan(vec![file(
+        "busiest",
+        "--! kind = \"alert\"\n--! title = \"{service} of {owner}: {n}\"\n\
+         SELECT l.service, c.owner, count(*) AS n FROM logs l JOIN catalog c ON l.service = c.name \
+         WHERE l.level = 'ERROR' GROUP BY l.service, c.owner ORDER BY n DESC, l.service LIMIT 1",
+    )])
+    .await
+    .unwrap();
+    let catalog = |owner: &str| {
+        Catalog::from_services(vec![service("a", owner), service("b", owner), service("c", owner)]).unwrap()
+    };
+    e.set_catalog(&catalog("ann")).await;
+    let errors = |spec: &[(&str, usize)]| {
+        let rows: Vec<LogRow> = spec
+            .iter()
+            .flat_map(|&(s, n)| std::iter::repeat_n(log(s, Level::Error, "x"), n))
+            .collect();
+        logs_batch(&rows).unwrap()
+    };
+    let titles = |out: SqlOutput| out.alerts.into_iter().map(|a| a.title).collect::<Vec<_>>();
+    let first = run_logs(&mut e, &errors(&[("a", 3), ("b", 1)]), 0).await.unwrap();
+    assert_eq!(titles(first), ["a of ann: 3"]);
+    let second = run_logs(&mut e, &errors(&[("a", 1), ("b", 2), ("c", 4)]), 0)
+        .await
+        .unwrap();
+    assert_eq!(titles(second), ["c of ann: 4"]);
+    e.set_catalog(&catalog("bob")).await;
+    let third = run_logs(&mut e, &errors(&[("b", 2)]), 0).await.unwrap();
+    assert_eq!(titles(third), ["b of bob: 2"]);
+    let empty = run_logs(&mut e, &errors(&[]), 0).await.unwrap();
+    assert!(empty.alerts.is_empty());
+}
