@@ -42,7 +42,11 @@ pub fn events() -> (Vec<(i64, Vec<u8>)>, BTreeSet<i64>) {
         let ts = START_MS + i * 20_000 + (next(&mut seed) % 20_000) as i64;
         let fp = next(&mut seed) % 40;
         let service = services[(fp % 7) as usize];
-        let status = if next(&mut seed).is_multiple_of(3) { "resolved" } else { "firing" };
+        let status = if next(&mut seed).is_multiple_of(3) {
+            "resolved"
+        } else {
+            "firing"
+        };
         let severity = ["warning", "critical", "info"][(next(&mut seed) % 3) as usize];
         let json = serde_json::json!({
             "ts": lookout::decode::time::format_ms(ts), "kind": "alert", "source": "nagios",
