@@ -388,18 +388,18 @@ impl Decoder {
         // Every encoding is text; say so plainly rather than as a parse error (JSON that
         // parses is UTF-8, and JSON that does not is checked then: `json::objects`).
         let json_like = p[0] == b'{' || p[0] == b'[';
-        if !json_like {
-            text(p)?;
-        }
+        let checked = if json_like { None } else { Some(text(p)?) };
+        // the text, checked once
+        let s = || checked.map_or_else(|| text(p), Ok);
         match (r.stream, cfg.encoding) {
             (Stream::Logs, Encoding::Json) => json_logs(p, &ctx, out),
             (Stream::Logs, Encoding::Auto) if json_like => json_logs(p, &ctx, out),
-            (Stream::Logs, Encoding::Logfmt) => logfmt::log(text(p)?, &ctx).map(|row| out.logs.push(row)),
+            (Stream::Logs, Encoding::Logfmt) => logfmt::log(s()?, &ctx).map(|row| out.logs.push(row)),
             (Stream::Logs, Encoding::Line) => {
-                line::log(text(p)?, cfg.line_format.as_ref(), &ctx).map(|row| out.logs.push(row))
+                line::log(s()?, cfg.line_format.as_ref(), &ctx).map(|row| out.logs.push(row))
             }
             (Stream::Logs, Encoding::Auto) => {
-                let s = text(p)?;
+                let s = s()?;
                 if cfg.line_format.is_none() && logfmt::looks_like(s) {
                     logfmt::log(s, &ctx).map(|row| out.logs.push(row))
                 } else {
@@ -408,10 +408,10 @@ impl Decoder {
             }
             (Stream::Metrics, Encoding::Json) => json_metrics(p, &ctx, out),
             (Stream::Metrics, Encoding::Auto) if json_like => json_metrics(p, &ctx, out),
-            (Stream::Metrics, Encoding::Influx) => extend(&mut out.metrics, influx::decode(text(p)?, &ctx)?),
-            (Stream::Metrics, Encoding::Prometheus) => extend(&mut out.metrics, prometheus::decode(text(p)?, &ctx)?),
+            (Stream::Metrics, Encoding::Influx) => extend(&mut out.metrics, influx::decode(s()?, &ctx)?),
+            (Stream::Metrics, Encoding::Prometheus) => extend(&mut out.metrics, prometheus::decode(s()?, &ctx)?),
             (Stream::Metrics, Encoding::Auto) => {
-                let s = text(p)?;
+                let s = s()?;
                 if influx::looks_like(s) {
                     extend(&mut out.metrics, influx::decode(s, &ctx)?)
                 } else if prometheus::looks_like(s) {
