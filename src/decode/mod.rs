@@ -386,20 +386,21 @@ impl Decoder {
             return Err(DecodeError::Invalid("empty record".into()));
         }
         // Every encoding is text; say so plainly rather than as a parse error (JSON that
-        // parses is UTF-8, and JSON that does not is checked then: `json::objects`).
+        // parses is UTF-8, and JSON that does not is checked then: `json::objects`). A
+        // record is checked once: `as_text` gives what was checked, or checks a JSON-like
+        // record that an encoding reads as text.
         let json_like = p[0] == b'{' || p[0] == b'[';
         let checked = if json_like { None } else { Some(text(p)?) };
-        // the text, checked once
-        let s = || checked.map_or_else(|| text(p), Ok);
+        let as_text = || checked.map_or_else(|| text(p), Ok);
         match (r.stream, cfg.encoding) {
             (Stream::Logs, Encoding::Json) => json_logs(p, &ctx, out),
             (Stream::Logs, Encoding::Auto) if json_like => json_logs(p, &ctx, out),
-            (Stream::Logs, Encoding::Logfmt) => logfmt::log(s()?, &ctx).map(|row| out.logs.push(row)),
+            (Stream::Logs, Encoding::Logfmt) => logfmt::log(as_text()?, &ctx).map(|row| out.logs.push(row)),
             (Stream::Logs, Encoding::Line) => {
-                line::log(s()?, cfg.line_format.as_ref(), &ctx).map(|row| out.logs.push(row))
+                line::log(as_text()?, cfg.line_format.as_ref(), &ctx).map(|row| out.logs.push(row))
             }
             (Stream::Logs, Encoding::Auto) => {
-                let s = s()?;
+                let s = as_text()?;
                 if cfg.line_format.is_none() && logfmt::looks_like(s) {
                     logfmt::log(s, &ctx).map(|row| out.logs.push(row))
                 } else {
@@ -408,10 +409,10 @@ impl Decoder {
             }
             (Stream::Metrics, Encoding::Json) => json_metrics(p, &ctx, out),
             (Stream::Metrics, Encoding::Auto) if json_like => json_metrics(p, &ctx, out),
-            (Stream::Metrics, Encoding::Influx) => extend(&mut out.metrics, influx::decode(s()?, &ctx)?),
-            (Stream::Metrics, Encoding::Prometheus) => extend(&mut out.metrics, prometheus::decode(s()?, &ctx)?),
+            (Stream::Metrics, Encoding::Influx) => extend(&mut out.metrics, influx::decode(as_text()?, &ctx)?),
+            (Stream::Metrics, Encoding::Prometheus) => extend(&mut out.metrics, prometheus::decode(as_text()?, &ctx)?),
             (Stream::Metrics, Encoding::Auto) => {
-                let s = s()?;
+                let s = as_text()?;
                 if influx::looks_like(s) {
                     extend(&mut out.metrics, influx::decode(s, &ctx)?)
                 } else if prometheus::looks_like(s) {
@@ -765,6 +766,22 @@ pub(crate) mod tests {
         }
         let out = d.decode(&[record(Stream::Logs, b"{\"message\": 1,}")]).unwrap();
         assert!(out.dead_letters[0].error.starts_with("malformed JSON"));
+    }
+
+    /// A record that looks like JSON but whose stream is read as text is checked for
+    /// UTF-8 there, and read as text when it is.
+    #[test]
+    fn json_looking_text_is_checked_where_it_is_read() {
+        let mut cfg = DecodeConfig::default();
+        cfg.logs.encoding = Encoding::Logfmt;
+        let d = Decoder::new(cfg);
+        let out = d.decode(&[record(Stream::Logs, b"{\xff level=info msg=x")]).unwrap();
+        assert_eq!(out.dead_letters.len(), 1);
+        assert_eq!(out.dead_letters[0].error, "invalid UTF-8 at byte 1");
+        let out = d
+            .decode(&[record(Stream::Logs, b"{a}=1 level=info msg=x ts=2025-03-04T00:00:00Z")])
+            .unwrap();
+        assert_eq!(out.logs.num_rows(), 1, "{:?}", out.dead_letters);
     }
 
     #[test]
