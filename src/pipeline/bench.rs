@@ -122,6 +122,14 @@ pub(super) fn partitions_for(records: u64, bytes: u64) -> i32 {
         + 1
 }
 
+/// The round that is reported: the one of the median ratio (the lower of the two middle
+/// ones). `rounds` is not empty.
+fn median_round(rounds: &[RoundRates]) -> usize {
+    let mut order: Vec<usize> = (0..rounds.len()).collect();
+    order.sort_by(|&a, &b| rounds[a].ratio.total_cmp(&rounds[b].ratio));
+    order[(order.len() - 1) / 2]
+}
+
 pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchReport, String> {
     // The records first, to size the partitions.
     let scenario = Scenario::new(opts.seed, 1_741_046_400_000).with_log_lines(opts.log_lines);
@@ -234,10 +242,7 @@ pub async fn bench(cfg: &PipelineConfig, opts: &BenchOptions) -> Result<BenchRep
             },
         })
         .collect();
-    // The round of the median ratio (the lower of the two middle ones) is reported.
-    let mut order: Vec<usize> = (0..rounds.len()).collect();
-    order.sort_by(|&a, &b| each[a].ratio.total_cmp(&each[b].ratio));
-    let median = order[(order.len() - 1) / 2];
+    let median = median_round(&each);
     let m = rounds.swap_remove(median);
 
     let pct = |q: f64| {
@@ -823,9 +828,7 @@ mod tests {
                 ratio: l / c,
             })
             .collect();
-        let mut sorted = rounds.clone();
-        sorted.sort_by(|a, b| a.ratio.total_cmp(&b.ratio));
-        let median = sorted[(sorted.len() - 1) / 2].clone();
+        let median = rounds[median_round(&rounds)].clone();
         BenchReport {
             events: 1000,
             logs: 990,
