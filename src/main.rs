@@ -524,8 +524,8 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// mimalloc returns memory that has been free for a second to the OS (its default
 /// `purge_delay`); the memory of a batch's rows and Arrow builders, freed and allocated
 /// again every few tens of milliseconds, went back and was faulted in again all the
-/// same (huge pages, zeroed 2 MB at a time). Page faults were 4.8-8.8% of the CPU
-/// samples of `lookout bench`'s Lookout phase, 2.7-4.3% with ten seconds (four runs
+/// same (huge pages, zeroed 2 MB at a time). Page faults were 5.8-13.7% of the CPU
+/// samples of `lookout bench`'s Lookout phase, 3.6-7.5% with ten seconds (four runs
 /// each, README "Performance"). Ten seconds, unless `MIMALLOC_PURGE_DELAY` says
 /// otherwise; before any thread starts.
 fn delay_mimalloc_purge() {
