@@ -161,7 +161,11 @@ impl Level {
     /// Reads the spellings of common loggers (log4j, syslog, bunyan, Go, Python).
     pub fn parse(s: &str) -> Option<Level> {
         let s = s.trim();
-        if let Ok(n) = s.parse::<i64>() {
+        let numeric = s
+            .bytes()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit() || c == b'-' || c == b'+');
+        if let Some(n) = numeric.then(|| s.parse::<i64>().ok()).flatten() {
             // bunyan / pino numbers: 10 trace .. 60 fatal
             return Some(match n {
                 ..=10 => Level::Trace,
@@ -172,13 +176,19 @@ impl Level {
                 _ => Level::Fatal,
             });
         }
-        Some(match s.to_ascii_uppercase().as_str() {
-            "TRACE" | "TRC" | "FINEST" | "FINER" => Level::Trace,
-            "DEBUG" | "DBG" | "FINE" | "VERBOSE" => Level::Debug,
-            "INFO" | "INF" | "INFORMATION" | "NOTICE" | "I" => Level::Info,
-            "WARN" | "WARNING" | "WRN" | "W" => Level::Warn,
-            "ERROR" | "ERR" | "E" | "SEVERE" => Level::Error,
-            "FATAL" | "CRITICAL" | "CRIT" | "PANIC" | "EMERG" | "EMERGENCY" | "ALERT" | "F" => Level::Fatal,
+        // upper-cased on the stack, not into a String for every record (no spelling
+        // below is longer than 11 bytes)
+        let mut upper = [0u8; 12];
+        let upper = upper.get_mut(..s.len())?;
+        upper.copy_from_slice(s.as_bytes());
+        upper.make_ascii_uppercase();
+        Some(match &*upper {
+            b"TRACE" | b"TRC" | b"FINEST" | b"FINER" => Level::Trace,
+            b"DEBUG" | b"DBG" | b"FINE" | b"VERBOSE" => Level::Debug,
+            b"INFO" | b"INF" | b"INFORMATION" | b"NOTICE" | b"I" => Level::Info,
+            b"WARN" | b"WARNING" | b"WRN" | b"W" => Level::Warn,
+            b"ERROR" | b"ERR" | b"E" | b"SEVERE" => Level::Error,
+            b"FATAL" | b"CRITICAL" | b"CRIT" | b"PANIC" | b"EMERG" | b"EMERGENCY" | b"ALERT" | b"F" => Level::Fatal,
             _ => return None,
         })
     }
@@ -509,4 +519,33 @@ pub fn events_batch_of(parts: &[&[EventRow<'_>]]) -> Result<RecordBatch, ArrowEr
         Arc::new(labels.finish()),
     ];
     RecordBatch::try_new(EVENTS_SCHEMA.clone(), cols)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Level;
+
+    #[test]
+    fn levels_read_in_any_case_as_numbers_and_not_past_the_longest_spelling() {
+        let cases = [
+            ("warn", Some(Level::Warn)),
+            (" Warning ", Some(Level::Warn)),
+            ("information", Some(Level::Info)),
+            ("EMERGENCY", Some(Level::Fatal)),
+            ("e", Some(Level::Error)),
+            ("fine", Some(Level::Debug)),
+            ("30", Some(Level::Info)),
+            ("+5", Some(Level::Trace)),
+            ("-1", Some(Level::Trace)),
+            ("60", Some(Level::Fatal)),
+            ("informational", None),
+            ("a very long level name", None),
+            ("wärn", None),
+            ("", None),
+            ("4x", None),
+        ];
+        for (s, want) in cases {
+            assert_eq!(Level::parse(s), want, "{s:?}");
+        }
+    }
 }
