@@ -517,8 +517,8 @@ fn limit_malloc_arenas() {
     }
 }
 
-/// mimalloc's option `purge_delay` (`mi_option_e` in mimalloc.h), which the crate does
-/// not name.
+/// mimalloc's option `purge_delay` (`mi_option_e` in the mimalloc.h of libmimalloc-sys
+/// 0.1.49, which Cargo.toml pins), which the crate does not name.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// mimalloc returns memory that has been free for a second to the OS (its default
