@@ -27,8 +27,14 @@ pub fn looks_like(s: &str) -> bool {
 /// too): char by char through a peekable iterator, splitting cost a logfmt record as
 /// much as the JSON parse cost a JSON one.
 pub fn pairs(s: &str) -> Result<Pairs<'_>, DecodeError> {
-    let b = s.as_bytes();
     let mut out = Vec::new();
+    split(s, |k, v| out.push((k, v)))?;
+    Ok(out)
+}
+
+/// [`pairs`], each handed to `push` as it is split.
+fn split<'a>(s: &'a str, mut push: impl FnMut(Cow<'a, str>, Cow<'a, str>)) -> Result<(), DecodeError> {
+    let b = s.as_bytes();
     let mut i = 0;
     // past the characters from `i` that are (`true`) or are not whitespace, stopping
     // also at `stop`
@@ -76,9 +82,9 @@ pub fn pairs(s: &str) -> Result<Pairs<'_>, DecodeError> {
             i = skip(from, false, None);
             Cow::Borrowed(&s[from..i])
         };
-        out.push((Cow::Borrowed(key), value));
+        push(Cow::Borrowed(key), value);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Whether the character at byte `i` (a character boundary) is whitespace, and its
@@ -93,8 +99,11 @@ fn char_at(s: &str, i: usize) -> (bool, usize) {
 }
 
 pub fn log<'a>(s: &'a str, ctx: &Context) -> Result<LogRow<'a>, DecodeError> {
-    let o: Map = pairs(s)?.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
-    json::log(o, ctx)
+    // split straight into the map's pairs: splitting into `Pairs` and converting them
+    // took an allocation and a copy per record
+    let mut o = Vec::with_capacity(8);
+    split(s, |k, v| o.push((k, Value::String(v))))?;
+    json::log(o.into_iter().collect::<Map>(), ctx)
 }
 
 #[cfg(test)]
