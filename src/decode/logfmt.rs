@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use super::value::{Map, Value};
 
-use super::{json, Context, DecodeError, LogRow, Pairs};
+use super::{json, Context, DecodeError, LogRow};
 
 /// A line is logfmt when its first token is `key=value`.
 pub fn looks_like(s: &str) -> bool {
@@ -22,18 +22,11 @@ pub fn looks_like(s: &str) -> bool {
     }
 }
 
-/// Splits a logfmt line into pairs, borrowing from the line what needs no unescaping.
-/// It goes a byte at a time and decodes only what is not ASCII (Unicode spaces separate
-/// too): char by char through a peekable iterator, splitting cost a logfmt record as
-/// much as the JSON parse cost a JSON one.
-pub fn pairs(s: &str) -> Result<Pairs<'_>, DecodeError> {
-    let mut out = Vec::new();
-    split(s, |k, v| out.push((k, v)))?;
-    Ok(out)
-}
-
-/// [`pairs`], each handed to `push` as it is split.
-fn split<'a>(s: &'a str, mut push: impl FnMut(Cow<'a, str>, Cow<'a, str>)) -> Result<(), DecodeError> {
+/// Splits a logfmt line into pairs, each handed to `push` as it is split, borrowing
+/// from the line what needs no unescaping. It goes a byte at a time and decodes only
+/// what is not ASCII (Unicode spaces separate too): char by char through a peekable
+/// iterator, splitting cost a logfmt record as much as the JSON parse cost a JSON one.
+fn pairs<'a>(s: &'a str, mut push: impl FnMut(Cow<'a, str>, Cow<'a, str>)) -> Result<(), DecodeError> {
     let b = s.as_bytes();
     let mut i = 0;
     // past the characters from `i` that are (`true`) or are not whitespace, stopping
@@ -99,10 +92,10 @@ fn char_at(s: &str, i: usize) -> (bool, usize) {
 }
 
 pub fn log<'a>(s: &'a str, ctx: &Context) -> Result<LogRow<'a>, DecodeError> {
-    // split straight into the map's pairs: splitting into `Pairs` and converting them
-    // took an allocation and a copy per record
+    // split straight into the map's pairs: splitting into a list of text pairs and
+    // converting them took an allocation and a copy per record
     let mut o = Vec::with_capacity(8);
-    split(s, |k, v| o.push((k, Value::String(v))))?;
+    pairs(s, |k, v| o.push((k, Value::String(v))))?;
     json::log(o.into_iter().collect::<Map>(), ctx)
 }
 
@@ -146,7 +139,8 @@ mod tests {
             (r#"k="open \"x"#, Err("logfmt: unterminated quote in k")),
         ];
         for (line, want) in cases {
-            let got = pairs(line).map(|p| p.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";"));
+            let mut split = Vec::new();
+            let got = pairs(line, |k, v| split.push(format!("{k}={v}"))).map(|()| split.join(";"));
             match (got, want) {
                 (Ok(got), Ok(want)) => assert_eq!(got, want, "{line:?}"),
                 (Err(e), Err(want)) => assert_eq!(e.to_string(), want, "{line:?}"),
