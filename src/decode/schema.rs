@@ -161,11 +161,8 @@ impl Level {
     /// Reads the spellings of common loggers (log4j, syslog, bunyan, Go, Python).
     pub fn parse(s: &str) -> Option<Level> {
         let s = s.trim();
-        let numeric = s
-            .bytes()
-            .next()
-            .is_some_and(|c| c.is_ascii_digit() || c == b'-' || c == b'+');
-        if let Some(n) = numeric.then(|| s.parse::<i64>().ok()).flatten() {
+        let numeric = s.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+');
+        if let Some(Ok(n)) = numeric.then(|| s.parse::<i64>()) {
             // bunyan / pino numbers: 10 trace .. 60 fatal
             return Some(match n {
                 ..=10 => Level::Trace,
