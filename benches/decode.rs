@@ -1,6 +1,7 @@
-//! Decoding throughput per stream and encoding, one core: records of the built-in
-//! scenario (which writes every encoding Lookout reads) grouped by encoding, 8,192 per
-//! batch, decoded into Arrow batches as the pipeline does (`Decoder::decode`).
+//! Decoding throughput per stream and encoding: records of the built-in scenario (which
+//! writes every encoding Lookout reads) grouped by encoding, up to 8,192 per batch,
+//! decoded into Arrow batches as the pipeline does (`Decoder::decode`: a batch of 2,048
+//! records or more in two halves on two threads, a smaller one on one).
 //!
 //! `cargo bench --bench decode`
 
