@@ -80,6 +80,9 @@ pub struct KafkaSource {
     decoder: Option<Decoder>,
     /// The last batch handed over, decoded, if it was.
     decoded: Option<Predecoded>,
+    /// When the batch returned last took its first record, and how long it then waited
+    /// for a record that did not come before its deadline closed it.
+    timing: BatchTiming,
     group: String,
     /// The next offset to process per partition, after the batches delivered so far.
     delivered: Offsets,
@@ -138,6 +141,7 @@ impl KafkaSource {
             ahead: None,
             decoder: None,
             decoded: None,
+            timing: BatchTiming::default(),
             group: group.to_string(),
             delivered: Offsets::new(),
             skipped: 0,
@@ -164,6 +168,12 @@ impl KafkaSource {
     /// from it when it was handed over).
     pub fn take_decoded(&mut self) -> Option<Predecoded> {
         self.decoded.take()
+    }
+
+    /// When the batch [`KafkaSource::next_batch`] returned last took its first record
+    /// off the consumer, and how long it waited after its last one.
+    pub fn batch_timing(&self) -> BatchTiming {
+        self.timing
     }
 
     /// The partitions revoked since the last call.
@@ -203,6 +213,7 @@ impl KafkaSource {
         self.drop_held(&mut out);
         // decoded with records the state holds: decoded again from what is left
         self.decoded = read.decoded.filter(|_| out.len() == before);
+        self.timing = read.timing;
         Ok(if read.cancelled && out.is_empty() {
             None
         } else {
@@ -429,6 +440,17 @@ struct Read {
     /// `cancel` fired.
     cancelled: bool,
     decoded: Option<Predecoded>,
+    timing: BatchTiming,
+}
+
+/// When a batch's records came off the consumer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BatchTiming {
+    /// Its first record taken (`None`: the batch is empty).
+    pub first: Option<std::time::Instant>,
+    /// The time from its last record to its deadline, when the deadline closed it: the
+    /// consumer had nothing more (a quiet input, or the end of a finite one).
+    pub idle_after_last: Duration,
 }
 
 /// A batch decoded as it was read, and the time decoding took.
@@ -534,6 +556,8 @@ async fn read_batch(
     tokio::pin!(cancelled);
     let mut messages = consumer.stream();
     let mut started = false;
+    // when the consumer last ran dry, for `BatchTiming::idle_after_last`
+    let mut dry = std::time::Instant::now();
     loop {
         // What the consumer holds already is taken without a select. Cancellation and
         // the timer are looked at when it runs dry, and every 1,024 records, after
@@ -546,20 +570,28 @@ async fn read_batch(
         };
         let msg = match ready {
             Some(m) => Ok(m.expect("kafka streams never terminate")),
-            None => tokio::select! {
-                biased;
-                _ = &mut cancelled => {
-                    read.cancelled = true;
-                    return read;
+            None => {
+                dry = std::time::Instant::now();
+                tokio::select! {
+                    biased;
+                    _ = &mut cancelled => {
+                        read.cancelled = true;
+                        return read;
+                    }
+                    _ = &mut deadline => Err(()),
+                    m = messages.next() => Ok(m.expect("kafka streams never terminate")),
                 }
-                _ = &mut deadline => Err(()),
-                m = messages.next() => Ok(m.expect("kafka streams never terminate")),
-            },
+            }
         };
         note_revoked(consumer.context(), forget, &mut read.revoked, out);
         match msg {
             // the batch's time is up; an empty batch lets event time and shutdown move
-            Err(()) => return read,
+            Err(()) => {
+                if started {
+                    read.timing.idle_after_last = dry.elapsed();
+                }
+                return read;
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "consumer error");
                 if !out.is_empty() {
@@ -604,9 +636,9 @@ async fn read_batch(
                 out.push(r);
                 if !started {
                     started = true;
-                    deadline
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + Duration::from_millis(batch.max_wait_ms));
+                    let now = tokio::time::Instant::now();
+                    deadline.as_mut().reset(now + Duration::from_millis(batch.max_wait_ms));
+                    read.timing.first = Some(now.into_std());
                 }
                 if out.len() >= batch.max_records {
                     return read;
