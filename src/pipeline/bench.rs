@@ -562,7 +562,8 @@ struct InFlight {
 /// One batch through [`Lookout`], once its outputs are acknowledged.
 pub(super) struct Step {
     pub batch: Vec<RawRecord>,
-    /// From asking for the batch to its last record received.
+    /// From asking for the batch to its hand-over: its last record, or the deadline after
+    /// it when the consumer ran dry.
     pub waited: Duration,
     pub received: Instant,
     /// When its first record came off the consumer, and how long the reader then

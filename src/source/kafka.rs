@@ -556,7 +556,8 @@ async fn read_batch(
     tokio::pin!(cancelled);
     let mut messages = consumer.stream();
     let mut started = false;
-    // when the consumer last ran dry, for `BatchTiming::idle_after_last`
+    // when the reader last waited on the consumer (it had run dry, or 1,024 records
+    // were taken), for `BatchTiming::idle_after_last`
     let mut dry = std::time::Instant::now();
     loop {
         // What the consumer holds already is taken without a select. Cancellation and
