@@ -1,6 +1,7 @@
 //! End to end on the Kafka protocol (librdkafka's mock cluster): every input encoding
 //! in, incidents and dead letters read back with a plain consumer; then a crash before
-//! commit and a restart, with every input alert still reflected in the incidents topic.
+//! commit and a restart, with every input alert still reflected in the incidents topic;
+//! and the source's account of when a batch's records came.
 
 mod common;
 
@@ -248,4 +249,50 @@ async fn crash_before_commit_then_restart_loses_no_alert() {
     let got = fingerprints(&incidents);
     let missing: Vec<_> = want.difference(&got).collect();
     assert!(missing.is_empty(), "alerts lost across the crash: {missing:?}");
+}
+
+/// What `lookout bench` leaves out at the end of its input: a batch that its deadline
+/// closed says how long the reader waited after its last record, one that its record
+/// count closed waited for nothing, and both say when their first record came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_says_when_its_first_record_came_and_how_long_it_waited_after_its_last() {
+    use lookout::config::{Batch, Limits};
+    use lookout::decode::Stream;
+    let broker = EmbeddedBroker::start(&["logs"], 1).expect("mock cluster starts");
+    let bs = broker.bootstrap_servers();
+    let lines: Payloads = (0..5).map(|i| b(&format!("level=info msg=\"line {i}\""))).collect();
+    produce(bs, "logs", &lines);
+    let batch = Batch {
+        max_records: 3,
+        max_wait_ms: 300,
+    };
+    let mut source = KafkaSource::new(
+        &client(bs),
+        "timing",
+        &[(Stream::Logs, "logs")],
+        batch,
+        Limits::default(),
+    )
+    .unwrap();
+    let cancel = CancellationToken::new();
+    let mut batches = Vec::new();
+    let asked = std::time::Instant::now();
+    while batches.len() < 2 {
+        assert!(asked.elapsed() < Duration::from_secs(30), "no records read");
+        let records = source.next_batch(&cancel).await.unwrap().unwrap();
+        if !records.is_empty() {
+            batches.push((records.len(), source.batch_timing()));
+        }
+    }
+    let ((full, by_count), (rest, by_deadline)) = (batches[0], batches[1]);
+    assert_eq!((full, rest), (3, 2));
+    assert_eq!(by_count.idle_after_last, Duration::ZERO);
+    // the two records left came together: the reader then waited out the 300 ms
+    assert!(
+        (Duration::from_millis(150)..Duration::from_secs(3)).contains(&by_deadline.idle_after_last),
+        "{by_deadline:?}"
+    );
+    let (first, second) = (by_count.first.unwrap(), by_deadline.first.unwrap());
+    assert!(asked <= first && first <= second, "{by_count:?} {by_deadline:?}");
+    cancel.cancel();
 }
