@@ -526,7 +526,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// again every few tens of milliseconds, went back and was faulted in again all the
 /// same (huge pages, zeroed 2 MB at a time). Page faults were 5.8-13.7% of the CPU
 /// samples of `lookout bench`'s Lookout phase, 3.6-7.5% with ten seconds (four runs
-/// each, README "Performance"). Ten seconds, unless `MIMALLOC_PURGE_DELAY` says
+/// each, docs/performance-log.md). Ten seconds, unless `MIMALLOC_PURGE_DELAY` says
 /// otherwise; before any thread starts.
 fn delay_mimalloc_purge() {
     // SAFETY: sets an option's default (an environment variable still wins); not thread

@@ -102,7 +102,7 @@ pub struct BenchReport {
     pub peak_rss_mb: f64,
     /// How long Lookout's last batch waited after the input's last record for more,
     /// until its deadline (`[batch] max_wait_ms`): the end of a finite input, left out
-    /// of Lookout's rate, as of its stage times.
+    /// of Lookout's rate and of its time waiting for records.
     pub end_wait_ms: f64,
     /// Wall time per event in each stage, µs: waiting for records, decode, templates
     /// (mining and log anomalies), SQL, detectors, correlation, publishing.
