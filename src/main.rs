@@ -526,13 +526,19 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// again every few tens of milliseconds, went back and was faulted in again all the
 /// same (huge pages, zeroed 2 MB at a time). Page faults were 5.8-13.7% of the CPU
 /// samples of `lookout bench`'s Lookout phase, 3.6-7.5% with ten seconds (four runs
-/// each, docs/performance-log.md). Ten seconds, unless `MIMALLOC_PURGE_DELAY` says
-/// otherwise; before any thread starts.
+/// each, docs/performance-log.md). mimalloc purges by arena: once the delay has run
+/// from the first memory freed, everything free at that moment goes, however recently
+/// freed, and is faulted in again. At ten seconds that landed in the middle of the
+/// bench's measured phases (9.4% of one profile's samples zeroing pages); a minute
+/// took 10% off the CPU time per event in five paired runs (a bench of under a minute
+/// now purges nothing while it runs), and costs one such refault a minute in a long
+/// run. A minute, unless `MIMALLOC_PURGE_DELAY` says otherwise;
+/// before any thread starts.
 fn delay_mimalloc_purge() {
     // SAFETY: sets an option's default (an environment variable still wins); not thread
     // safe, and called while this is the process's only thread.
     unsafe {
-        libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DELAY, 10_000);
+        libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DELAY, 60_000);
     }
 }
 
