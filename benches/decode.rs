@@ -1,7 +1,8 @@
 //! Decoding throughput per stream and encoding: records of the built-in scenario (which
 //! writes every encoding Lookout reads) grouped by encoding, up to 8,192 per batch,
 //! decoded into Arrow batches as the pipeline does (`Decoder::decode`: a batch of 2,048
-//! records or more in two halves on two threads, a smaller one on one).
+//! records or more in two halves on two threads, a smaller one on one). Logs are also
+//! timed as the shipped pipelines decode them, `attrs` left empty (no SQL reads them).
 //!
 //! `cargo bench --bench decode`
 
@@ -60,6 +61,16 @@ fn bench(c: &mut Criterion) {
         );
         g.throughput(Throughput::Elements(records.len() as u64));
         g.bench_function(*name, |b| b.iter(|| decoder.decode(records).expect("decodes")));
+    }
+    // as the shipped pipelines decode logs: none of their SQL reads `attrs`
+    let mut cfg = DecodeConfig::default();
+    cfg.logs.skip_attrs = true;
+    let unread = Decoder::new(cfg);
+    for (name, records) in groups.iter().filter(|(n, _)| n.starts_with("logs/")) {
+        g.throughput(Throughput::Elements(records.len() as u64));
+        g.bench_function(format!("{name}, attrs unread"), |b| {
+            b.iter(|| unread.decode(records).expect("decodes"))
+        });
     }
     g.finish();
 }

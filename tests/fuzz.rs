@@ -258,6 +258,7 @@ fn decoder(stream: Stream, encoding: Encoding) -> Decoder {
         encoding,
         line_format: Some(LineFormat::parse(LINE_FORMAT).expect("valid format")),
         default_service: None,
+        skip_attrs: false,
     };
     let mut cfg = DecodeConfig::default();
     match stream {

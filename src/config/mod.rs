@@ -474,6 +474,8 @@ impl PipelineConfig {
                 encoding: s.encoding,
                 line_format,
                 default_service: s.default_service.clone(),
+                // known once the SQL is planned (`Processor::build`)
+                skip_attrs: false,
             })
         };
         use crate::decode::Stream;

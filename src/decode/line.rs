@@ -90,7 +90,7 @@ pub fn log<'a>(line: &'a str, format: Option<&LineFormat>, ctx: &Context) -> Res
     let line = line.trim_end_matches(['\r', '\n']);
     let Some(parts) = format.and_then(|f| f.split(line)) else {
         let mut attrs = Vec::new();
-        if format.is_some() {
+        if format.is_some() && !ctx.skips_attrs() {
             attrs.push(("line_format".into(), "unmatched".into()));
         }
         return Ok(LogRow {
@@ -119,6 +119,9 @@ pub fn log<'a>(line: &'a str, format: Option<&LineFormat>, ctx: &Context) -> Res
         .collect();
     if let Some(raw) = unknown {
         attrs.push(("level_raw".into(), raw));
+    }
+    if ctx.skips_attrs() {
+        attrs.clear();
     }
     Ok(LogRow {
         ts,

@@ -240,8 +240,10 @@ impl Processor {
         let sql = SqlEngine::load(&cfg.dir, &cfg.catalog, functions)
             .await
             .map_err(BuildError::Sql)?;
+        let mut decode = cfg.decode.clone();
+        decode.logs.skip_attrs = !sql.reads("logs", "attrs");
         Ok(Processor {
-            decoder: Decoder::new(cfg.decode.clone()),
+            decoder: Decoder::new(decode),
             miner,
             miner_config: cfg.miner.clone(),
             templates_state: None,

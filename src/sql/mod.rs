@@ -27,7 +27,8 @@ use std::time::Instant;
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::view::ViewTable;
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 pub use file::{FileError, FileKind, Header, LatePolicy, SqlFile};
@@ -90,6 +91,8 @@ pub struct SqlEngine {
     steps: Vec<Step>,
     views: Vec<SqlFile>,
     catalog: Arc<SwapTable>,
+    /// The table columns that the files read (`None`: any of them).
+    reads: Option<BTreeSet<(String, String)>>,
 }
 
 impl SqlEngine {
@@ -180,6 +183,7 @@ impl SqlEngine {
         };
         let mut steps = Vec::new();
         let mut views = Vec::new();
+        let mut reads = Some(BTreeSet::new());
         // How far behind its streams' watermark each windowed file's rows are.
         let mut delays: BTreeMap<String, i64> = BTreeMap::new();
         for i in order {
@@ -191,6 +195,10 @@ impl SqlEngine {
                     continue;
                 }
             };
+            match (columns_read(&ctx, &plan), &mut reads) {
+                (Some(columns), Some(all)) => all.extend(columns),
+                _ => reads = None,
+            }
             let analysed =
                 match ctx
                     .state()
@@ -284,10 +292,19 @@ impl SqlEngine {
                 steps,
                 views,
                 catalog: catalog_table,
+                reads,
             })
         } else {
             Err(errors)
         }
+    }
+
+    /// Whether any file reads `column` of `table` (the optimiser has left in each
+    /// file's plan only the columns it uses, `SELECT *` being all of them).
+    pub fn reads(&self, table: &str, column: &str) -> bool {
+        self.reads
+            .as_ref()
+            .is_none_or(|r| r.contains(&(table.to_string(), column.to_string())))
     }
 
     /// Replaces the contents of the `catalog` table (plans stay valid: same schema).
@@ -750,6 +767,32 @@ fn catalog_batch(c: &Catalog) -> RecordBatch {
         )),
     ];
     RecordBatch::try_new(CATALOG_SCHEMA.clone(), cols).expect("columns match the schema")
+}
+
+/// The `(table, column)` pairs that `plan`'s scans read once optimised (projections
+/// pushed into the scans); `None` when it does not optimise.
+fn columns_read(ctx: &SessionContext, plan: &LogicalPlan) -> Option<Vec<(String, String)>> {
+    let optimised = ctx.state().optimize(plan).ok()?;
+    let mut out = Vec::new();
+    optimised
+        .apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                let table = scan.table_name.table().to_string();
+                let filtered = scan.filters.iter().flat_map(|f| f.column_refs());
+                for name in scan
+                    .projected_schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .chain(filtered.map(|c| c.name.clone()))
+                {
+                    out.push((table.clone(), name));
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .ok()?;
+    Some(out)
 }
 
 #[cfg(test)]

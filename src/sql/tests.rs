@@ -175,3 +175,44 @@ async fn a_plan_made_once_reads_each_batch_and_the_current_catalog() {
     let empty = run_logs(&mut e, &errors(&[]), 0).await.unwrap();
     assert!(empty.alerts.is_empty());
 }
+
+#[tokio::test]
+async fn the_engine_says_which_columns_its_files_read() {
+    let rule = "--! kind = \"alert\"\n--! severity = \"critical\"\n--! title = \"{service}\"\n";
+    // the default pipeline's shape: a view of some columns, and a rule on it
+    let e = plan(vec![
+        file(
+            "errors",
+            "--! kind = \"view\"\nSELECT ts, service, host, level, message FROM logs WHERE level = 'ERROR'",
+        ),
+        file(
+            "fatal",
+            &format!("{rule}SELECT ts, service, host FROM errors WHERE level = 'ERROR'"),
+        ),
+    ])
+    .await
+    .unwrap();
+    assert!(e.reads("logs", "message"));
+    assert!(e.reads("logs", "level"));
+    assert!(!e.reads("logs", "attrs"));
+    assert!(!e.reads("metrics", "labels"));
+    // through a view that reads everything, filtered on in a rule
+    let e = plan(vec![
+        file("every", "--! kind = \"view\"\nSELECT * FROM logs"),
+        file(
+            "keyed",
+            &format!("{rule}SELECT ts, service, host FROM every WHERE attrs['k'] = 'v'"),
+        ),
+    ])
+    .await
+    .unwrap();
+    assert!(e.reads("logs", "attrs"));
+    // a column named only in a WHERE, and in a subquery
+    for sql in [
+        "SELECT ts, service, host FROM logs WHERE attrs['k'] = 'v'",
+        "SELECT ts, service, host FROM metrics WHERE service IN (SELECT attrs['svc'] FROM logs)",
+    ] {
+        let e = plan(vec![file("r", &format!("{rule}{sql}"))]).await.unwrap();
+        assert!(e.reads("logs", "attrs"), "{sql}");
+    }
+}
