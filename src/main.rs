@@ -532,8 +532,8 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// bench's measured phases (9.4% of one profile's samples zeroing pages); a minute
 /// took 10% off the CPU time per event in five paired runs (a bench of under a minute
 /// now purges nothing while it runs), and costs one such refault a minute in a long
-/// run. A minute, unless `MIMALLOC_PURGE_DELAY` says otherwise;
-/// before any thread starts.
+/// run. A minute, unless `MIMALLOC_PURGE_DELAY` says otherwise; before any thread
+/// starts.
 fn delay_mimalloc_purge() {
     // SAFETY: sets an option's default (an environment variable still wins); not thread
     // safe, and called while this is the process's only thread.
