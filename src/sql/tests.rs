@@ -215,4 +215,18 @@ async fn the_engine_says_which_columns_its_files_read() {
         let e = plan(vec![file("r", &format!("{rule}{sql}"))]).await.unwrap();
         assert!(e.reads("logs", "attrs"), "{sql}");
     }
+    // a windowed signal plans as well, with or without them
+    let signal =
+        "--! kind = \"signal\"\nSELECT tumble(ts, INTERVAL '1 minute') AS minute, service, count(*) AS lines FROM logs";
+    let e = plan(vec![file("s", &format!("{signal} GROUP BY 1, service"))])
+        .await
+        .unwrap();
+    assert!(e.reads("logs", "service") && !e.reads("logs", "attrs"));
+    let e = plan(vec![file(
+        "s",
+        &format!("{signal} WHERE attrs['k'] = 'v' GROUP BY 1, service"),
+    )])
+    .await
+    .unwrap();
+    assert!(e.reads("logs", "attrs"));
 }
