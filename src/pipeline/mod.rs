@@ -240,8 +240,16 @@ impl Processor {
         let sql = SqlEngine::load(&cfg.dir, &cfg.catalog, functions)
             .await
             .map_err(BuildError::Sql)?;
+        // DESIGN.md keeps a record's other fields in `attrs`: for the SQL, which is the
+        // only reader of decoded logs; with no file reading them, none is collected.
         let mut decode = cfg.decode.clone();
         decode.logs.skip_attrs = !sql.reads("logs", "attrs");
+        if decode.logs.skip_attrs {
+            tracing::info!(
+                pipeline = %cfg.spec.name,
+                "no SQL file reads the logs' attrs: they are left empty"
+            );
+        }
         Ok(Processor {
             decoder: Decoder::new(decode),
             miner,
