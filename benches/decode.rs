@@ -1,15 +1,15 @@
 //! Decoding throughput per stream and encoding: records of the built-in scenario (which
 //! writes every encoding Lookout reads) grouped by encoding, up to 8,192 per batch,
 //! decoded into Arrow batches as the pipeline does (`Decoder::decode`: a batch of 2,048
-//! records or more in two halves on two threads, a smaller one on one). Logs are also
-//! timed as the shipped pipelines decode them, `attrs` left empty (no SQL reads them).
+//! records or more in two halves on two threads, a smaller one on one), with every
+//! column built: what leaving the logs' `attrs` empty saves is `examples/attrs_cost`.
 //!
 //! `cargo bench --bench decode`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use lookout::decode::{DecodeConfig, Decoder, Stream};
 use lookout::source::scenario::Scenario;
-use lookout::source::{RawRecord, RecordMeta};
+use lookout::source::RawRecord;
 
 /// The allocator the `lookout` binary uses; decoding's cost depends on it.
 #[global_allocator]
@@ -38,15 +38,8 @@ fn bench(c: &mut Criterion) {
             let e = encoding(g.stream, &String::from_utf8_lossy(&g.payload));
             let batch = groups.entry(e).or_default();
             if batch.len() < 8192 {
-                batch.push(RawRecord {
-                    stream: g.stream,
-                    payload: g.payload,
-                    // As Kafka would: some events (PagerDuty resolves) carry no time.
-                    meta: RecordMeta {
-                        kafka_ts: Some(g.ts),
-                        ..RecordMeta::default()
-                    },
-                });
+                // as Kafka would: some events (PagerDuty resolves) carry no time
+                batch.push(g.record());
             }
         }
     }
@@ -61,16 +54,6 @@ fn bench(c: &mut Criterion) {
         );
         g.throughput(Throughput::Elements(records.len() as u64));
         g.bench_function(*name, |b| b.iter(|| decoder.decode(records).expect("decodes")));
-    }
-    // as the shipped pipelines decode logs: none of their SQL reads `attrs`
-    let mut cfg = DecodeConfig::default();
-    cfg.logs.skip_attrs = true;
-    let unread = Decoder::new(cfg);
-    for (name, records) in groups.iter().filter(|(n, _)| n.starts_with("logs/")) {
-        g.throughput(Throughput::Elements(records.len() as u64));
-        g.bench_function(format!("{name}, attrs unread"), |b| {
-            b.iter(|| unread.decode(records).expect("decodes"))
-        });
     }
     g.finish();
 }

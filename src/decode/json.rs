@@ -151,13 +151,13 @@ pub fn log<'a>(mut o: Obj<'a>, ctx: &Context) -> Result<LogRow<'a>, DecodeError>
     let trace_id = take_text(&mut o, &["trace_id", "traceId", "trace.id"])?;
     let level_raw = take_text(&mut o, &["level", "severity", "lvl"])?;
     let (level, unknown_level) = level_of(level_raw);
-    let mut attrs = Pairs::new();
-    if !ctx.skips_attrs() {
-        attrs = rest(o);
+    let attrs = ctx.attrs(|| {
+        let mut attrs = rest(o);
         if let Some(raw) = unknown_level {
             attrs.push(("level_raw".into(), raw));
         }
-    }
+        attrs
+    });
     Ok(LogRow {
         ts,
         service: service.unwrap_or_else(|| ctx.default_service()),

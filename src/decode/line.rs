@@ -89,10 +89,10 @@ fn spaces(between: &str) -> String {
 pub fn log<'a>(line: &'a str, format: Option<&LineFormat>, ctx: &Context) -> Result<LogRow<'a>, DecodeError> {
     let line = line.trim_end_matches(['\r', '\n']);
     let Some(parts) = format.and_then(|f| f.split(line)) else {
-        let mut attrs = Vec::new();
-        if format.is_some() && !ctx.skips_attrs() {
-            attrs.push(("line_format".into(), "unmatched".into()));
-        }
+        let attrs = ctx.attrs(|| match format {
+            Some(_) => vec![("line_format".into(), "unmatched".into())],
+            None => Vec::new(),
+        });
         return Ok(LogRow {
             ts: ctx.fallback_ts()?,
             service: ctx.default_service(),
@@ -112,17 +112,17 @@ pub fn log<'a>(line: &'a str, format: Option<&LineFormat>, ctx: &Context) -> Res
         })
         .map_or_else(|| ctx.fallback_ts(), Ok)?;
     let (level, unknown) = json::level_of(get("Level").map(Cow::Borrowed));
-    let mut attrs: Pairs = parts
-        .iter()
-        .filter(|(k, _)| !matches!(*k, "Content" | "Level" | "Service" | "Host" | "Node" | "Timestamp"))
-        .map(|(k, v)| (k.to_ascii_lowercase().into(), Cow::Borrowed(*v)))
-        .collect();
-    if let Some(raw) = unknown {
-        attrs.push(("level_raw".into(), raw));
-    }
-    if ctx.skips_attrs() {
-        attrs.clear();
-    }
+    let attrs = ctx.attrs(|| {
+        let mut attrs: Pairs = parts
+            .iter()
+            .filter(|(k, _)| !matches!(*k, "Content" | "Level" | "Service" | "Host" | "Node" | "Timestamp"))
+            .map(|(k, v)| (k.to_ascii_lowercase().into(), Cow::Borrowed(*v)))
+            .collect();
+        if let Some(raw) = unknown {
+            attrs.push(("level_raw".into(), raw));
+        }
+        attrs
+    });
     Ok(LogRow {
         ts,
         service: get("Service").map_or_else(|| ctx.default_service(), Cow::Borrowed),

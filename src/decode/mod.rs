@@ -271,9 +271,14 @@ impl Context<'_> {
         &self.record.meta.topic
     }
 
-    /// Whether a log's `attrs` are left empty ([`StreamDecoding::skip_attrs`]).
-    pub fn skips_attrs(&self) -> bool {
-        self.cfg.skip_attrs
+    /// A log's `attrs` as `build` makes them, or empty without calling it when the
+    /// pipeline reads none ([`StreamDecoding::skip_attrs`]).
+    pub fn attrs<'a>(&self, build: impl FnOnce() -> Pairs<'a>) -> Pairs<'a> {
+        if self.cfg.skip_attrs {
+            Pairs::new()
+        } else {
+            build()
+        }
     }
 }
 

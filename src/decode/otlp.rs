@@ -358,12 +358,12 @@ pub fn logs(d: LogsData, ctx: &Context) -> Result<Vec<LogRow<'static>>, DecodeEr
                     Some(t) => t,
                     None => ctx.fallback_ts()?,
                 };
-                let mut attrs = Vec::new();
-                if !ctx.skips_attrs() {
-                    attrs = pairs(&r.attributes);
+                let attrs = ctx.attrs(|| {
+                    let mut attrs = pairs(&r.attributes);
                     attrs.extend(o.rest.iter().cloned());
                     attrs.sort();
-                }
+                    attrs
+                });
                 out.push(LogRow {
                     ts,
                     service: o.service.clone().unwrap_or_else(|| ctx.default_service()),

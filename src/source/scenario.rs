@@ -86,6 +86,21 @@ pub struct Scenario {
 /// Routine log lines a host writes a minute, by default.
 pub const LOG_LINES: u32 = 3;
 
+impl Generated {
+    /// The record as a consumer would hand it over: its time as the Kafka timestamp,
+    /// no topic, partition or offset.
+    pub fn record(self) -> crate::source::RawRecord {
+        crate::source::RawRecord {
+            stream: self.stream,
+            payload: self.payload,
+            meta: crate::source::RecordMeta {
+                kafka_ts: Some(self.ts),
+                ..Default::default()
+            },
+        }
+    }
+}
+
 impl Scenario {
     pub fn new(seed: u64, start_ms: i64) -> Scenario {
         Scenario {
@@ -437,7 +452,7 @@ fn alertmanager_record(
 mod tests {
     use super::*;
     use crate::decode::Decoder;
-    use crate::source::{RawRecord, RecordMeta};
+    use crate::source::RawRecord;
 
     #[test]
     fn every_generated_record_decodes() {
@@ -445,14 +460,7 @@ mod tests {
         let d = Decoder::default();
         let recs: Vec<RawRecord> = (0..CYCLE_MINUTES)
             .flat_map(|m| s.minute(m))
-            .map(|g| RawRecord {
-                stream: g.stream,
-                payload: g.payload,
-                meta: RecordMeta {
-                    kafka_ts: Some(g.ts),
-                    ..Default::default()
-                },
-            })
+            .map(Generated::record)
             .collect();
         let out = d.decode(&recs).unwrap();
         assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters.first());

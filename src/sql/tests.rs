@@ -179,11 +179,14 @@ async fn a_plan_made_once_reads_each_batch_and_the_current_catalog() {
 #[tokio::test]
 async fn the_engine_says_which_columns_its_files_read() {
     let rule = "--! kind = \"alert\"\n--! severity = \"critical\"\n--! title = \"{service}\"\n";
+    let signal =
+        "--! kind = \"signal\"\nSELECT tumble(ts, INTERVAL '1 minute') AS minute, service, count(*) AS lines FROM logs";
+    let view = |name, sql| file(name, &format!("--! kind = \"view\"\n{sql}"));
     // the default pipeline's shape: a view of some columns, and a rule on it
     let e = plan(vec![
-        file(
+        view(
             "errors",
-            "--! kind = \"view\"\nSELECT ts, service, host, level, message FROM logs WHERE level = 'ERROR'",
+            "SELECT ts, service, host, level, message FROM logs WHERE level = 'ERROR'",
         ),
         file(
             "fatal",
@@ -192,41 +195,37 @@ async fn the_engine_says_which_columns_its_files_read() {
     ])
     .await
     .unwrap();
-    assert!(e.reads("logs", "message"));
-    assert!(e.reads("logs", "level"));
-    assert!(!e.reads("logs", "attrs"));
-    assert!(!e.reads("metrics", "labels"));
-    // through a view that reads everything, filtered on in a rule
-    let e = plan(vec![
-        file("every", "--! kind = \"view\"\nSELECT * FROM logs"),
-        file(
-            "keyed",
-            &format!("{rule}SELECT ts, service, host FROM every WHERE attrs['k'] = 'v'"),
-        ),
-    ])
-    .await
-    .unwrap();
-    assert!(e.reads("logs", "attrs"));
-    // a column named only in a WHERE, and in a subquery
-    for sql in [
-        "SELECT ts, service, host FROM logs WHERE attrs['k'] = 'v'",
-        "SELECT ts, service, host FROM metrics WHERE service IN (SELECT attrs['svc'] FROM logs)",
-    ] {
-        let e = plan(vec![file("r", &format!("{rule}{sql}"))]).await.unwrap();
-        assert!(e.reads("logs", "attrs"), "{sql}");
-    }
-    // a windowed signal plans as well, with or without them
-    let signal =
-        "--! kind = \"signal\"\nSELECT tumble(ts, INTERVAL '1 minute') AS minute, service, count(*) AS lines FROM logs";
+    assert!(e.reads("logs", "message") && e.reads("logs", "level"));
+    assert!(!e.reads("logs", "attrs") && !e.reads("metrics", "labels"));
     let e = plan(vec![file("s", &format!("{signal} GROUP BY 1, service"))])
         .await
         .unwrap();
     assert!(e.reads("logs", "service") && !e.reads("logs", "attrs"));
-    let e = plan(vec![file(
-        "s",
-        &format!("{signal} WHERE attrs['k'] = 'v' GROUP BY 1, service"),
-    )])
-    .await
-    .unwrap();
-    assert!(e.reads("logs", "attrs"));
+    // each way of reading them: all columns out, through a view that selects them all,
+    // in a WHERE, in a subquery, in a windowed signal
+    for files in [
+        vec![file("r", &format!("{rule}SELECT * FROM logs"))],
+        vec![
+            view("every", "SELECT * FROM logs"),
+            file(
+                "r",
+                &format!("{rule}SELECT ts, service, host FROM every WHERE attrs['k'] = 'v'"),
+            ),
+        ],
+        vec![file(
+            "r",
+            &format!("{rule}SELECT ts, service, host FROM logs WHERE attrs['k'] = 'v'"),
+        )],
+        vec![file(
+            "r",
+            &format!("{rule}SELECT ts, service, host FROM metrics WHERE service IN (SELECT attrs['svc'] FROM logs)"),
+        )],
+        vec![file(
+            "s",
+            &format!("{signal} WHERE attrs['k'] = 'v' GROUP BY 1, service"),
+        )],
+    ] {
+        let sql: Vec<String> = files.iter().map(|f| f.sql.clone()).collect();
+        assert!(plan(files).await.unwrap().reads("logs", "attrs"), "{sql:?}");
+    }
 }
