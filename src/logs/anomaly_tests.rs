@@ -26,7 +26,7 @@ fn row(ts: i64, service: &str, level: Level, message: &str) -> LogRow<'static> {
 
 /// Mines and observes one batch, as the pipeline does.
 fn feed(miner: &mut Miner, stage: &mut LogAnomalies, rows: &[LogRow]) -> Detections {
-    let (batch, changes) = super::enrich(miner, &logs_batch(rows).unwrap()).unwrap();
+    let (batch, changes) = super::enrich(miner, &logs_batch(rows).unwrap(), true).unwrap();
     let created: HashSet<String> = changes
         .iter()
         .filter_map(|c| match c {
@@ -135,7 +135,7 @@ fn an_unusual_mix_opens_an_episode_that_resolves_on_a_normal_window() {
     let mut miner = Miner::new(MinerConfig::default());
     // Train on three hours of normal minutes.
     let history = normal(180, 0);
-    let (batch, _) = super::enrich(&mut miner, &logs_batch(&history).unwrap()).unwrap();
+    let (batch, _) = super::enrich(&mut miner, &logs_batch(&history).unwrap(), true).unwrap();
     let column = |name: &str| {
         batch
             .column_by_name(name)

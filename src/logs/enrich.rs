@@ -6,6 +6,7 @@
 //! column, not only the logs stream's.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, ArrayRef, AsArray, ListBuilder, RecordBatch, StringBuilder};
@@ -14,14 +15,19 @@ use arrow::error::ArrowError;
 use datafusion::common::{exec_err, Result as DfResult};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 
-use super::miner::{Miner, TemplateChange};
+use super::miner::{Miner, Prehashed, TemplateChange};
 
 /// The miner shared by the enrich stage and the SQL function.
 pub type SharedMiner = Arc<Mutex<Miner>>;
 
 /// Fills the template columns of a logs batch; returns it with the changes to the set of
-/// templates that mining it made.
-pub fn enrich(miner: &mut Miner, logs: &RecordBatch) -> Result<(RecordBatch, Vec<TemplateChange>), ArrowError> {
+/// templates that mining it made. Without `params` (no SQL reads them), each message's
+/// list of parameters is left empty instead of cut out of it.
+pub fn enrich(
+    miner: &mut Miner,
+    logs: &RecordBatch,
+    params: bool,
+) -> Result<(RecordBatch, Vec<TemplateChange>), ArrowError> {
     let schema = logs.schema();
     let message = logs
         .column_by_name("message")
@@ -30,9 +36,10 @@ pub fn enrich(miner: &mut Miner, logs: &RecordBatch) -> Result<(RecordBatch, Vec
     let n = logs.num_rows();
     let mut ids = StringBuilder::with_capacity(n, n * 16);
     let mut texts = StringBuilder::with_capacity(n, n * 48);
+    let with_params = params;
     let mut params = ListBuilder::new(StringBuilder::new());
     // Rendered once per template per batch.
-    let mut rendered: HashMap<u64, (String, String)> = HashMap::new();
+    let mut rendered: HashMap<u64, (String, String), BuildHasherDefault<Prehashed>> = HashMap::default();
     for i in 0..n {
         if message.is_null(i) {
             ids.append_null();
@@ -46,8 +53,10 @@ pub fn enrich(miner: &mut Miner, logs: &RecordBatch) -> Result<(RecordBatch, Vec
         let (id, text) = rendered.entry(t.id).or_insert_with(|| (t.id_hex(), t.text()));
         ids.append_value(id);
         texts.append_value(text);
-        for p in miner.params(m, mined) {
-            params.values().append_value(p);
+        if with_params {
+            for p in miner.params(m, mined) {
+                params.values().append_value(p);
+            }
         }
         params.append(true);
     }
@@ -128,5 +137,53 @@ impl ScalarUDFImpl for LogTemplateUdf {
             out.append_option(m.and_then(|m| miner.lookup(m)).map(|t| t.text()));
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::schema::{logs_batch, Level, LogRow};
+    use crate::logs::MinerConfig;
+    use arrow::array::ListArray;
+
+    #[test]
+    fn params_are_cut_out_only_when_asked_for() {
+        let rows: Vec<LogRow> = ["user alice logged in from 10.0.0.1", "user bob logged in from 10.0.0.2"]
+            .iter()
+            .enumerate()
+            .map(|(i, m)| LogRow {
+                ts: i as i64,
+                service: "api".into(),
+                host: None,
+                level: Level::Info,
+                message: (*m).into(),
+                trace_id: None,
+                attrs: Vec::new(),
+            })
+            .collect();
+        let logs = logs_batch(&rows).unwrap();
+        let mined = |params| {
+            let (b, _) = enrich(&mut Miner::new(MinerConfig::default()), &logs, params).unwrap();
+            let text = |c: &str| b.column_by_name(c).unwrap().as_string::<i32>().value(1).to_string();
+            let list = b
+                .column_by_name("params")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<ListArray>()
+                .unwrap()
+                .clone();
+            let second: Vec<String> = list
+                .value(1)
+                .as_string::<i32>()
+                .iter()
+                .map(|p| p.unwrap().to_string())
+                .collect();
+            (text("template_id"), text("template"), second, list.is_null(1))
+        };
+        let (with, without) = (mined(true), mined(false));
+        assert!(with.2.iter().any(|p| p == "10.0.0.2"), "{:?}", with.2);
+        assert!(without.2.is_empty() && !without.3, "an empty list, not null");
+        assert_eq!((&with.0, &with.1), (&without.0, &without.1), "the same template");
     }
 }

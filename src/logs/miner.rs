@@ -210,9 +210,9 @@ pub struct Miner {
     pub stats: MinerStats,
 }
 
-/// The cache's keys are hashes already.
+/// For maps whose keys are hashes already (the shape cache, template ids).
 #[derive(Default)]
-struct Prehashed(u64);
+pub(crate) struct Prehashed(u64);
 
 impl Hasher for Prehashed {
     fn finish(&self) -> u64 {

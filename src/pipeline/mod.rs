@@ -201,6 +201,8 @@ pub struct Processor {
     miner_config: MinerConfig,
     /// Where the template state is kept, and when it was last saved.
     templates_state: Option<(PathBuf, Instant)>,
+    /// Some SQL file reads the logs' `params` column: mining fills it.
+    params: bool,
     log_anomalies: LogAnomalies,
     /// The model files that are reloaded when they change, checked on every batch.
     model_watch: Vec<(Watched, ModelFile)>,
@@ -242,19 +244,24 @@ impl Processor {
             .map_err(BuildError::Sql)?;
         // DESIGN.md keeps a record's other fields in `attrs`: for the SQL, which is the
         // only reader of decoded logs; with no file reading them, none is collected.
+        // The same for the template parameters that mining cuts out of each message.
         let mut decode = cfg.decode.clone();
         decode.logs.skip_attrs = !sql.reads("logs", "attrs");
-        if decode.logs.skip_attrs {
-            tracing::info!(
-                pipeline = %cfg.spec.name,
-                "no SQL file reads the logs' attrs: they are left empty"
-            );
+        let params = sql.reads("logs", "params");
+        for (column, unread) in [("attrs", decode.logs.skip_attrs), ("params", !params)] {
+            if unread {
+                tracing::info!(
+                    pipeline = %cfg.spec.name,
+                    "no SQL file reads the logs' {column}: they are left empty"
+                );
+            }
         }
         Ok(Processor {
             decoder: Decoder::new(decode),
             miner,
             miner_config: cfg.miner.clone(),
             templates_state: None,
+            params,
             log_anomalies: LogAnomalies::new(cfg.spec.log_anomalies.clone()),
             model_watch: Vec::new(),
             sql,
@@ -694,7 +701,7 @@ impl Processor {
         };
         let mut log_detections = Detections::default();
         if d.logs.num_rows() > 0 {
-            let (logs, changes) = logs::enrich(&mut self.miner(), &d.logs)?;
+            let (logs, changes) = logs::enrich(&mut self.miner(), &d.logs, self.params)?;
             d.logs = logs;
             self.stats.template_changes += changes.len() as u64;
             let mut created = HashSet::new();

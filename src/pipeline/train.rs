@@ -78,7 +78,7 @@ pub fn train(
         records += batch.len() as u64;
         let decoded = decoder.decode(&batch).map_err(|e| e.to_string())?;
         if decoded.logs.num_rows() > 0 {
-            let (enriched, _) = logs::enrich(&mut miner, &decoded.logs).map_err(|e| e.to_string())?;
+            let (enriched, _) = logs::enrich(&mut miner, &decoded.logs, false).map_err(|e| e.to_string())?;
             logs_seen += enriched.num_rows() as u64;
             count(&enriched, input, window_ms, &mut windows);
         }

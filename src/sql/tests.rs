@@ -196,7 +196,14 @@ async fn the_engine_says_which_columns_its_files_read() {
     .await
     .unwrap();
     assert!(e.reads("logs", "message") && e.reads("logs", "level"));
-    assert!(!e.reads("logs", "attrs") && !e.reads("metrics", "labels"));
+    assert!(!e.reads("logs", "attrs") && !e.reads("metrics", "labels") && !e.reads("logs", "params"));
+    let e = plan(vec![file(
+        "p",
+        &format!("{rule}SELECT ts, service, host FROM logs WHERE cardinality(params) > 1"),
+    )])
+    .await
+    .unwrap();
+    assert!(e.reads("logs", "params") && !e.reads("logs", "attrs"));
     let e = plan(vec![file("s", &format!("{signal} GROUP BY 1, service"))])
         .await
         .unwrap();
