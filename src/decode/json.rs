@@ -18,9 +18,14 @@ type Obj<'a> = Map<'a>;
 /// object by [`super::flat`], the rest by `serde_json`). A payload that is not UTF-8 is
 /// refused as such, not as malformed JSON.
 pub fn objects(payload: &[u8]) -> Result<Vec<Obj<'_>>, DecodeError> {
-    if let Some(o) = super::flat::object(payload) {
-        return Ok(vec![o]);
+    match super::flat::object(payload) {
+        Some(o) => Ok(vec![o]),
+        None => parsed(payload),
     }
+}
+
+/// The objects of a payload that [`super::flat`] declined, by `serde_json`.
+pub fn parsed(payload: &[u8]) -> Result<Vec<Obj<'_>>, DecodeError> {
     let v: Value = serde_json::from_slice(payload).map_err(|e| match std::str::from_utf8(payload) {
         Err(u) => DecodeError::Utf8(u.valid_up_to()),
         Ok(_) => DecodeError::Json(e.to_string()),
@@ -84,7 +89,14 @@ pub fn text<'a>(field: &str, v: Value<'a>) -> Result<Text<'a>, DecodeError> {
 }
 
 fn take_text<'a>(o: &mut Obj<'a>, aliases: &[&'static str]) -> Result<Option<Text<'a>>, DecodeError> {
-    match take(o, aliases) {
+    let taken = take(o, aliases);
+    text_of(o, taken)
+}
+
+/// A field taken out of `o` (with the key it came from) as text; an object's `name`, the
+/// rest of it going back into `o` as attributes.
+fn text_of<'a>(o: &mut Obj<'a>, taken: Option<(&'static str, Value<'a>)>) -> Result<Option<Text<'a>>, DecodeError> {
+    match taken {
         Some((f, Value::Object(mut inner))) => {
             // `service: {"name": "x", ...}`: the name is the value, the rest are attributes.
             let name = match inner.remove("name") {
@@ -134,7 +146,13 @@ pub fn string_map<'a>(field: &str, v: Value<'a>) -> Result<Pairs<'a>, DecodeErro
 
 /// The event time: a timestamp field, else the Kafka record timestamp.
 pub fn event_time(o: &mut Obj, aliases: &[&'static str], ctx: &Context) -> Result<i64, DecodeError> {
-    match take(o, aliases) {
+    time_of(take(o, aliases), ctx)
+}
+
+/// A field taken out of an object (with the key it came from) as the event time, or the
+/// record's fallback when there is none.
+fn time_of(taken: Option<(&'static str, Value)>, ctx: &Context) -> Result<i64, DecodeError> {
+    match taken {
         Some((f, v)) => time::parse_json(&v).ok_or_else(|| DecodeError::Timestamp(format!("{f}: {v}"))),
         None => ctx.fallback_ts(),
     }
@@ -142,14 +160,61 @@ pub fn event_time(o: &mut Obj, aliases: &[&'static str], ctx: &Context) -> Resul
 
 const TS: &[&str] = &["ts", "timestamp", "@timestamp", "time"];
 
+/// The keys of a log's columns, each column's most preferred first: the event time,
+/// service, host, message, trace id and level.
+const LOG_KEYS: [&[&str]; 6] = [
+    TS,
+    &["service", "service.name", "app"],
+    &["host", "hostname", "host.name"],
+    &["message", "msg", "log", "body"],
+    &["trace_id", "traceId", "trace.id"],
+    &["level", "severity", "lvl"],
+];
+
+/// Which of [`LOG_KEYS`]' columns a key fills, and its place among that column's keys.
+fn log_key(key: &str) -> Option<(usize, usize)> {
+    Some(match key {
+        "ts" => (0, 0),
+        "timestamp" => (0, 1),
+        "@timestamp" => (0, 2),
+        "time" => (0, 3),
+        "service" => (1, 0),
+        "service.name" => (1, 1),
+        "app" => (1, 2),
+        "host" => (2, 0),
+        "hostname" => (2, 1),
+        "host.name" => (2, 2),
+        "message" => (3, 0),
+        "msg" => (3, 1),
+        "log" => (3, 2),
+        "body" => (3, 3),
+        "trace_id" => (4, 0),
+        "traceId" => (4, 1),
+        "trace.id" => (4, 2),
+        "level" => (5, 0),
+        "severity" => (5, 1),
+        "lvl" => (5, 2),
+        _ => return None,
+    })
+}
+
 pub fn log<'a>(mut o: Obj<'a>, ctx: &Context) -> Result<LogRow<'a>, DecodeError> {
-    let ts = event_time(&mut o, TS, ctx)?;
-    let service = take_text(&mut o, &["service", "service.name", "app"])?;
-    let host = take_text(&mut o, &["host", "hostname", "host.name"])?;
-    let message = take_text(&mut o, &["message", "msg", "log", "body"])?
-        .ok_or(DecodeError::Missing("message (or msg, log, body)"))?;
-    let trace_id = take_text(&mut o, &["trace_id", "traceId", "trace.id"])?;
-    let level_raw = take_text(&mut o, &["level", "severity", "lvl"])?;
+    // the six columns' pairs found in one pass, then taken in this order, so that the
+    // first error is the one taking them in turn gave (an object's other keys, put back
+    // into `o` as attributes, go after its pairs: they move none of those found)
+    let found = o.find_fields::<6>(log_key);
+    let take = |o: &mut Obj<'a>, f: usize| found[f].map(|at| (LOG_KEYS[f][at.key], o.take_found(at)));
+    let ts = time_of(take(&mut o, 0), ctx)?;
+    let taken = take(&mut o, 1);
+    let service = text_of(&mut o, taken)?;
+    let taken = take(&mut o, 2);
+    let host = text_of(&mut o, taken)?;
+    let taken = take(&mut o, 3);
+    let message = text_of(&mut o, taken)?.ok_or(DecodeError::Missing("message (or msg, log, body)"))?;
+    let taken = take(&mut o, 4);
+    let trace_id = text_of(&mut o, taken)?;
+    let taken = take(&mut o, 5);
+    let level_raw = text_of(&mut o, taken)?;
     let (level, unknown_level) = level_of(level_raw);
     let attrs = ctx.attrs(|| {
         let mut attrs = rest(o);
@@ -307,6 +372,46 @@ mod tests {
         assert_eq!(r.level, Level::Warn);
         assert_eq!(r.message, "hi");
         assert_eq!(r.attrs, vec![("n".into(), "3".into()), ("thread".into(), "t-1".into())]);
+    }
+
+    /// One pass finds what taking each column's keys in turn finds, leaving the same
+    /// pairs: with several keys of a column present, in any order, null, or nested.
+    #[test]
+    fn log_columns_are_taken_in_one_pass_as_in_turn() {
+        for (f, keys) in LOG_KEYS.iter().enumerate() {
+            for (rank, k) in keys.iter().enumerate() {
+                assert_eq!(log_key(k), Some((f, rank)), "{k}");
+            }
+        }
+        for k in ["Message", "ts ", "", "service.version", "attrs", "levels"] {
+            assert_eq!(log_key(k), None, "{k}");
+        }
+        let left = |o: Obj| {
+            let mut pairs: Vec<(String, String)> = o
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            pairs.sort();
+            pairs
+        };
+        for text in [
+            r#"{"ts":1,"service":"a","host":"h","message":"m","trace_id":"t","level":"INFO","x":1}"#,
+            r#"{"msg":"second","x":"y","message":"first","time":5,"ts":6,"lvl":"debug","severity":"error"}"#,
+            r#"{"message":null,"msg":"m","service":null,"app":"a","service.name":"s","log":"l","body":"b"}"#,
+            r#"{"host":{"name":"h","zone":"z"},"hostname":"h2","host.name":"h3","traceId":"t2","trace.id":"t3"}"#,
+            r#"{"a":1,"b":true,"c":null}"#,
+            r#"{}"#,
+        ] {
+            let mut one = obj(text);
+            let found = one.find_fields::<6>(log_key);
+            let mut each = obj(text);
+            for (f, keys) in LOG_KEYS.iter().enumerate() {
+                let taken = found[f].map(|at| (keys[at.key], one.take_found(at)));
+                assert_eq!(taken, take(&mut each, keys), "{text}: column {f}");
+            }
+            assert_eq!(left(one), left(each), "{text}");
+        }
     }
 
     #[test]

@@ -475,7 +475,11 @@ fn sniff_event(o: &value::Map) -> Encoding {
 }
 
 fn json_logs<'a>(p: &'a [u8], ctx: &Context, out: &mut Rows<'a>) -> Result<(), DecodeError> {
-    push_all(&mut out.logs, json::objects(p)?.into_iter().map(|o| json::log(o, ctx)))
+    // the common record, one flat object, without a list of one around it
+    match flat::object(p) {
+        Some(o) => json::log(o, ctx).map(|row| out.logs.push(row)),
+        None => push_all(&mut out.logs, json::parsed(p)?.into_iter().map(|o| json::log(o, ctx))),
+    }
 }
 
 fn json_metrics<'a>(p: &'a [u8], ctx: &Context, out: &mut Rows<'a>) -> Result<(), DecodeError> {

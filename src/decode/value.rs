@@ -26,6 +26,13 @@ pub enum Value<'a> {
     Object(Map<'a>),
 }
 
+/// A field's pair in a [`Map`], and the place of its key among the field's keys.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Found {
+    pub key: usize,
+    pair: usize,
+}
+
 /// A JSON object: its pairs in the order they came.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Map<'a>(Vec<(Cow<'a, str>, Value<'a>)>);
@@ -80,6 +87,29 @@ impl<'a> Map<'a> {
     pub fn remove(&mut self, key: &str) -> Option<Value<'a>> {
         let i = self.0.iter().position(|(k, _)| k == key)?;
         Some(self.0.swap_remove(i).1)
+    }
+
+    /// Where each of `N` fields is: the pair of its most preferred key that is present
+    /// and not null, and that key's place among the field's keys. `field` says which field
+    /// a key fills and its place. One pass over the pairs, one `match` each, where taking
+    /// the fields by their keys in turn searched the object once per key tried.
+    pub fn find_fields<const N: usize>(&self, field: impl Fn(&str) -> Option<(usize, usize)>) -> [Option<Found>; N] {
+        let mut best: [Option<Found>; N] = [None; N];
+        for (pair, (k, v)) in self.0.iter().enumerate() {
+            if let Some((f, key)) = field(k).filter(|_| !v.is_null()) {
+                if best[f].is_none_or(|b| key < b.key) {
+                    best[f] = Some(Found { key, pair });
+                }
+            }
+        }
+        best
+    }
+
+    /// Takes the value of a pair [`Map::find_fields`] found, leaving null in its place
+    /// (which nothing reads: null values are dropped with the leftovers), so that the
+    /// other pairs found stay where they were.
+    pub fn take_found(&mut self, found: Found) -> Value<'a> {
+        std::mem::replace(&mut self.0[found.pair].1, Value::Null)
     }
 
     /// Sets a key: in its old place if it is there, else last.
