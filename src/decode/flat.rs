@@ -18,13 +18,17 @@ use super::value::{Map, Value};
 
 /// The payload as one flat object, or `None` when it is anything else.
 pub fn object(payload: &[u8]) -> Option<Map<'_>> {
+    object_of(std::str::from_utf8(payload).ok()?)
+}
+
+/// [`object`] of a payload already checked as UTF-8.
+pub fn object_of(s: &str) -> Option<Map<'_>> {
+    let b = s.as_bytes();
     // escapes and control characters (also pretty-printing's line breaks) are serde's
     // (a fold, not `any`: without the early exit it runs 32 bytes at a time)
-    if payload.iter().fold(false, |hit, &c| hit | (c < 0x20) | (c == b'\\')) {
+    if b.iter().fold(false, |hit, &c| hit | (c < 0x20) | (c == b'\\')) {
         return None;
     }
-    let s = std::str::from_utf8(payload).ok()?;
-    let b = s.as_bytes();
     let mut i = expect(b, skip_ws(b, 0), b'{')?;
     let mut pairs = Vec::with_capacity(8);
     i = skip_ws(b, i);

@@ -392,23 +392,34 @@ impl Decoder {
         }
         let cfg = self.cfg.stream(r.stream);
         let ctx = Context { record: r, cfg };
-        if let Some(decoded) = otlp_payload(r, cfg.encoding, &ctx, out) {
+        // Every encoding but OTLP's protobuf is text, and a record is checked as UTF-8
+        // once, here (trimming ASCII spaces changes nothing to that): `auto` asks it to
+        // tell protobuf from text, the text encodings read what was checked. Failing, it
+        // is said plainly rather than as a parse error, except for JSON-like records,
+        // which `serde_json` reads and words the error for (`json::parsed`).
+        let p = trim(&r.payload);
+        let checked = (cfg.encoding != Encoding::Otlp).then(|| std::str::from_utf8(p));
+        let utf8 = checked.map(|c| c.is_ok());
+        if let Some(decoded) = otlp_payload(r, cfg.encoding, utf8, &ctx, out) {
             return decoded;
         }
-        let p = trim(&r.payload);
         if p.is_empty() {
             return Err(DecodeError::Invalid("empty record".into()));
         }
-        // Every encoding is text; say so plainly rather than as a parse error (JSON that
-        // parses is UTF-8, and JSON that does not is checked then: `json::objects`). A
-        // record is checked once: `as_text` gives what was checked, or checks a JSON-like
-        // record that an encoding reads as text.
         let json_like = p[0] == b'{' || p[0] == b'[';
-        let checked = if json_like { None } else { Some(text(p)?) };
-        let as_text = || checked.map_or_else(|| text(p), Ok);
+        let as_text = || match checked {
+            Some(c) => c.map_err(|e| DecodeError::Utf8(e.valid_up_to())),
+            None => text(p),
+        };
+        if !json_like {
+            as_text()?;
+        }
+        let json_text = checked.and_then(Result::ok);
         match (r.stream, cfg.encoding) {
-            (Stream::Logs, Encoding::Json) => json_logs(p, &ctx, out),
-            (Stream::Logs, Encoding::Auto) if json_like => json_logs(p, &ctx, out),
+            (Stream::Logs, Encoding::Json) => json_rows(p, json_text, &mut out.logs, |o| json::log(o, &ctx)),
+            (Stream::Logs, Encoding::Auto) if json_like => {
+                json_rows(p, json_text, &mut out.logs, |o| json::log(o, &ctx))
+            }
             (Stream::Logs, Encoding::Logfmt) => logfmt::log(as_text()?, &ctx).map(|row| out.logs.push(row)),
             (Stream::Logs, Encoding::Line) => {
                 line::log(as_text()?, cfg.line_format.as_ref(), &ctx).map(|row| out.logs.push(row))
@@ -421,8 +432,10 @@ impl Decoder {
                     line::log(s, cfg.line_format.as_ref(), &ctx).map(|row| out.logs.push(row))
                 }
             }
-            (Stream::Metrics, Encoding::Json) => json_metrics(p, &ctx, out),
-            (Stream::Metrics, Encoding::Auto) if json_like => json_metrics(p, &ctx, out),
+            (Stream::Metrics, Encoding::Json) => json_rows(p, json_text, &mut out.metrics, |o| json::metric(o, &ctx)),
+            (Stream::Metrics, Encoding::Auto) if json_like => {
+                json_rows(p, json_text, &mut out.metrics, |o| json::metric(o, &ctx))
+            }
             (Stream::Metrics, Encoding::Influx) => extend(&mut out.metrics, influx::decode(as_text()?, &ctx)?),
             (Stream::Metrics, Encoding::Prometheus) => extend(&mut out.metrics, prometheus::decode(as_text()?, &ctx)?),
             (Stream::Metrics, Encoding::Auto) => {
@@ -474,19 +487,18 @@ fn sniff_event(o: &value::Map) -> Encoding {
     }
 }
 
-fn json_logs<'a>(p: &'a [u8], ctx: &Context, out: &mut Rows<'a>) -> Result<(), DecodeError> {
-    // the common record, one flat object, without a list of one around it
-    match flat::object(p) {
-        Some(o) => json::log(o, ctx).map(|row| out.logs.push(row)),
-        None => push_all(&mut out.logs, json::parsed(p)?.into_iter().map(|o| json::log(o, ctx))),
+/// A JSON record's rows, `row` reading each object; `text` is the payload when it is
+/// UTF-8. The common record, one flat object, is read without a list of one around it.
+fn json_rows<'a, T>(
+    p: &'a [u8],
+    text: Option<&'a str>,
+    rows: &mut Vec<T>,
+    row: impl Fn(value::Map<'a>) -> Result<T, DecodeError>,
+) -> Result<(), DecodeError> {
+    match text.and_then(flat::object_of) {
+        Some(o) => row(o).map(|r| rows.push(r)),
+        None => push_all(rows, json::parsed(p)?.into_iter().map(row)),
     }
-}
-
-fn json_metrics<'a>(p: &'a [u8], ctx: &Context, out: &mut Rows<'a>) -> Result<(), DecodeError> {
-    push_all(
-        &mut out.metrics,
-        json::objects(p)?.into_iter().map(|o| json::metric(o, ctx)),
-    )
 }
 
 /// Appends a record's rows as they decode; at the first that fails, takes back those
@@ -512,7 +524,14 @@ fn push_all<T>(out: &mut Vec<T>, rows: impl Iterator<Item = Result<T, DecodeErro
 /// the payload is not text or starts like an OTLP request (field 1, length-delimited)
 /// and decodes as one; OTLP JSON when the stream says `otlp_json`, or (with `auto`) when
 /// a JSON object starts with `resourceLogs` / `resourceMetrics`. `None`: not OTLP.
-fn otlp_payload(r: &RawRecord, enc: Encoding, ctx: &Context, out: &mut Rows<'_>) -> Option<Result<(), DecodeError>> {
+/// `utf8`: whether the payload is UTF-8, when it was checked (with any encoding but `otlp`).
+fn otlp_payload(
+    r: &RawRecord,
+    enc: Encoding,
+    utf8: Option<bool>,
+    ctx: &Context,
+    out: &mut Rows<'_>,
+) -> Option<Result<(), DecodeError>> {
     let p = r.payload.as_slice();
     let (logs, key) = match r.stream {
         Stream::Logs => (true, "\"resourceLogs\""),
@@ -523,7 +542,7 @@ fn otlp_payload(r: &RawRecord, enc: Encoding, ctx: &Context, out: &mut Rows<'_>)
         Encoding::OtlpJson => true,
         Encoding::Otlp => false,
         Encoding::Auto if otlp::is_json(trim(p), key) => true,
-        Encoding::Auto if p.first() == Some(&0x0a) || std::str::from_utf8(p).is_err() => {
+        Encoding::Auto if p.first() == Some(&0x0a) || utf8 == Some(false) => {
             // a guess: only a request that decodes into records is taken as OTLP
             let rows = if logs {
                 otlp::decode_logs(p)
