@@ -760,7 +760,7 @@ mod tests {
     }
 
     /// Records with and without headers, with an empty list of them, with an empty and a
-    /// null payload, read back from the embedded broker: only a record that has no
+    /// null payload, uncompressed and compressed, read back from the embedded broker: only a record that has no
     /// headers is ever said to have none, and the check does say so for a plain record
     /// (librdkafka's mock broker writes v2 batches with a leader epoch, as Kafka does).
     #[test]
@@ -770,33 +770,45 @@ mod tests {
         type Hs = &'static [(&'static str, Option<&'static [u8]>)];
         /// Payload, headers sent, and whether the record may have headers.
         type Case = (Option<&'static [u8]>, Option<Hs>, bool);
+        // long and alike, so that a batch of them compresses
+        const PLAIN: &[u8] = b"a plain record, a plain record, a plain record, a plain record, a plain record";
         let cases: [Case; 7] = [
-            (Some(b"plain"), None, false),
+            (Some(PLAIN), None, false),
             (Some(b"one"), Some(&[("k", Some(b"v"))]), true),
             (Some(b"listed, none"), Some(&[]), false),
-            (Some(b"two"), Some(&[("a", Some(b"")), ("b", None)]), true),
+            (Some(PLAIN), Some(&[("a", Some(b"")), ("b", None)]), true),
             (Some(b""), Some(&[("e", Some(b"1"))]), true),
             (Some(b""), None, true),
             (None, Some(&[("n", Some(b"x"))]), true),
         ];
-        let broker = crate::source::embedded::EmbeddedBroker::start(&["in"], 1).unwrap();
+        // as sent, and compressed: then the records lie in the batch's decompressed copy
+        let topics = [("in", "none"), ("in-lz4", "lz4")];
+        let broker = crate::source::embedded::EmbeddedBroker::start(&["in", "in-lz4"], 1).unwrap();
         let mut client = ClientConfig::new();
         client.set("bootstrap.servers", broker.bootstrap_servers());
-        let producer: BaseProducer = client.create().unwrap();
-        for (payload, headers, _) in cases {
-            let mut record = BaseRecord::<[u8], [u8]>::to("in");
-            if let Some(p) = payload {
-                record = record.payload(p);
+        for (topic, compression) in topics {
+            // one batch: compressed whole
+            let producer: BaseProducer = client
+                .clone()
+                .set("compression.type", compression)
+                .set("linger.ms", "100")
+                .create()
+                .unwrap();
+            for (payload, headers, _) in cases {
+                let mut record = BaseRecord::<[u8], [u8]>::to(topic);
+                if let Some(p) = payload {
+                    record = record.payload(p);
+                }
+                if let Some(hs) = headers {
+                    let all = hs.iter().fold(OwnedHeaders::new(), |all, &(key, value)| {
+                        all.insert(Header { key, value })
+                    });
+                    record = record.headers(all);
+                }
+                producer.send(record).map_err(|(e, _)| e).unwrap();
             }
-            if let Some(hs) = headers {
-                let all = hs.iter().fold(OwnedHeaders::new(), |all, &(key, value)| {
-                    all.insert(Header { key, value })
-                });
-                record = record.headers(all);
-            }
-            producer.send(record).map_err(|(e, _)| e).unwrap();
+            producer.flush(Duration::from_secs(10)).unwrap();
         }
-        producer.flush(Duration::from_secs(10)).unwrap();
 
         let consumer: BaseConsumer = client
             .clone()
@@ -804,15 +816,16 @@ mod tests {
             .set("auto.offset.reset", "earliest")
             .create()
             .unwrap();
-        consumer.subscribe(&["in"]).unwrap();
+        consumer.subscribe(&["in", "in-lz4"]).unwrap();
         let mut seen = 0;
         for _ in 0..200 {
             let Some(m) = consumer.poll(Duration::from_millis(100)) else {
                 continue;
             };
             let m = m.unwrap();
+            let at = format!("{} record {}", m.topic(), m.offset());
             let (payload, sent, may) = cases[m.offset() as usize];
-            assert_eq!(m.payload(), payload);
+            assert_eq!(m.payload(), payload, "{at}");
             let got: Vec<(String, Option<Vec<u8>>)> = m.headers().map_or_else(Vec::new, |h| {
                 h.iter()
                     .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
@@ -823,14 +836,14 @@ mod tests {
                 .iter()
                 .map(|&(k, v)| (k.to_string(), v.map(<[u8]>::to_vec)))
                 .collect();
-            assert_eq!(got, want, "record {}", m.offset());
-            assert_eq!(may_have_headers(&m), may, "record {}", m.offset());
+            assert_eq!(got, want, "{at}");
+            assert_eq!(may_have_headers(&m), may, "{at}");
             seen += 1;
-            if seen == cases.len() {
+            if seen == topics.len() * cases.len() {
                 return;
             }
         }
-        panic!("read {seen} of {} records", cases.len());
+        panic!("read {seen} of {} records", topics.len() * cases.len());
     }
 
     /// Runs of a partition, interleaved partitions and topics sharing a partition
