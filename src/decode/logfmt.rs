@@ -23,31 +23,21 @@ pub fn looks_like(s: &str) -> bool {
 }
 
 /// Splits a logfmt line into pairs, each handed to `push` as it is split, borrowing
-/// from the line what needs no unescaping. It goes a byte at a time and decodes only
-/// what is not ASCII (Unicode spaces separate too): char by char through a peekable
-/// iterator, splitting cost a logfmt record as much as the JSON parse cost a JSON one.
+/// from the line what needs no unescaping. It goes a byte at a time through a table of
+/// byte classes and decodes only what is not ASCII (Unicode spaces separate too): char
+/// by char through a peekable iterator, splitting cost a logfmt record as much as the
+/// JSON parse cost a JSON one.
 fn pairs<'a>(s: &'a str, mut push: impl FnMut(Cow<'a, str>, Cow<'a, str>)) -> Result<(), DecodeError> {
     let b = s.as_bytes();
     let mut i = 0;
-    // past the characters from `i` that are (`true`) or are not whitespace, stopping
-    // also at `stop`
-    let skip = |mut i: usize, white: bool, stop: Option<u8>| {
-        while i < b.len() && Some(b[i]) != stop {
-            let (is_white, len) = char_at(s, i);
-            if is_white != white {
-                break;
-            }
-            i += len;
-        }
-        i
-    };
+    let skip = |i: usize, white: bool, at_equals: bool| skip(s, i, white, at_equals);
     loop {
-        i = skip(i, true, None);
+        i = skip(i, true, false);
         if i == b.len() {
             break;
         }
         let start = i;
-        i = skip(i, false, Some(b'='));
+        i = skip(i, false, true);
         let key = &s[start..i];
         if key.is_empty() {
             return Err(DecodeError::Invalid(format!("logfmt: empty key at byte {start}")));
@@ -72,7 +62,7 @@ fn pairs<'a>(s: &'a str, mut push: impl FnMut(Cow<'a, str>, Cow<'a, str>)) -> Re
             }
         } else {
             let from = i + 1;
-            i = skip(from, false, None);
+            i = skip(from, false, false);
             Cow::Borrowed(&s[from..i])
         };
         push(Cow::Borrowed(key), value);
@@ -80,15 +70,52 @@ fn pairs<'a>(s: &'a str, mut push: impl FnMut(Cow<'a, str>, Cow<'a, str>)) -> Re
     Ok(())
 }
 
-/// Whether the character at byte `i` (a character boundary) is whitespace, and its
-/// length.
-fn char_at(s: &str, i: usize) -> (bool, usize) {
-    let c = s.as_bytes()[i];
-    if c.is_ascii() {
-        return (matches!(c, b' ' | b'\t' | b'\n' | b'\x0B' | b'\x0C' | b'\r'), 1);
+/// Byte classes: ASCII whitespace, `=`, the other ASCII characters, and the bytes of
+/// wider characters.
+const SPACE: u8 = 1;
+const EQUALS: u8 = 2;
+const OTHER: u8 = 4;
+const WIDE: u8 = 8;
+static CLASS: [u8; 256] = {
+    let mut t = [WIDE; 256];
+    let mut c = 0;
+    while c < 0x80 {
+        t[c] = match c as u8 {
+            b' ' | b'\t' | b'\n' | b'\x0B' | b'\x0C' | b'\r' => SPACE,
+            b'=' => EQUALS,
+            _ => OTHER,
+        };
+        c += 1;
     }
-    let c = s[i..].chars().next().expect("a character boundary");
-    (c.is_whitespace(), c.len_utf8())
+    t
+};
+
+/// Past the characters of `s` from byte `i` (a character boundary) that are whitespace
+/// (`white`) or are not, stopping also at `=` when `at_equals`.
+fn skip(s: &str, mut i: usize, white: bool, at_equals: bool) -> usize {
+    let b = s.as_bytes();
+    // the ASCII classes that end the run
+    let ends = match (white, at_equals) {
+        (true, _) => EQUALS | OTHER,
+        (false, true) => SPACE | EQUALS,
+        (false, false) => SPACE,
+    };
+    while let Some(&c) = b.get(i) {
+        let class = CLASS[c as usize];
+        if class & ends != 0 {
+            break;
+        }
+        if class == WIDE {
+            let ch = s[i..].chars().next().expect("a character boundary");
+            if ch.is_whitespace() != white {
+                break;
+            }
+            i += ch.len_utf8();
+        } else {
+            i += 1;
+        }
+    }
+    i
 }
 
 pub fn log<'a>(s: &'a str, ctx: &Context) -> Result<LogRow<'a>, DecodeError> {
