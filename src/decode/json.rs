@@ -204,17 +204,16 @@ pub fn log<'a>(mut o: Obj<'a>, ctx: &Context) -> Result<LogRow<'a>, DecodeError>
     // into `o` as attributes, go after its pairs: they move none of those found)
     let found = o.find_fields::<6>(log_key);
     let take = |o: &mut Obj<'a>, f: usize| found[f].map(|at| (LOG_KEYS[f][at.key], o.take_found(at)));
+    let text = |o: &mut Obj<'a>, f: usize| {
+        let taken = take(o, f);
+        text_of(o, taken)
+    };
     let ts = time_of(take(&mut o, 0), ctx)?;
-    let taken = take(&mut o, 1);
-    let service = text_of(&mut o, taken)?;
-    let taken = take(&mut o, 2);
-    let host = text_of(&mut o, taken)?;
-    let taken = take(&mut o, 3);
-    let message = text_of(&mut o, taken)?.ok_or(DecodeError::Missing("message (or msg, log, body)"))?;
-    let taken = take(&mut o, 4);
-    let trace_id = text_of(&mut o, taken)?;
-    let taken = take(&mut o, 5);
-    let level_raw = text_of(&mut o, taken)?;
+    let service = text(&mut o, 1)?;
+    let host = text(&mut o, 2)?;
+    let message = text(&mut o, 3)?.ok_or(DecodeError::Missing("message (or msg, log, body)"))?;
+    let trace_id = text(&mut o, 4)?;
+    let level_raw = text(&mut o, 5)?;
     let (level, unknown_level) = level_of(level_raw);
     let attrs = ctx.attrs(|| {
         let mut attrs = rest(o);

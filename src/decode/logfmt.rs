@@ -23,21 +23,20 @@ pub fn looks_like(s: &str) -> bool {
 }
 
 /// Splits a logfmt line into pairs, each handed to `push` as it is split, borrowing
-/// from the line what needs no unescaping. It goes a byte at a time through a table of
-/// byte classes and decodes only what is not ASCII (Unicode spaces separate too): char
-/// by char through a peekable iterator, splitting cost a logfmt record as much as the
-/// JSON parse cost a JSON one.
+/// from the line what needs no unescaping. It goes a byte at a time ([`skip`]) and
+/// decodes only what is not ASCII (Unicode spaces separate too): char by char through a
+/// peekable iterator, splitting had cost a logfmt record as much as the JSON parse cost
+/// a JSON one.
 fn pairs<'a>(s: &'a str, mut push: impl FnMut(Cow<'a, str>, Cow<'a, str>)) -> Result<(), DecodeError> {
     let b = s.as_bytes();
     let mut i = 0;
-    let skip = |i: usize, white: bool, at_equals: bool| skip(s, i, white, at_equals);
     loop {
-        i = skip(i, true, false);
+        i = skip(s, i, true, false);
         if i == b.len() {
             break;
         }
         let start = i;
-        i = skip(i, false, true);
+        i = skip(s, i, false, true);
         let key = &s[start..i];
         if key.is_empty() {
             return Err(DecodeError::Invalid(format!("logfmt: empty key at byte {start}")));
@@ -62,7 +61,7 @@ fn pairs<'a>(s: &'a str, mut push: impl FnMut(Cow<'a, str>, Cow<'a, str>)) -> Re
             }
         } else {
             let from = i + 1;
-            i = skip(from, false, false);
+            i = skip(s, from, false, false);
             Cow::Borrowed(&s[from..i])
         };
         push(Cow::Borrowed(key), value);
@@ -91,7 +90,8 @@ static CLASS: [u8; 256] = {
 };
 
 /// Past the characters of `s` from byte `i` (a character boundary) that are whitespace
-/// (`white`) or are not, stopping also at `=` when `at_equals`.
+/// (`white`) or are not, stopping also at `=` when `at_equals`. ASCII bytes go through
+/// [`CLASS`], one lookup each; only wider characters are decoded.
 fn skip(s: &str, mut i: usize, white: bool, at_equals: bool) -> usize {
     let b = s.as_bytes();
     // the ASCII classes that end the run

@@ -399,22 +399,20 @@ impl Decoder {
         // which `serde_json` reads and words the error for (`json::parsed`).
         let p = trim(&r.payload);
         let checked = (cfg.encoding != Encoding::Otlp).then(|| std::str::from_utf8(p));
-        let utf8 = checked.map(|c| c.is_ok());
-        if let Some(decoded) = otlp_payload(r, cfg.encoding, utf8, &ctx, out) {
+        if let Some(decoded) = otlp_payload(r, cfg.encoding, checked.map(|c| c.is_ok()), &ctx, out) {
             return decoded;
         }
+        // with `otlp`, only an event is left here (`otlp_payload` took logs and metrics)
+        let checked = checked.unwrap_or_else(|| std::str::from_utf8(p));
         if p.is_empty() {
             return Err(DecodeError::Invalid("empty record".into()));
         }
         let json_like = p[0] == b'{' || p[0] == b'[';
-        let as_text = || match checked {
-            Some(c) => c.map_err(|e| DecodeError::Utf8(e.valid_up_to())),
-            None => text(p),
-        };
+        let as_text = || checked.map_err(|e| DecodeError::Utf8(e.valid_up_to()));
         if !json_like {
             as_text()?;
         }
-        let json_text = checked.and_then(Result::ok);
+        let json_text = checked.ok();
         match (r.stream, cfg.encoding) {
             (Stream::Logs, Encoding::Json) => json_rows(p, json_text, &mut out.logs, |o| json::log(o, &ctx)),
             (Stream::Logs, Encoding::Auto) if json_like => {
@@ -605,10 +603,6 @@ fn read_quoted<'a>(s: &'a str, from: usize, it: &mut impl Iterator<Item = (usize
         }
     }
     None
-}
-
-fn text(p: &[u8]) -> Result<&str, DecodeError> {
-    std::str::from_utf8(p).map_err(|e| DecodeError::Utf8(e.valid_up_to()))
 }
 
 fn trim(p: &[u8]) -> &[u8] {

@@ -21,12 +21,12 @@ use super::miner::{Miner, Prehashed, TemplateChange};
 pub type SharedMiner = Arc<Mutex<Miner>>;
 
 /// Fills the template columns of a logs batch; returns it with the changes to the set of
-/// templates that mining it made. Without `params` (no SQL reads them), each message's
+/// templates that mining it made. Without `with_params` (no SQL reads them), each message's
 /// list of parameters is left empty instead of cut out of it.
 pub fn enrich(
     miner: &mut Miner,
     logs: &RecordBatch,
-    params: bool,
+    with_params: bool,
 ) -> Result<(RecordBatch, Vec<TemplateChange>), ArrowError> {
     let schema = logs.schema();
     let message = logs
@@ -36,7 +36,6 @@ pub fn enrich(
     let n = logs.num_rows();
     let mut ids = StringBuilder::with_capacity(n, n * 16);
     let mut texts = StringBuilder::with_capacity(n, n * 48);
-    let with_params = params;
     let mut params = ListBuilder::new(StringBuilder::new());
     // Rendered once per template per batch.
     let mut rendered: HashMap<u64, (String, String), BuildHasherDefault<Prehashed>> = HashMap::default();

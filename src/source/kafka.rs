@@ -760,9 +760,10 @@ mod tests {
     }
 
     /// Records with and without headers, with an empty list of them, with an empty and a
-    /// null payload, uncompressed and compressed, read back from the embedded broker: only a record that has no
-    /// headers is ever said to have none, and the check does say so for a plain record
-    /// (librdkafka's mock broker writes v2 batches with a leader epoch, as Kafka does).
+    /// null payload, uncompressed and compressed, read back from the embedded broker:
+    /// only a record that has no headers is ever said to have none, and the check does
+    /// say so for a plain record (librdkafka's mock broker writes v2 batches with a
+    /// leader epoch, as Kafka does).
     #[test]
     fn a_record_is_said_to_have_no_headers_only_when_it_has_none() {
         use rdkafka::message::{Header, OwnedHeaders};
